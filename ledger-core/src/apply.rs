@@ -140,13 +140,23 @@ pub enum Rejection {
         block_timestamp_ms: u64,
     },
     /// 15. The lock was already claimed or refunded (HtlcClaim, HtlcRefund).
-    #[error("lock {lock_id} is already settled")]
+    #[error("lock {lock_id} is already settled ({settled:?})")]
     AlreadySettled {
         /// The lock.
         lock_id: LockId,
         /// How it settled.
-        status: HtlcStatus,
+        settled: Settled,
     },
+}
+
+/// How a settled HTLC settled, as reported in [`Rejection::AlreadySettled`]
+/// (the preimage itself is in the lock's [`HtlcStatus`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Settled {
+    /// Paid to the recipient.
+    Claimed,
+    /// Returned to the sender.
+    Refunded,
 }
 
 /// What became of one transaction of a batch.
@@ -512,11 +522,8 @@ fn claim(
             block_timestamp_ms: now_ms,
         }));
     }
-    if htlc.status != HtlcStatus::Locked {
-        return Ok(Err(Rejection::AlreadySettled {
-            lock_id,
-            status: htlc.status,
-        }));
+    if let Some(settled) = settled(&htlc) {
+        return Ok(Err(Rejection::AlreadySettled { lock_id, settled }));
     }
     let Some(balance) = snapshot
         .balance(htlc.recipient, htlc.asset)?
@@ -530,6 +537,14 @@ fn claim(
         ..htlc
     }));
     Ok(Ok(()))
+}
+
+fn settled(htlc: &Htlc) -> Option<Settled> {
+    match htlc.status {
+        HtlcStatus::Locked => None,
+        HtlcStatus::Claimed { .. } => Some(Settled::Claimed),
+        HtlcStatus::Refunded => Some(Settled::Refunded),
+    }
 }
 
 fn refund(
@@ -547,11 +562,8 @@ fn refund(
             block_timestamp_ms: now_ms,
         }));
     }
-    if htlc.status != HtlcStatus::Locked {
-        return Ok(Err(Rejection::AlreadySettled {
-            lock_id,
-            status: htlc.status,
-        }));
+    if let Some(settled) = settled(&htlc) {
+        return Ok(Err(Rejection::AlreadySettled { lock_id, settled }));
     }
     let Some(balance) = snapshot
         .balance(htlc.sender, htlc.asset)?

@@ -26,10 +26,6 @@
 //! Truncation at the end of an export cannot be seen from inside it: compare
 //! the summary's tip with a block hash obtained independently.
 
-// A fault ends verification, so its size never costs anything on a hot
-// path; boxing it would only make matching on it clumsier for callers.
-#![allow(clippy::result_large_err)]
-
 use crate::apply::{BlockContext, Outcome, Rejection, apply_batch};
 use crate::block::{Block, BlockHeader, ChainTip, SignedBlockHeader};
 use crate::merkle::{MerkleTree, verify_inclusion};
