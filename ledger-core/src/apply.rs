@@ -93,8 +93,10 @@ pub enum Rejection {
     /// 7. The amount is zero (Issue, Burn, Transfer, HtlcLock).
     #[error("amount must be greater than zero")]
     ZeroAmount,
-    /// 8. A supply, balance or nonce would exceed its type (Issue; in theory
-    ///    any credit, which the supply invariant rules out).
+    /// 8. A supply or balance would exceed 2^128-1 (Issue; in theory any
+    ///    credit, which the supply invariant rules out); also reported, after
+    ///    every other check has passed, when the sender's nonce 2^64-1 was
+    ///    used and no next nonce exists.
     #[error("amount would overflow a supply, balance or nonce")]
     Overflow,
     /// 9. The lock's expiry is not after the block time (HtlcLock).
@@ -290,11 +292,6 @@ fn check(
             actual: tx.nonce,
         }));
     }
-    let Some(next_nonce) = expected.checked_add(1) else {
-        return Ok(Err(Rejection::Overflow));
-    };
-    writes.push(Write::Nonce(tx.from, next_nonce));
-
     let now_ms = context.timestamp_ms;
     let result = match &tx.body {
         TxBody::RegisterAsset { code, scale } => {
@@ -344,6 +341,15 @@ fn check(
         TxBody::HtlcRefund { lock_id } => refund(snapshot, *lock_id, now_ms, writes)?,
         TxBody::Anchor { .. } => Ok(()),
     };
+    if result.is_ok() {
+        // Checked last: only an account that used nonce 2^64-1 is exhausted,
+        // and every other rule has had its say by then.
+        let Some(next_nonce) = expected.checked_add(1) else {
+            writes.clear();
+            return Ok(Err(Rejection::Overflow));
+        };
+        writes.push(Write::Nonce(tx.from, next_nonce));
+    }
     Ok(result)
 }
 

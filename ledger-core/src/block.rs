@@ -140,6 +140,12 @@ pub enum SealError {
     /// A block holds at most `u32::MAX` transactions.
     #[error("a block holds at most 2^32-1 transactions")]
     TooManyTransactions,
+    /// A transaction of another chain cannot be sealed into this one.
+    #[error("transaction {transaction} is of another chain")]
+    WrongChain {
+        /// The transaction.
+        transaction: TxHash,
+    },
     /// Block time may not go backwards.
     #[error("block timestamp {timestamp_ms} is before the previous block's {previous_ms}")]
     TimestampRegressed {
@@ -150,20 +156,31 @@ pub enum SealError {
     },
 }
 
-/// Seals the next block after `tip` over `transactions` (already applied, in
-/// order) and signs it with the block key. Returns the block and the Merkle
-/// tree, from which the inclusion proof of every transaction is cut.
+/// Seals the next block after `tip` over `transactions` and signs it with
+/// the block key. `context` must be the one the transactions were applied
+/// with (by [`crate::apply_batch`]), and `transactions` exactly those that
+/// applied, in order: the block's timestamp is the time they were judged at,
+/// so a verifier replaying the block reaches the same outcomes. Returns the
+/// block and the Merkle tree, from which every inclusion proof is cut.
 pub fn seal_block(
-    chain_id: ChainId,
+    context: &crate::apply::BlockContext,
     tip: &ChainTip,
-    timestamp_ms: u64,
     transactions: &[VerifiedTransaction],
     key: &SigningKey,
 ) -> Result<(Block, MerkleTree), SealError> {
+    let (chain_id, timestamp_ms) = (context.chain_id, context.timestamp_ms);
     if timestamp_ms < tip.last_timestamp_ms {
         return Err(SealError::TimestampRegressed {
             timestamp_ms,
             previous_ms: tip.last_timestamp_ms,
+        });
+    }
+    if let Some(tx) = transactions
+        .iter()
+        .find(|tx| tx.transaction().chain_id != chain_id)
+    {
+        return Err(SealError::WrongChain {
+            transaction: tx.hash(),
         });
     }
     let tx_count = u32::try_from(transactions.len()).map_err(|_| SealError::TooManyTransactions)?;

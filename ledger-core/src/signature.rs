@@ -65,6 +65,21 @@ impl Signature {
     pub const fn as_bytes(&self) -> &[u8; 65] {
         &self.0
     }
+
+    /// The same signature with `v` written as 27 or 28, the one form the
+    /// ledger stores and exports (0 and 1 are accepted on input only).
+    pub fn canonical(self) -> Self {
+        let mut bytes = self.0;
+        if bytes[64] < 2 {
+            bytes[64] += 27;
+        }
+        Self(bytes)
+    }
+
+    /// True when `v` is 27 or 28.
+    pub fn is_canonical(&self) -> bool {
+        matches!(self.0[64], 27 | 28)
+    }
 }
 
 impl FromStr for Signature {

@@ -328,21 +328,23 @@ impl Snapshot {
                     created.insert(verified.hash().into(), (tx.from, *recipient, *asset));
                 }
                 TxBody::HtlcClaim { lock_id, .. } | TxBody::HtlcRefund { lock_id } => {
-                    let parties = match (self.locks.get(lock_id), created.get(lock_id)) {
-                        (_, Some(parties)) => Some(*parties),
-                        (Some(Some(htlc)), None) => Some((htlc.sender, htlc.recipient, htlc.asset)),
-                        (Some(None), None) => None,
-                        (None, None) => {
+                    // The lock itself is always read from the snapshot, even
+                    // when this batch creates it: that HtlcLock may yet be
+                    // rejected, and the claim must then find "no such lock".
+                    let loaded = match self.locks.get(lock_id) {
+                        Some(loaded) => loaded
+                            .as_ref()
+                            .map(|htlc| (htlc.sender, htlc.recipient, htlc.asset)),
+                        None => {
                             missing.locks.insert(*lock_id);
                             None
                         }
                     };
-                    if let Some((sender, recipient, asset)) = parties {
-                        let payee = if matches!(tx.body, TxBody::HtlcClaim { .. }) {
-                            recipient
-                        } else {
-                            sender
-                        };
+                    let is_claim = matches!(tx.body, TxBody::HtlcClaim { .. });
+                    for (sender, recipient, asset) in
+                        loaded.into_iter().chain(created.get(lock_id).copied())
+                    {
+                        let payee = if is_claim { recipient } else { sender };
                         need_balance(payee, asset, &mut missing);
                     }
                 }

@@ -309,10 +309,19 @@ pub struct SignedTransaction {
 impl SignedTransaction {
     /// Checks that `from` signed the transaction. This is the expensive step
     /// (a public-key recovery); callers run it in parallel across a batch.
+    ///
+    /// The verified form holds the signature with `v` as 27 or 28, so the
+    /// ledger stores one encoding of every signature.
     pub fn verify(self) -> Result<VerifiedTransaction, SignatureError> {
         let hash = self.transaction.hash();
         verify_signer(hash.as_bytes(), &self.signature, self.transaction.from)?;
-        Ok(VerifiedTransaction { signed: self, hash })
+        Ok(VerifiedTransaction {
+            signed: SignedTransaction {
+                transaction: self.transaction,
+                signature: self.signature.canonical(),
+            },
+            hash,
+        })
     }
 }
 

@@ -278,10 +278,31 @@ impl ChainVerifier {
             height: header.height,
             fault,
         };
+        // Checks that hold for any block, wherever it stands.
+        let authentic = if header.chain_id != self.chain_id {
+            Err(HeaderFault::WrongChain {
+                expected: self.chain_id,
+                actual: header.chain_id,
+            })
+        } else if let Err(error) = block.header.verify_signature() {
+            Err(HeaderFault::Altered(error))
+        } else if !block.header.signature.is_canonical() {
+            // The ledger writes v as 27/28 only; another encoding was edited in.
+            Err(HeaderFault::Altered(SignatureError::RecoveryId {
+                v: block.header.signature.as_bytes()[64],
+            }))
+        } else if !self.trusted_producers.contains(&header.producer) {
+            Err(HeaderFault::UntrustedProducer {
+                producer: header.producer,
+            })
+        } else {
+            Ok(())
+        };
         if let Some(gap) = self.gap {
-            // A block is missing where `gap` was found; if it turns up now,
-            // the blocks were reordered rather than removed.
-            if header.height == gap.expected_height {
+            // A block is missing where `gap` was found; if an authentic block
+            // of the missing height turns up now, the blocks were reordered
+            // rather than removed. Nothing else is judged past the gap.
+            if authentic.is_ok() && header.height == gap.expected_height {
                 return Err(ChainFault::Header {
                     position: gap.position,
                     height: gap.found_height,
@@ -293,21 +314,7 @@ impl ChainVerifier {
             }
             return Ok(());
         }
-        if header.chain_id != self.chain_id {
-            return Err(header_fault(HeaderFault::WrongChain {
-                expected: self.chain_id,
-                actual: header.chain_id,
-            }));
-        }
-        block
-            .header
-            .verify_signature()
-            .map_err(|error| header_fault(HeaderFault::Altered(error)))?;
-        if !self.trusted_producers.contains(&header.producer) {
-            return Err(header_fault(HeaderFault::UntrustedProducer {
-                producer: header.producer,
-            }));
-        }
+        authentic.map_err(header_fault)?;
         let expected_height = self.tip.next_height;
         if header.height < expected_height {
             return Err(header_fault(HeaderFault::Inserted {
@@ -394,56 +401,84 @@ impl ChainVerifier {
 }
 
 /// Checks a block's transactions against its header; returns them verified
-/// in block order, or the position and fault of the first bad one.
+/// in block order, or the position and fault of the first bad one. Faults
+/// are judged position by position (signature, then commitment, then
+/// place), so the one reported is the first in the block.
 fn check_transactions(
     header: &BlockHeader,
     transactions: &[ProvenTransaction],
 ) -> Result<Vec<VerifiedTransaction>, (usize, TxFault)> {
-    let mut verified = Vec::with_capacity(transactions.len());
-    for (position, proven) in transactions.iter().enumerate() {
-        let tx_hash = proven.transaction.transaction.hash();
-        match proven.transaction.clone().verify() {
-            Ok(tx) => verified.push(tx),
-            Err(error) => return Err((position, TxFault::Altered { tx_hash, error })),
-        }
-    }
-    // Fast path: the list as given is exactly what the header commits to.
-    let hashes: Vec<TxHash> = verified.iter().map(VerifiedTransaction::hash).collect();
-    if u64::try_from(hashes.len()) == Ok(u64::from(header.tx_count))
-        && MerkleTree::new(&hashes).root() == header.tx_root
-    {
-        return Ok(verified);
-    }
-    // Otherwise use each transaction's own proof to find the first one out of place.
-    let proven_index: Vec<Option<u32>> = transactions
+    let hashes: Vec<TxHash> = transactions
         .iter()
-        .zip(&hashes)
-        .map(|(proven, hash)| {
+        .map(|proven| proven.transaction.transaction.hash())
+        .collect();
+    // Fast path: the list as given is exactly what the header commits to, so
+    // only the signatures remain to be checked.
+    let committed_as_given = u64::try_from(hashes.len()) == Ok(u64::from(header.tx_count))
+        && MerkleTree::new(&hashes).root() == header.tx_root;
+    // Where each transaction's own path proves it to be, if anywhere. The
+    // exported index is tried first; if it was edited, every index is tried,
+    // since a path proves one position only.
+    let proven_index = |position: usize| -> Option<u32> {
+        let proven = &transactions[position];
+        let proves = |index: u32| {
             verify_inclusion(
-                hash,
-                u64::from(proven.index),
+                &hashes[position],
+                u64::from(index),
                 u64::from(header.tx_count),
                 &proven.path,
                 &header.tx_root,
             )
-            .then_some(proven.index)
-        })
-        .collect();
+        };
+        if proves(proven.index) {
+            return Some(proven.index);
+        }
+        (0..header.tx_count).find(|index| proves(*index))
+    };
+    let mut verified = Vec::with_capacity(transactions.len());
     let mut expected: u32 = 0;
-    for (position, index) in proven_index.iter().enumerate() {
+    let mut later: Option<Vec<Option<u32>>> = None;
+    for (position, proven) in transactions.iter().enumerate() {
         let tx_hash = hashes[position];
-        let Some(index) = *index else {
+        let signature = proven.transaction.signature;
+        let checked = proven.transaction.clone().verify().and_then(|tx| {
+            if signature.is_canonical() {
+                Ok(tx)
+            } else {
+                Err(SignatureError::RecoveryId {
+                    v: signature.as_bytes()[64],
+                })
+            }
+        });
+        match checked {
+            Ok(tx) => verified.push(tx),
+            Err(error) => return Err((position, TxFault::Altered { tx_hash, error })),
+        }
+        if committed_as_given {
+            continue;
+        }
+        let Some(index) = proven_index(position) else {
             return Err((position, TxFault::Inserted { tx_hash }));
         };
         if index == expected {
             expected += 1;
-        } else if index < expected {
-            return Err((position, TxFault::Duplicate { tx_hash, index }));
-        } else if proven_index[position + 1..].contains(&Some(expected)) {
-            return Err((position, TxFault::Reordered { index: expected }));
-        } else {
-            return Err((position, TxFault::Removed { index: expected }));
+            continue;
         }
+        if index < expected {
+            return Err((position, TxFault::Duplicate { tx_hash, index }));
+        }
+        let later = later.get_or_insert_with(|| {
+            (0..transactions.len())
+                .map(|p| if p > position { proven_index(p) } else { None })
+                .collect()
+        });
+        if later.contains(&Some(expected)) {
+            return Err((position, TxFault::Reordered { index: expected }));
+        }
+        return Err((position, TxFault::Removed { index: expected }));
+    }
+    if committed_as_given {
+        return Ok(verified);
     }
     // Every transaction given is in place, so some are missing at the end.
     Err((transactions.len(), TxFault::Removed { index: expected }))

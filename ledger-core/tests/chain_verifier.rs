@@ -128,7 +128,7 @@ fn a_removed_transaction_is_named() {
     }
     let (height, position, fault) = tx_fault(verify(&ledger, &blocks));
     assert_eq!((height, position), (2, 2));
-    assert!(matches!(fault, TxFault::Inserted { .. }), "{fault:?}");
+    assert_eq!(fault, TxFault::Removed { index: 2 });
 
     // The last transaction of a block.
     let mut blocks = ledger.export();
@@ -277,9 +277,8 @@ fn a_producer_signed_fork_or_double_spend_is_caught() {
         .verify()
         .unwrap();
     let (double_spend, _) = seal_block(
-        chain(),
+        &ledger.context(),
         &ledger.tip,
-        ledger.now_ms,
         std::slice::from_ref(&replay),
         &ledger.producer,
     )
@@ -300,7 +299,7 @@ fn a_producer_signed_fork_or_double_spend_is_caught() {
         last_hash: BlockHash::from_bytes([5; 32]),
         ..ledger.tip
     };
-    let (fork, _) = seal_block(chain(), &forked_tip, ledger.now_ms, &[], &ledger.producer).unwrap();
+    let (fork, _) = seal_block(&ledger.context(), &forked_tip, &[], &ledger.producer).unwrap();
     blocks.push(ExportedBlock::from_block(&fork));
     let (position, height, fault) = header_fault(verify(&ledger, &blocks));
     assert_eq!((position, height), (4, 4));
@@ -367,4 +366,87 @@ fn inclusion_proofs_check_out_for_every_transaction_and_fail_when_bent() {
         proof.verify(tx, &[key(4242).address()]),
         Err(ledger_core::block::ProofError::UntrustedProducer { .. })
     ));
+}
+
+#[test]
+fn the_first_fault_in_block_order_is_the_one_reported() {
+    // Transaction 1 removed and (what was) transaction 5 altered: the
+    // removal comes first.
+    let ledger = ledger();
+    let mut blocks = ledger.export();
+    blocks[2].transactions.remove(1);
+    if let TxBody::Transfer { amount, .. } =
+        &mut blocks[2].transactions[4].transaction.transaction.body
+    {
+        *amount = Amount::from_minor_units(1);
+    }
+    let (height, position, fault) = tx_fault(verify(&ledger, &blocks));
+    assert_eq!((height, position), (2, 1));
+    assert_eq!(fault, TxFault::Removed { index: 1 });
+}
+
+#[test]
+fn reordering_with_renumbered_indices_is_still_a_reordering() {
+    let ledger = ledger();
+    let mut blocks = ledger.export();
+    blocks[1].transactions.swap(1, 4);
+    for (i, tx) in blocks[1].transactions.iter_mut().enumerate() {
+        tx.index = i as u32;
+    }
+    let (height, position, fault) = tx_fault(verify(&ledger, &blocks));
+    assert_eq!((height, position), (1, 1));
+    assert_eq!(fault, TxFault::Reordered { index: 1 });
+}
+
+#[test]
+fn a_re_encoded_signature_is_an_alteration() {
+    // v = 0 instead of 27 still recovers the same signer, but the ledger
+    // never writes it: the export was edited.
+    let ledger = ledger();
+    let mut blocks = ledger.export();
+    let mut bytes = *blocks[1].transactions[2].transaction.signature.as_bytes();
+    bytes[64] -= 27;
+    blocks[1].transactions[2].transaction.signature = ledger_core::Signature::from_bytes(bytes);
+    let (height, position, fault) = tx_fault(verify(&ledger, &blocks));
+    assert_eq!((height, position), (1, 2));
+    assert!(matches!(fault, TxFault::Altered { .. }), "{fault:?}");
+
+    let mut blocks = ledger.export();
+    let mut bytes = *blocks[2].header.signature.as_bytes();
+    bytes[64] -= 27;
+    blocks[2].header.signature = ledger_core::Signature::from_bytes(bytes);
+    let (position, height, fault) = header_fault(verify(&ledger, &blocks));
+    assert_eq!((position, height), (2, 2));
+    assert!(matches!(fault, HeaderFault::Altered(_)), "{fault:?}");
+}
+
+#[test]
+fn a_forged_block_cannot_turn_a_removal_into_a_reordering() {
+    // Block 1 removed, and a forged header claiming height 1 appended: the
+    // forgery's signature fails, so the gap stays a removal.
+    let ledger = ledger();
+    let mut blocks = ledger.export();
+    let mut forged = blocks.remove(1);
+    forged.header.header.timestamp_ms += 7;
+    blocks.push(forged);
+    let (position, height, fault) = header_fault(verify(&ledger, &blocks));
+    assert_eq!((position, height), (1, 2));
+    assert_eq!(
+        fault,
+        HeaderFault::Removed {
+            expected_height: 1,
+            found_height: 2
+        }
+    );
+}
+
+#[test]
+fn signatures_are_stored_with_v_27_or_28() {
+    let alice = key(2);
+    let mut signed = sign(&alice, 0, transfer("EUR", key(3).address(), 1));
+    let mut bytes = *signed.signature.as_bytes();
+    bytes[64] -= 27;
+    signed.signature = ledger_core::Signature::from_bytes(bytes);
+    let verified = signed.verify().unwrap();
+    assert!(verified.signed().signature.is_canonical());
 }

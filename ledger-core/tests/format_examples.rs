@@ -1,4 +1,4 @@
-//! The worked examples of `docs/ledger-format.md`, computed here so the
+//! The worked examples of `docs/ledger-format.md`, checked here so the
 //! document cannot drift from the code. The Merkle values were computed with
 //! Python's `hashlib` from the format description alone.
 
@@ -41,4 +41,41 @@ fn merkle_example_of_the_format_document() {
         hex::encode(MerkleTree::new(&[]).root().as_bytes()),
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
+}
+
+#[test]
+fn transfer_example_of_the_format_document_is_the_vector() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/ledger-format.md"
+    ))
+    .unwrap();
+    let vectors: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/vectors/eip712.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let vector = vectors["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "transfer-chain1-nonce0")
+        .unwrap();
+    for field in [
+        "privateKey",
+        "address",
+        "domainSeparator",
+        "structHash",
+        "digest",
+        "signature",
+    ] {
+        let value = vector[field].as_str().unwrap();
+        assert!(
+            doc.contains(value),
+            "docs/ledger-format.md lacks the vector's {field} {value}"
+        );
+    }
 }

@@ -45,7 +45,16 @@ fn run(seed: u64, steps: u64) {
             .map(|(tx, _)| tx.clone().verify().unwrap())
             .collect();
         applied_total += applied.len();
-        let (block, _) = seal_block(chain(), &tip, driver.now_ms, &applied, &producer).unwrap();
+        let (block, _) = seal_block(
+            &ledger_core::BlockContext {
+                chain_id: chain(),
+                timestamp_ms: driver.now_ms,
+            },
+            &tip,
+            &applied,
+            &producer,
+        )
+        .unwrap();
         tip = ChainTip {
             next_height: tip.next_height + 1,
             last_hash: block.header.header.hash(),

@@ -587,3 +587,32 @@ fn reading_what_was_not_prefetched_is_an_error_not_an_outcome() {
         ))
     );
 }
+
+#[test]
+fn a_claim_of_a_lock_rejected_in_the_same_batch_is_not_found_not_an_error() {
+    // A lock its sender cannot fund, and a claim of it, in one batch: the
+    // prefetch protocol must still cover the claim's reads.
+    let mut ledger = funded();
+    let (alice, bob) = (key(2), key(3));
+    let secret = preimage("unfunded");
+    let lock_tx = verified(
+        &alice,
+        0,
+        lock("EUR", bob.address(), 5000, &secret, ledger.now_ms + 1000),
+    );
+    let lock_id = LockId::from(lock_tx.hash());
+    let batch = vec![lock_tx, verified(&bob, 0, claim(lock_id, &secret))];
+    let database = ledger.state.clone();
+    let mut partial = Snapshot::partial();
+    prefetch(&database, &mut partial, &batch);
+    let result = apply_batch(&mut partial, &ledger.context(), &batch).unwrap();
+    assert!(matches!(
+        result.outcomes[0],
+        Outcome::Rejected(Rejection::InsufficientBalance { .. })
+    ));
+    assert_eq!(
+        result.outcomes[1],
+        Outcome::Rejected(Rejection::HtlcNotFound { lock_id })
+    );
+    assert_eq!(ledger.apply(&batch), result);
+}

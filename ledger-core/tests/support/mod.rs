@@ -164,8 +164,7 @@ impl Ledger {
             .filter(|(_, o)| o.is_applied())
             .map(|(t, _)| t)
             .collect();
-        let (block, _) =
-            seal_block(chain(), &self.tip, self.now_ms, &applied, &self.producer).unwrap();
+        let (block, _) = seal_block(&self.context(), &self.tip, &applied, &self.producer).unwrap();
         self.tip = ChainTip {
             next_height: block.header.header.height + 1,
             last_hash: block.header.header.hash(),

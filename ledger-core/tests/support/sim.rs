@@ -223,7 +223,16 @@ impl Driver {
         }
 
         let before = self.state.clone();
+        // The gateway's way: a partial snapshot filled by the prefetch
+        // protocol must give the same outcomes and changes.
+        let mut partial = Snapshot::partial();
+        prefetch(&before, &mut partial, &verified);
+        let from_partial = apply_batch(&mut partial, &context, &verified).unwrap();
         let result = apply_batch(&mut self.state, &context, &verified).unwrap();
+        assert_eq!(
+            from_partial, result,
+            "a prefetched partial snapshot gave another result"
+        );
         assert_eq!(
             result.outcomes, single_outcomes,
             "a batch differs from one-by-one application"
@@ -268,10 +277,35 @@ impl Driver {
         }
     }
 
-    /// StateChanges hold exactly the keys whose value differs, with the new values.
+    /// StateChanges hold every key whose value differs, with the new values.
     fn check_changes(&self, before: &Snapshot, changes: &ledger_core::StateChanges) {
         for (address, nonce) in &changes.accounts {
             assert_eq!(self.state.next_nonce(*address).unwrap(), *nonce);
+        }
+        let changed_accounts: BTreeSet<_> = changes.accounts.iter().map(|(a, _)| *a).collect();
+        for (address, nonce) in self.state.nonces() {
+            if before.next_nonce(address).unwrap() != nonce {
+                assert!(
+                    changed_accounts.contains(&address),
+                    "unreported nonce change"
+                );
+            }
+        }
+        for state in &changes.assets {
+            assert_eq!(self.state.asset(state.asset.code).unwrap(), Some(state));
+        }
+        for state in self.state.assets() {
+            if before.asset(state.asset.code).unwrap() != Some(state) {
+                assert!(changes.assets.contains(state), "unreported asset change");
+            }
+        }
+        for htlc in &changes.locks {
+            assert_eq!(self.state.lock(htlc.id).unwrap(), Some(htlc));
+        }
+        for htlc in self.state.locks() {
+            if before.lock(htlc.id).unwrap() != Some(htlc) {
+                assert!(changes.locks.contains(htlc), "unreported lock change");
+            }
         }
         for (address, code, amount) in &changes.balances {
             assert_eq!(self.state.balance(*address, *code).unwrap(), *amount);
@@ -313,4 +347,31 @@ impl Driver {
             }
         }
     }
+}
+
+/// Fills a partial snapshot the way the gateway does: ask what is missing,
+/// load it from the "database" (a complete snapshot), until nothing is.
+pub fn prefetch(database: &Snapshot, partial: &mut Snapshot, txs: &[VerifiedTransaction]) {
+    for _round in 0..3 {
+        let missing = partial.missing(txs);
+        if missing.is_empty() {
+            return;
+        }
+        for address in missing.accounts {
+            partial.insert_account(address, database.next_nonce(address).unwrap());
+        }
+        for (address, code) in missing.balances {
+            partial.insert_balance(address, code, database.balance(address, code).unwrap());
+        }
+        for code in missing.assets {
+            partial.insert_asset(code, database.asset(code).unwrap().copied());
+        }
+        for id in missing.locks {
+            partial.insert_lock(id, database.lock(id).unwrap().copied());
+        }
+    }
+    assert!(
+        partial.missing(txs).is_empty(),
+        "prefetch needed more than two rounds"
+    );
 }
