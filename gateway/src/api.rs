@@ -1,0 +1,1111 @@
+//! The HTTP API: routes, handlers, middleware and the OpenAPI document.
+//!
+//! Conventions (see also `problem.rs` and `auth.rs`):
+//! - JSON bodies must be `application/json`, at most
+//!   `limits.request_body_bytes_max` bytes, with no unknown fields;
+//! - every write takes an optional `Idempotency-Key` (1-255 visible ASCII
+//!   characters): the first answer to a key is stored per tenant and replayed
+//!   for the same request (with `Idempotent-Replayed: true`); the same key
+//!   with a different request is refused (422 `idempotency-key-reused`);
+//! - the same signed transaction submitted again answers like the first time
+//!   (its hash is its identity), with or without a key;
+//! - lists are paged by an opaque `cursor` and a `limit`;
+//! - every response carries `x-request-id` (taken from the request if sent).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ledger_core::merkle::MerkleTree;
+use ledger_core::{
+    Address, AssetCode, LockId, Outcome, Rejection, SignedTransaction, TxBody, TxHash, TxKind,
+    VerifiedTransaction,
+};
+use serde::Deserialize;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use utoipa::OpenApi;
+
+use crate::app::App;
+use crate::auth::{Caller, Scope};
+use crate::dto::SignedTransactionDto;
+use crate::problem::{Problem, ProblemMarker};
+use crate::sequencer::{Receipt, SequencerError, now_ms};
+use crate::store::{IdempotentResponse, LedgerStore, StoredTransaction};
+use crate::views::*;
+
+type AppState = Arc<App>;
+
+/// The OpenAPI document of the gateway.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Lockgate gateway API",
+        description = "REST API of a Lockgate gateway: its built-in ledger (EIP-712 signed transactions, HTLCs, signed blocks, inclusion proofs, export for offline audit). Errors are RFC 9457 problem details (application/problem+json) with stable `type` URIs `urn:lockgate:problem:<slug>`. Amounts, nonces, timelocks and chain ids are decimal strings.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        submit_transaction, submit_batch, get_transaction, get_account, list_assets, register_asset,
+        get_asset, list_blocks, get_block, get_htlc, export_chain, healthz, readyz, metrics,
+    ),
+    components(schemas(
+        SignedTransactionDto, crate::dto::TxKindDto, crate::dto::RegisterAssetMessage,
+        crate::dto::PaymentMessage, crate::dto::BurnMessage, crate::dto::HtlcLockMessage,
+        crate::dto::HtlcClaimMessage, crate::dto::HtlcRefundMessage, crate::dto::AnchorMessage,
+        Problem, ReceiptView, TransactionView, ProofView, BlockHeaderView, BlockView, BlockPage,
+        AccountView, BalanceView, AssetView, AssetPage, HtlcView, BatchRequest, BatchView, BatchItemView,
+        HealthView,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "ledger", description = "The built-in ledger"),
+        (name = "operations", description = "Health, readiness and metrics (no authentication)"),
+    ),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "HS256 JWT with iss, aud, exp, sub, tenant and scope claims",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document as pretty JSON (what `/openapi.json` serves and
+/// `openapi/lockgate.json` holds).
+pub fn openapi_json() -> String {
+    let mut text = ApiDoc::openapi().to_pretty_json().unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+/// The router with every route and middleware.
+pub fn router(app: AppState) -> Router {
+    let body_limit = app.config.limits.request_body_bytes_max;
+    let docs: Router = utoipa_swagger_ui::SwaggerUi::new("/docs")
+        .url("/openapi.json", ApiDoc::openapi())
+        .into();
+    Router::new()
+        .route("/v1/ledger/transactions", post(submit_transaction))
+        .route("/v1/ledger/transactions/batch", post(submit_batch))
+        .route("/v1/ledger/transactions/{hash}", get(get_transaction))
+        .route("/v1/ledger/accounts/{address}", get(get_account))
+        .route("/v1/ledger/assets", get(list_assets).post(register_asset))
+        .route("/v1/ledger/assets/{code}", get(get_asset))
+        .route("/v1/ledger/blocks", get(list_blocks))
+        .route("/v1/ledger/blocks/{height}", get(get_block))
+        .route("/v1/ledger/htlcs/{lock_id}", get(get_htlc))
+        .route("/v1/ledger/export", get(export_chain))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(app)
+        .merge(docs)
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(problem_request_id))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("no such route")
+}
+
+/// Adds the request id to problem bodies.
+async fn problem_request_id(request: Request, next: Next) -> Response {
+    let id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .map(str::to_string);
+    let response = next.run(request).await;
+    let Some(id) = id else { return response };
+    if response.extensions().get::<ProblemMarker>().is_none() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(mut object)) => {
+            object.insert("requestId".into(), serde_json::Value::String(id));
+            serde_json::to_vec(&object).unwrap_or_else(|_| bytes.to_vec())
+        }
+        _ => bytes.to_vec(),
+    };
+    let mut response = Response::from_parts(parts, Body::from(body));
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    response
+}
+
+/// A JSON body: content type checked, size limited, parsed strictly, every
+/// failure a problem.
+pub struct JsonBody<T>(pub T, pub Bytes);
+
+impl<T> FromRequest<AppState> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Err(Problem::unsupported_media_type());
+        }
+        let limit = state.config.limits.request_body_bytes_max;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Problem::payload_too_large(limit)
+                } else {
+                    Problem::invalid_body(format!("could not read the body: {rejection}"))
+                }
+            })?;
+        match serde_json::from_slice::<T>(&bytes) {
+            Ok(value) => Ok(JsonBody(value, bytes)),
+            Err(error) if error.is_syntax() || error.is_eof() => {
+                Err(Problem::malformed_json(error.to_string()))
+            }
+            Err(error) => Err(Problem::invalid_body(error.to_string())),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- idempotency
+
+struct Idempotency {
+    key: String,
+    request_hash: [u8; 32],
+}
+
+fn idempotency(
+    headers: &HeaderMap,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<Option<Idempotency>, Problem> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| {
+            !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        })
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "idempotency-key-invalid",
+                "Invalid Idempotency-Key",
+                "the Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+        })?;
+    let request_hash =
+        ledger_core::hash::sha256_concat(&[method.as_bytes(), b" ", path.as_bytes(), b"\n", body]);
+    Ok(Some(Idempotency {
+        key: key.to_string(),
+        request_hash,
+    }))
+}
+
+fn replay(stored: IdempotentResponse, request_hash: &[u8; 32]) -> Response {
+    if &stored.request_hash != request_hash {
+        return Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "Idempotency-Key reused",
+            "this Idempotency-Key was already used with a different request",
+        )
+        .into_response();
+    }
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let content_type = if status.is_success() {
+        "application/json"
+    } else {
+        "application/problem+json"
+    };
+    let mut response = (status, stored.body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}
+
+/// Runs a write once per idempotency key.
+async fn once<F>(app: &App, caller: &Caller, key: Option<Idempotency>, work: F) -> Response
+where
+    F: std::future::Future<Output = (StatusCode, serde_json::Value)>,
+{
+    let Some(key) = key else {
+        let (status, body) = work.await;
+        return json_response(status, &body);
+    };
+    match app
+        .store
+        .idempotent_response(&caller.tenant, &key.key)
+        .await
+    {
+        Ok(Some(stored)) => return replay(stored, &key.request_hash),
+        Ok(None) => {}
+        Err(error) => return Problem::from(error).into_response(),
+    }
+    let (status, body) = work.await;
+    // Only final answers are remembered: a 5xx may succeed on retry.
+    if status.is_server_error() {
+        return json_response(status, &body);
+    }
+    let record = IdempotentResponse {
+        request_hash: key.request_hash,
+        status: status.as_u16(),
+        body: body.to_string(),
+    };
+    match app
+        .store
+        .save_idempotent_response(&caller.tenant, &key.key, &record, now_ms())
+        .await
+    {
+        Ok(true) => json_response(status, &body),
+        Ok(false) => match app
+            .store
+            .idempotent_response(&caller.tenant, &key.key)
+            .await
+        {
+            Ok(Some(stored)) => replay(stored, &key.request_hash),
+            Ok(None) => json_response(status, &body),
+            Err(error) => Problem::from(error).into_response(),
+        },
+        Err(error) => Problem::from(error).into_response(),
+    }
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let content_type = if status.is_success() {
+        "application/json"
+    } else {
+        "application/problem+json"
+    };
+    let mut response = (status, body.to_string()).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if !status.is_success() {
+        response.extensions_mut().insert(ProblemMarker);
+    }
+    response
+}
+
+fn problem_value(problem: &Problem) -> (StatusCode, serde_json::Value) {
+    (
+        problem.status(),
+        serde_json::to_value(problem).unwrap_or_default(),
+    )
+}
+
+// ---------------------------------------------------------------- submission
+
+/// Verifies signatures off the async runtime, in parallel on the rayon pool.
+async fn verify_all(txs: Vec<SignedTransaction>) -> Vec<Result<VerifiedTransaction, Rejection>> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        use rayon::prelude::*;
+        let verified: Vec<_> = txs
+            .into_par_iter()
+            .map(|tx| tx.verify().map_err(Rejection::BadSignature))
+            .collect();
+        let _ = reply.send(verified);
+    });
+    answer.await.unwrap_or_default()
+}
+
+fn receipt_view(
+    hash: TxHash,
+    kind: TxKind,
+    block_height: u64,
+    block_hash: String,
+    position: u32,
+) -> ReceiptView {
+    ReceiptView {
+        hash: hash.to_string(),
+        status: "committed".into(),
+        block_height,
+        block_hash,
+        position,
+        lock_id: (kind == TxKind::HtlcLock).then(|| hash.to_string()),
+    }
+}
+
+fn stored_receipt(app: &App, stored: &StoredTransaction, block_hash: String) -> ReceiptView {
+    let _ = app;
+    receipt_view(
+        stored.hash,
+        stored.signed.transaction.kind(),
+        stored.height,
+        block_hash,
+        stored.position,
+    )
+}
+
+/// Outcome of one transaction after the sequencer: its receipt or problem.
+async fn settle_one(
+    app: &App,
+    tx: &VerifiedTransaction,
+    receipt: &Receipt,
+    index: usize,
+) -> Result<ReceiptView, Problem> {
+    match receipt.outcomes[index] {
+        Outcome::Applied => {
+            let block = receipt.block.as_ref().ok_or_else(Problem::internal)?;
+            let position = receipt.positions[index].ok_or_else(Problem::internal)?;
+            Ok(receipt_view(
+                tx.hash(),
+                tx.transaction().kind(),
+                block.header.height,
+                block.header.hash().to_string(),
+                position,
+            ))
+        }
+        Outcome::Rejected(rejection) => {
+            // The same signed transaction, already committed: answer like
+            // the first time.
+            if matches!(rejection, Rejection::NonceReplay { .. })
+                && let Some(stored) = app.store.transaction(app.chain_id, tx.hash()).await?
+            {
+                let block = app
+                    .store
+                    .block(app.chain_id, stored.height)
+                    .await?
+                    .ok_or_else(Problem::internal)?;
+                return Ok(stored_receipt(
+                    app,
+                    &stored,
+                    block.header.hash().to_string(),
+                ));
+            }
+            Err(Problem::rejected(&rejection))
+        }
+    }
+}
+
+fn sequencer_problem(error: SequencerError) -> Problem {
+    match error {
+        SequencerError::Busy => {
+            Problem::unavailable("overloaded", "the gateway's queue is full; retry shortly")
+        }
+        SequencerError::Stopped => Problem::unavailable(
+            "not-block-producer",
+            "this gateway is not the block producer right now",
+        ),
+        SequencerError::Store(error) => Problem::from(error),
+    }
+}
+
+fn check_submit_scope(caller: &Caller, tx: &SignedTransaction) -> Result<(), Problem> {
+    if tx.transaction.kind() == TxKind::RegisterAsset {
+        caller.require(Scope::LedgerRegisterAsset)
+    } else {
+        caller.require(Scope::LedgerSubmit)
+    }
+}
+
+async fn submit_one(
+    app: &App,
+    caller: &Caller,
+    dto: &SignedTransactionDto,
+) -> (StatusCode, serde_json::Value) {
+    let result: Result<ReceiptView, Problem> = async {
+        let signed = dto.to_domain()?;
+        check_submit_scope(caller, &signed)?;
+        let verified = verify_all(vec![signed])
+            .await
+            .pop()
+            .ok_or_else(Problem::internal)?
+            .map_err(|rejection| Problem::rejected(&rejection))?;
+        let sequencer = app
+            .producer
+            .sequencer()
+            .ok_or_else(|| sequencer_problem(SequencerError::Stopped))?;
+        let receipt = sequencer
+            .submit(vec![verified.clone()])
+            .await
+            .map_err(sequencer_problem)?;
+        settle_one(app, &verified, &receipt, 0).await
+    }
+    .await;
+    match result {
+        Ok(receipt) => (
+            StatusCode::CREATED,
+            serde_json::to_value(receipt).unwrap_or_default(),
+        ),
+        Err(problem) => problem_value(&problem),
+    }
+}
+
+/// Submit one signed transaction.
+///
+/// Applies it and answers once it is committed (durable, in a block). A
+/// refused transaction changes nothing and answers 422 with the ledger rule
+/// that refused it as the problem `type`.
+#[utoipa::path(
+    post, path = "/v1/ledger/transactions", tag = "ledger",
+    request_body = SignedTransactionDto,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry")),
+    responses(
+        (status = 201, description = "Committed", body = ReceiptView),
+        (status = 400, description = "Malformed or invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Refused by the ledger", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Busy or not the block producer", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+async fn submit_transaction(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    JsonBody(dto, raw): JsonBody<SignedTransactionDto>,
+) -> Response {
+    let key = match idempotency(&headers, "POST", "/v1/ledger/transactions", &raw) {
+        Ok(key) => key,
+        Err(problem) => return problem.into_response(),
+    };
+    once(&app, &caller, key, submit_one(&app, &caller, &dto)).await
+}
+
+/// Register an asset: submit a signed `RegisterAsset` transaction.
+///
+/// The same as posting it to `/v1/ledger/transactions`, for clients that
+/// look for assets under `/assets`. Needs the `ledger:register-asset` scope.
+#[utoipa::path(
+    post, path = "/v1/ledger/assets", tag = "ledger",
+    request_body = SignedTransactionDto,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry")),
+    responses(
+        (status = 201, description = "Committed", body = ReceiptView),
+        (status = 400, description = "Malformed, invalid, or not a RegisterAsset", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Refused by the ledger", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Busy or not the block producer", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+async fn register_asset(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    JsonBody(dto, raw): JsonBody<SignedTransactionDto>,
+) -> Response {
+    if dto.primary_type != crate::dto::TxKindDto::RegisterAsset {
+        return Problem::invalid_field(
+            "/primaryType",
+            "this route takes RegisterAsset transactions only",
+        )
+        .into_response();
+    }
+    let key = match idempotency(&headers, "POST", "/v1/ledger/assets", &raw) {
+        Ok(key) => key,
+        Err(problem) => return problem.into_response(),
+    };
+    once(&app, &caller, key, submit_one(&app, &caller, &dto)).await
+}
+
+async fn submit_many(
+    app: &App,
+    caller: &Caller,
+    request: &BatchRequest,
+) -> (StatusCode, serde_json::Value) {
+    let max = app.config.limits.batch_request_txs_max;
+    if request.transactions.is_empty() || request.transactions.len() > max {
+        return problem_value(&Problem::invalid_field(
+            "/transactions",
+            format!("a batch holds 1 to {max} transactions"),
+        ));
+    }
+    let mut items: Vec<Option<BatchItemView>> = vec![None; request.transactions.len()];
+    let mut parsed = Vec::new();
+    for (index, dto) in request.transactions.iter().enumerate() {
+        let result = dto
+            .to_domain()
+            .map_err(|e| {
+                let mut problem = Problem::from(e);
+                problem.pointer = problem.pointer.map(|p| format!("/transactions/{index}{p}"));
+                problem
+            })
+            .and_then(|signed| check_submit_scope(caller, &signed).map(|()| signed));
+        match result {
+            Ok(signed) => parsed.push((index, signed)),
+            Err(problem) => items[index] = Some(rejected_item(index, None, problem)),
+        }
+    }
+    let hashes: Vec<TxHash> = parsed.iter().map(|(_, s)| s.transaction.hash()).collect();
+    let verified = verify_all(parsed.iter().map(|(_, s)| s.clone()).collect()).await;
+    let mut good = Vec::new();
+    for (((index, _), hash), result) in parsed.iter().zip(&hashes).zip(verified) {
+        match result {
+            Ok(tx) => good.push((*index, tx)),
+            Err(rejection) => {
+                items[*index] = Some(rejected_item(
+                    *index,
+                    Some(*hash),
+                    Problem::rejected(&rejection),
+                ));
+            }
+        }
+    }
+    if !good.is_empty() {
+        let Some(sequencer) = app.producer.sequencer() else {
+            return problem_value(&sequencer_problem(SequencerError::Stopped));
+        };
+        let txs: Vec<VerifiedTransaction> = good.iter().map(|(_, tx)| tx.clone()).collect();
+        let receipt = match sequencer.submit(txs).await {
+            Ok(receipt) => receipt,
+            Err(error) => return problem_value(&sequencer_problem(error)),
+        };
+        for (i, (index, tx)) in good.iter().enumerate() {
+            items[*index] = Some(match settle_one(app, tx, &receipt, i).await {
+                Ok(view) => BatchItemView {
+                    index: *index as u32,
+                    hash: Some(tx.hash().to_string()),
+                    status: "committed".into(),
+                    receipt: Some(view),
+                    problem: None,
+                },
+                Err(problem) => rejected_item(*index, Some(tx.hash()), problem),
+            });
+        }
+    }
+    let results = items.into_iter().flatten().collect();
+    (
+        StatusCode::OK,
+        serde_json::to_value(BatchView { results }).unwrap_or_default(),
+    )
+}
+
+fn rejected_item(index: usize, hash: Option<TxHash>, problem: Problem) -> BatchItemView {
+    BatchItemView {
+        index: index as u32,
+        hash: hash.map(|h| h.to_string()),
+        status: "rejected".into(),
+        receipt: None,
+        problem: Some(problem),
+    }
+}
+
+/// Submit a batch of signed transactions.
+///
+/// All of them are applied in order in one block (one database commit).
+/// Each gets its own result: a refused one changes nothing and does not stop
+/// the others.
+#[utoipa::path(
+    post, path = "/v1/ledger/transactions/batch", tag = "ledger",
+    request_body = BatchRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry")),
+    responses(
+        (status = 200, description = "One result per transaction", body = BatchView),
+        (status = 400, description = "Malformed request or too many transactions", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Busy or not the block producer", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+async fn submit_batch(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    JsonBody(request, raw): JsonBody<BatchRequest>,
+) -> Response {
+    let key = match idempotency(&headers, "POST", "/v1/ledger/transactions/batch", &raw) {
+        Ok(key) => key,
+        Err(problem) => return problem.into_response(),
+    };
+    once(&app, &caller, key, submit_many(&app, &caller, &request)).await
+}
+
+// ---------------------------------------------------------------- reads
+
+fn parse_path<T: std::str::FromStr>(name: &str, text: &str) -> Result<T, Problem>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse::<T>()
+        .map_err(|e| Problem::invalid_parameter(name, format!("{name}: {e}")))
+}
+
+/// The addresses a transaction involves, for visibility checks.
+async fn parties(app: &App, tx: &SignedTransaction) -> Result<Vec<Address>, Problem> {
+    let t = &tx.transaction;
+    let mut parties = vec![t.from];
+    match &t.body {
+        TxBody::Issue { to, .. } | TxBody::Transfer { to, .. } => parties.push(*to),
+        TxBody::HtlcLock { recipient, .. } => parties.push(*recipient),
+        TxBody::HtlcClaim { lock_id, .. } | TxBody::HtlcRefund { lock_id } => {
+            if let Some(htlc) = app.store.htlc(app.chain_id, *lock_id).await? {
+                parties.extend([htlc.sender, htlc.recipient]);
+            }
+        }
+        TxBody::Anchor { parties: named, .. } => parties.extend(named.as_slice()),
+        TxBody::RegisterAsset { .. } | TxBody::Burn { .. } => {}
+    }
+    Ok(parties)
+}
+
+/// Get a committed transaction with its receipt and inclusion proof.
+#[utoipa::path(
+    get, path = "/v1/ledger/transactions/{hash}", tag = "ledger",
+    params(("hash" = String, Path, description = "Transaction hash, 0x + 64 hex digits")),
+    responses(
+        (status = 200, description = "The transaction", body = TransactionView),
+        (status = 400, description = "Bad hash", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown, or not visible to this tenant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+async fn get_transaction(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(hash): Path<String>,
+) -> Result<axum::Json<TransactionView>, Problem> {
+    caller.require(Scope::LedgerRead)?;
+    let hash: TxHash = parse_path("hash", &hash)?;
+    let not_found = || Problem::not_found(format!("no committed transaction {hash}"));
+    let stored = app
+        .store
+        .transaction(app.chain_id, hash)
+        .await?
+        .ok_or_else(not_found)?;
+    if !caller.may_see(&parties(&app, &stored.signed).await?) {
+        return Err(not_found());
+    }
+    let header = app
+        .store
+        .block(app.chain_id, stored.height)
+        .await?
+        .ok_or_else(Problem::internal)?;
+    let siblings = app
+        .store
+        .block_transactions(app.chain_id, stored.height)
+        .await?;
+    let hashes: Vec<TxHash> = siblings.iter().map(|s| s.hash).collect();
+    let tree = MerkleTree::new(&hashes);
+    let path = tree
+        .path(stored.position as usize)
+        .ok_or_else(Problem::internal)?;
+    Ok(axum::Json(TransactionView {
+        hash: hash.to_string(),
+        transaction: SignedTransactionDto::from_domain(&stored.signed),
+        receipt: stored_receipt(&app, &stored, header.header.hash().to_string()),
+        proof: ProofView {
+            block_header: BlockHeaderView::from(&header),
+            index: stored.position,
+            path: path
+                .iter()
+                .map(|h| format!("0x{}", hex::encode(h)))
+                .collect(),
+        },
+    }))
+}
+
+/// Get an account: next nonce and balances.
+#[utoipa::path(
+    get, path = "/v1/ledger/accounts/{address}", tag = "ledger",
+    params(("address" = String, Path, description = "Address, 0x + 40 hex digits (EIP-55 or one case)")),
+    responses(
+        (status = 200, description = "The account (an unused address has nonce 0 and no balances)", body = AccountView),
+        (status = 400, description = "Bad address", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not visible to this tenant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+async fn get_account(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(address): Path<String>,
+) -> Result<axum::Json<AccountView>, Problem> {
+    caller.require(Scope::LedgerRead)?;
+    let address: Address = parse_path("address", &address)?;
+    if !caller.may_see(&[address]) {
+        return Err(Problem::not_found(format!(
+            "no account {address} visible to this tenant"
+        )));
+    }
+    let account = app.store.account(app.chain_id, address).await?;
+    Ok(axum::Json(AccountView {
+        address: address.to_string(),
+        next_nonce: account.next_nonce.to_string(),
+        balances: account
+            .balances
+            .iter()
+            .map(|(asset, amount)| BalanceView {
+                asset: asset.to_string(),
+                amount: amount.to_string(),
+            })
+            .collect(),
+    }))
+}
+
+/// Paging parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Opaque cursor from the previous page's `nextCursor`.
+    cursor: Option<String>,
+    /// Page size, 1 to the configured maximum (default 50).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<u32>,
+}
+
+fn page_limit(app: &App, limit: Option<u32>) -> Result<u32, Problem> {
+    let max = app.config.limits.page_size_max;
+    match limit.unwrap_or(50.min(max)) {
+        n if n >= 1 && n <= max => Ok(n),
+        _ => Err(Problem::invalid_parameter(
+            "limit",
+            format!("limit must be between 1 and {max}"),
+        )),
+    }
+}
+
+fn query<T: serde::de::DeserializeOwned>(raw: Option<&str>) -> Result<T, Problem> {
+    serde_urlencoded_like(raw.unwrap_or(""))
+}
+
+fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, Problem> {
+    Query::<T>::try_from_uri(
+        &format!("/?{raw}")
+            .parse()
+            .map_err(|_| Problem::invalid_parameter("query", "bad query string"))?,
+    )
+    .map(|q| q.0)
+    .map_err(|e| Problem::invalid_parameter("query", e.body_text()))
+}
+
+/// List assets by code.
+#[utoipa::path(
+    get, path = "/v1/ledger/assets", tag = "ledger",
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of assets", body = AssetPage),
+        (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+async fn list_assets(
+    State(app): State<AppState>,
+    caller: Caller,
+    uri: axum::http::Uri,
+) -> Result<axum::Json<AssetPage>, Problem> {
+    caller.require(Scope::LedgerRead)?;
+    let params: PageParams = query(uri.query())?;
+    let limit = page_limit(&app, params.limit)?;
+    let after = match params.cursor {
+        Some(cursor) => Some(parse_path::<AssetCode>("cursor", &cursor)?),
+        None => None,
+    };
+    let assets = app.store.assets(app.chain_id, after, limit + 1).await?;
+    let more = assets.len() > limit as usize;
+    let items: Vec<AssetView> = assets
+        .iter()
+        .take(limit as usize)
+        .map(AssetView::from)
+        .collect();
+    let next_cursor = if more {
+        items.last().map(|a| a.code.clone())
+    } else {
+        None
+    };
+    Ok(axum::Json(AssetPage { items, next_cursor }))
+}
+
+/// Get an asset.
+#[utoipa::path(
+    get, path = "/v1/ledger/assets/{code}", tag = "ledger",
+    params(("code" = String, Path, description = "Asset code")),
+    responses(
+        (status = 200, description = "The asset", body = AssetView),
+        (status = 400, description = "Bad code", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such asset", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+async fn get_asset(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+) -> Result<axum::Json<AssetView>, Problem> {
+    caller.require(Scope::LedgerRead)?;
+    let code: AssetCode = parse_path("code", &code)?;
+    let asset = app.store.asset(app.chain_id, code).await?;
+    asset
+        .map(|a| axum::Json(AssetView::from(&a)))
+        .ok_or_else(|| Problem::not_found(format!("no asset {code}")))
+}
+
+/// List blocks, newest first.
+#[utoipa::path(
+    get, path = "/v1/ledger/blocks", tag = "ledger",
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of block headers", body = BlockPage),
+        (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+async fn list_blocks(
+    State(app): State<AppState>,
+    caller: Caller,
+    uri: axum::http::Uri,
+) -> Result<axum::Json<BlockPage>, Problem> {
+    caller.require(Scope::LedgerRead)?;
+    let params: PageParams = query(uri.query())?;
+    let limit = page_limit(&app, params.limit)?;
+    let before = match params.cursor {
+        Some(cursor) => Some(parse_path::<u64>("cursor", &cursor)?),
+        None => None,
+    };
+    let blocks = app.store.blocks(app.chain_id, before, limit + 1).await?;
+    let more = blocks.len() > limit as usize;
+    let items: Vec<BlockHeaderView> = blocks
+        .iter()
+        .take(limit as usize)
+        .map(BlockHeaderView::from)
+        .collect();
+    let next_cursor = if more {
+        items.last().map(|b| b.height.to_string())
+    } else {
+        None
+    };
+    Ok(axum::Json(BlockPage { items, next_cursor }))
+}
+
+/// Get a block: its signed header and transaction hashes.
+#[utoipa::path(
+    get, path = "/v1/ledger/blocks/{height}", tag = "ledger",
+    params(("height" = u64, Path, description = "Block height", minimum = 0, maximum = 9007199254740991_u64)),
+    responses(
+        (status = 200, description = "The block", body = BlockView),
+        (status = 400, description = "Bad height", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such block", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+async fn get_block(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(height): Path<String>,
+) -> Result<axum::Json<BlockView>, Problem> {
+    caller.require(Scope::LedgerRead)?;
+    let height: u64 = parse_path("height", &height)?;
+    if height > crate::dto::STORED_INTEGER_MAX {
+        return Err(Problem::not_found(format!("no block {height}")));
+    }
+    let header = app
+        .store
+        .block(app.chain_id, height)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no block {height}")))?;
+    let txs = app.store.block_transactions(app.chain_id, height).await?;
+    Ok(axum::Json(BlockView {
+        header: BlockHeaderView::from(&header),
+        transactions: txs.iter().map(|t| t.hash.to_string()).collect(),
+    }))
+}
+
+/// Get an HTLC.
+#[utoipa::path(
+    get, path = "/v1/ledger/htlcs/{lock_id}", tag = "ledger",
+    params(("lock_id" = String, Path, description = "Lock id (the HtlcLock's transaction hash)")),
+    responses(
+        (status = 200, description = "The HTLC", body = HtlcView),
+        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown, or not visible to this tenant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+async fn get_htlc(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(lock_id): Path<String>,
+) -> Result<axum::Json<HtlcView>, Problem> {
+    caller.require(Scope::LedgerRead)?;
+    let id: LockId = parse_path("lock_id", &lock_id)?;
+    let not_found = || Problem::not_found(format!("no HTLC {id}"));
+    let htlc = app
+        .store
+        .htlc(app.chain_id, id)
+        .await?
+        .ok_or_else(not_found)?;
+    if !caller.may_see(&[htlc.sender, htlc.recipient]) {
+        return Err(not_found());
+    }
+    Ok(axum::Json(HtlcView::from(&htlc)))
+}
+
+/// Stream the whole chain for offline audit.
+///
+/// `application/x-ndjson`: the first line describes the export
+/// (`{"format":"lockgate-export/1","chainId":"…","producers":["0x…"]}`),
+/// then one line per block in height order:
+/// `{"header": BlockHeader, "transactions": [{"transaction": SignedTransaction, "index": n, "path": ["0x…"]}]}`.
+/// Check it with `lockgate verify FILE --producer 0x…`.
+#[utoipa::path(
+    get, path = "/v1/ledger/export", tag = "ledger",
+    responses(
+        (status = 200, description = "The chain, one JSON document per line", content_type = "application/x-ndjson", body = String),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+async fn export_chain(State(app): State<AppState>, caller: Caller) -> Result<Response, Problem> {
+    caller.require(Scope::LedgerExport)?;
+    let tip = app.store.tip(app.chain_id).await?;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let app = app.clone();
+    tokio::spawn(async move {
+        let head = crate::export::ExportHead::new(app.chain_id, vec![app.block_producer]);
+        let mut line = serde_json::to_vec(&head).unwrap_or_default();
+        line.push(b'\n');
+        if sender.send(Ok(Bytes::from(line))).await.is_err() {
+            return;
+        }
+        for height in 0..tip.next_height {
+            let block = match crate::export::export_block(&app.store, app.chain_id, height).await {
+                Ok(block) => block,
+                Err(error) => {
+                    tracing::error!(%error, height, "export failed");
+                    let _ = sender
+                        .send(Err(std::io::Error::other("export failed")))
+                        .await;
+                    return;
+                }
+            };
+            let mut line = serde_json::to_vec(&block).unwrap_or_default();
+            line.push(b'\n');
+            if sender.send(Ok(Bytes::from(line))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream = tokio_stream_from(receiver);
+    let mut response = Response::new(Body::from_stream(stream));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(response)
+}
+
+fn tokio_stream_from(
+    mut receiver: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx))
+}
+
+// ---------------------------------------------------------------- operations
+
+/// Liveness: the process answers.
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = HealthView)),
+)]
+async fn healthz(State(app): State<AppState>) -> axum::Json<HealthView> {
+    axum::Json(HealthView {
+        status: "ok".into(),
+        block_producer: app.producer.sequencer().is_some(),
+    })
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = HealthView),
+        (status = 503, description = "Not ready", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+async fn readyz(State(app): State<AppState>) -> Result<axum::Json<HealthView>, Problem> {
+    match tokio::time::timeout(std::time::Duration::from_secs(2), app.store.ping()).await {
+        Ok(Ok(())) => Ok(axum::Json(HealthView {
+            status: "ok".into(),
+            block_producer: app.producer.sequencer().is_some(),
+        })),
+        _ => Err(Problem::unavailable(
+            "not-ready",
+            "the database does not answer",
+        )),
+    }
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Metrics", content_type = "text/plain", body = String)),
+)]
+async fn metrics(State(app): State<AppState>) -> Response {
+    let tip = app.store.tip(app.chain_id).await.ok();
+    let height = tip.map(|t| t.next_height).unwrap_or(0);
+    let body = format!(
+        "# HELP lockgate_blocks Blocks in the built-in ledger.\n# TYPE lockgate_blocks gauge\nlockgate_blocks{{chain_id=\"{}\"}} {height}\n# HELP lockgate_block_producer 1 when this process produces blocks.\n# TYPE lockgate_block_producer gauge\nlockgate_block_producer {}\n",
+        app.chain_id,
+        u8::from(app.producer.sequencer().is_some()),
+    );
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}

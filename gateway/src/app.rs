@@ -1,0 +1,143 @@
+//! Assembly of a running gateway: configuration in, database connected and
+//! migrated, keys loaded, block producer started, router built.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ledger_core::{Address, ChainId, SigningKey};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::auth::{Authenticator, HasAuthenticator};
+use crate::config::{Config, development_secret};
+use crate::producer::Producer;
+use crate::sequencer::SequencerConfig;
+use crate::store::{AnyStore, LedgerStore, PgStore, SqliteStore};
+
+/// Everything a request handler can reach.
+#[derive(Debug)]
+pub struct App {
+    /// The configuration.
+    pub config: Config,
+    /// The ledger's chain id.
+    pub chain_id: ChainId,
+    /// The store.
+    pub store: AnyStore,
+    /// Token verification.
+    pub auth: Authenticator,
+    /// The block-producer role.
+    pub producer: Producer,
+    /// The block key's address.
+    pub block_producer: Address,
+}
+
+impl HasAuthenticator for Arc<App> {
+    fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+}
+
+/// Connects to the configured database and runs its migrations.
+pub async fn connect(config: &Config) -> anyhow::Result<AnyStore> {
+    let url = config.database_url();
+    let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let pool = PgPoolOptions::new()
+            .max_connections(config.database_connections_max)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&url)
+            .await
+            .context("connecting to PostgreSQL")?;
+        AnyStore::Postgres(PgStore::new(pool))
+    } else if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("creating the data directory {}", config.data_dir.display())
+        })?;
+        let options = SqliteConnectOptions::from_str(&url)
+            .context("parsing the SQLite URL")?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a committed batch survives power loss, not just a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(config.database_connections_max.min(8))
+            .connect_with(options)
+            .await
+            .context("opening the SQLite database")?;
+        AnyStore::Sqlite(SqliteStore::new(pool))
+    } else {
+        anyhow::bail!("database_url must start with postgres:// or sqlite:");
+    };
+    store
+        .migrate()
+        .await
+        .context("running database migrations")?;
+    Ok(store)
+}
+
+/// The block key: configured, or the development key in the data directory.
+pub fn block_key(config: &Config) -> anyhow::Result<SigningKey> {
+    let bytes = match &config.ledger.block_key {
+        Some(secret) => {
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(secret.expose().trim().trim_start_matches("0x"), &mut bytes)
+                .context("ledger.block_key must be 32 bytes of hex")?;
+            bytes
+        }
+        None => development_secret(&config.data_dir.join("block-key.hex"))
+            .context("development block key")?,
+    };
+    SigningKey::from_bytes(bytes).context("ledger.block_key is not a valid secp256k1 key")
+}
+
+/// The JWT authenticator: configured secret, or the development one.
+pub fn authenticator(config: &Config) -> anyhow::Result<Authenticator> {
+    let secret = match &config.auth.hs256_secret {
+        Some(secret) => {
+            let bytes = hex::decode(secret.expose().trim().trim_start_matches("0x"))
+                .context("auth.hs256_secret must be hex")?;
+            anyhow::ensure!(
+                bytes.len() >= 32,
+                "auth.hs256_secret must be at least 32 bytes"
+            );
+            bytes
+        }
+        None => development_secret(&config.data_dir.join("jwt-dev-secret.hex"))
+            .context("development JWT secret")?
+            .to_vec(),
+    };
+    Ok(Authenticator::new(
+        &secret,
+        &config.auth.issuer,
+        &config.auth.audience,
+    ))
+}
+
+/// Builds the running application state.
+pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
+    let store = connect(&config).await?;
+    let key = block_key(&config)?;
+    let auth = authenticator(&config)?;
+    let chain_id = ChainId::new(config.ledger.chain_id).context("ledger.chain_id")?;
+    let producer = Producer::start(
+        store.clone(),
+        key.clone(),
+        SequencerConfig {
+            chain_id,
+            batch_txs_max: config.ledger.batch_txs_max,
+            batch_wait: Duration::from_millis(config.ledger.batch_wait_ms),
+            queue_txs_max: config.ledger.queue_txs_max,
+        },
+    );
+    Ok(Arc::new(App {
+        config,
+        chain_id,
+        store,
+        auth,
+        producer,
+        block_producer: key.address(),
+    }))
+}

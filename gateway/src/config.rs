@@ -1,0 +1,395 @@
+//! Configuration: a typed struct read from an optional TOML file, then
+//! overridden by environment variables, then validated. Every setting has a
+//! default that runs a development gateway on an embedded SQLite file.
+//!
+//! | TOML key | environment | default |
+//! |---|---|---|
+//! | `listen` | `LOCKGATE_LISTEN` | `127.0.0.1:8080` |
+//! | `data_dir` | `LOCKGATE_DATA_DIR` | `./lockgate-data` |
+//! | `database_url` | `DATABASE_URL` or `LOCKGATE_DATABASE_URL` | `sqlite://<data_dir>/lockgate.db` |
+//! | `database_connections_max` | `LOCKGATE_DATABASE_CONNECTIONS_MAX` | 16 |
+//! | `ledger.chain_id` | `LOCKGATE_CHAIN_ID` | 4201 |
+//! | `ledger.block_key` | `LOCKGATE_BLOCK_KEY` | generated into `<data_dir>/block-key.hex` |
+//! | `ledger.batch_txs_max` | `LOCKGATE_BATCH_TXS_MAX` | 1024 |
+//! | `ledger.batch_wait_ms` | `LOCKGATE_BATCH_WAIT_MS` | 2 |
+//! | `ledger.queue_txs_max` | `LOCKGATE_QUEUE_TXS_MAX` | 65536 |
+//! | `auth.issuer` | `LOCKGATE_JWT_ISSUER` | `lockgate-dev` |
+//! | `auth.audience` | `LOCKGATE_JWT_AUDIENCE` | `lockgate` |
+//! | `auth.hs256_secret` | `LOCKGATE_JWT_SECRET` | generated into `<data_dir>/jwt-dev-secret.hex` |
+//! | `limits.request_body_bytes_max` | `LOCKGATE_REQUEST_BODY_BYTES_MAX` | 1048576 |
+//! | `limits.batch_request_txs_max` | `LOCKGATE_BATCH_REQUEST_TXS_MAX` | 1024 |
+//! | `limits.page_size_max` | `LOCKGATE_PAGE_SIZE_MAX` | 200 |
+//! | `limits.request_timeout_ms` | `LOCKGATE_REQUEST_TIMEOUT_MS` | 30000 |
+//!
+//! Secrets (the block key and the JWT secret) are held in [`Secret`], whose
+//! `Debug` prints `[redacted]`, and are never logged.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A secret string that never shows in logs or debug output.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The secret itself: call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Where the embedded database and generated development keys live.
+    pub data_dir: PathBuf,
+    /// `postgres://...` or `sqlite://...`; empty for the embedded default.
+    pub database_url: Option<Secret>,
+    /// Pool size.
+    pub database_connections_max: u32,
+    /// The built-in ledger.
+    pub ledger: LedgerConfig,
+    /// API authentication.
+    pub auth: AuthConfig,
+    /// Request limits.
+    pub limits: LimitsConfig,
+}
+
+/// The built-in ledger.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// The ledger's chain id (EIP-712 domain `chainId`), 1 to 2^63-1.
+    pub chain_id: u64,
+    /// Block key: 32-byte secp256k1 secret as 0x hex.
+    pub block_key: Option<Secret>,
+    /// Most transactions applied and committed in one batch (one block).
+    pub batch_txs_max: usize,
+    /// How long the sequencer waits for more transactions before it commits
+    /// a batch that is not full.
+    pub batch_wait_ms: u64,
+    /// Most transactions waiting for the sequencer; beyond it, 503.
+    pub queue_txs_max: usize,
+}
+
+/// JWT bearer authentication (HS256, pinned).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Required `iss`.
+    pub issuer: String,
+    /// Required `aud`.
+    pub audience: String,
+    /// HS256 secret (at least 32 bytes), hex; generated for development if absent.
+    pub hs256_secret: Option<Secret>,
+}
+
+/// Limits on requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body accepted.
+    pub request_body_bytes_max: usize,
+    /// Most transactions in one batch request.
+    pub batch_request_txs_max: usize,
+    /// Largest page of a list.
+    pub page_size_max: u32,
+    /// Requests taking longer are answered 503.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("lockgate-data"),
+            database_url: None,
+            database_connections_max: 16,
+            ledger: LedgerConfig::default(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            chain_id: 4201,
+            block_key: None,
+            batch_txs_max: 1024,
+            batch_wait_ms: 2,
+            queue_txs_max: 65_536,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "lockgate-dev".into(),
+            audience: "lockgate".into(),
+            hs256_secret: None,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            request_body_bytes_max: 1 << 20,
+            batch_request_txs_max: 1024,
+            page_size_max: 200,
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("parsing {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// An environment variable has a bad value.
+    #[error("environment variable {name}: {reason}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A value is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn env_parse<T: std::str::FromStr>(name: &'static str, target: &mut T) -> Result<(), ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    if let Ok(value) = std::env::var(name) {
+        *target = value.parse().map_err(|e: T::Err| ConfigError::Env {
+            name,
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Reads the file (if any), applies the environment, validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    source: Box::new(source),
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self) -> Result<(), ConfigError> {
+        env_parse("LOCKGATE_LISTEN", &mut self.listen)?;
+        if let Ok(dir) = std::env::var("LOCKGATE_DATA_DIR") {
+            self.data_dir = PathBuf::from(dir);
+        }
+        for name in ["LOCKGATE_DATABASE_URL", "DATABASE_URL"] {
+            if let Ok(url) = std::env::var(name)
+                && !url.is_empty()
+            {
+                self.database_url = Some(Secret::new(url));
+                break;
+            }
+        }
+        env_parse(
+            "LOCKGATE_DATABASE_CONNECTIONS_MAX",
+            &mut self.database_connections_max,
+        )?;
+        env_parse("LOCKGATE_CHAIN_ID", &mut self.ledger.chain_id)?;
+        if let Ok(key) = std::env::var("LOCKGATE_BLOCK_KEY") {
+            self.ledger.block_key = Some(Secret::new(key));
+        }
+        env_parse("LOCKGATE_BATCH_TXS_MAX", &mut self.ledger.batch_txs_max)?;
+        env_parse("LOCKGATE_BATCH_WAIT_MS", &mut self.ledger.batch_wait_ms)?;
+        env_parse("LOCKGATE_QUEUE_TXS_MAX", &mut self.ledger.queue_txs_max)?;
+        if let Ok(issuer) = std::env::var("LOCKGATE_JWT_ISSUER") {
+            self.auth.issuer = issuer;
+        }
+        if let Ok(audience) = std::env::var("LOCKGATE_JWT_AUDIENCE") {
+            self.auth.audience = audience;
+        }
+        if let Ok(secret) = std::env::var("LOCKGATE_JWT_SECRET") {
+            self.auth.hs256_secret = Some(Secret::new(secret));
+        }
+        env_parse(
+            "LOCKGATE_REQUEST_BODY_BYTES_MAX",
+            &mut self.limits.request_body_bytes_max,
+        )?;
+        env_parse(
+            "LOCKGATE_BATCH_REQUEST_TXS_MAX",
+            &mut self.limits.batch_request_txs_max,
+        )?;
+        env_parse("LOCKGATE_PAGE_SIZE_MAX", &mut self.limits.page_size_max)?;
+        env_parse(
+            "LOCKGATE_REQUEST_TIMEOUT_MS",
+            &mut self.limits.request_timeout_ms,
+        )?;
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |what: &str| Err(ConfigError::Invalid(what.to_string()));
+        if self.ledger.chain_id == 0 || self.ledger.chain_id > crate::dto::STORED_INTEGER_MAX {
+            return invalid("ledger.chain_id must be between 1 and 2^63-1");
+        }
+        if self.ledger.batch_txs_max == 0 || self.ledger.batch_txs_max > 65_536 {
+            return invalid("ledger.batch_txs_max must be between 1 and 65536");
+        }
+        if self.ledger.queue_txs_max < self.ledger.batch_txs_max {
+            return invalid("ledger.queue_txs_max must be at least ledger.batch_txs_max");
+        }
+        if self.limits.batch_request_txs_max == 0
+            || self.limits.batch_request_txs_max > self.ledger.queue_txs_max
+        {
+            return invalid(
+                "limits.batch_request_txs_max must be between 1 and ledger.queue_txs_max",
+            );
+        }
+        if self.limits.page_size_max == 0 || self.limits.page_size_max > 10_000 {
+            return invalid("limits.page_size_max must be between 1 and 10000");
+        }
+        if self.database_connections_max == 0 {
+            return invalid("database_connections_max must be at least 1");
+        }
+        if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
+            return invalid("auth.issuer and auth.audience must not be empty");
+        }
+        Ok(())
+    }
+
+    /// The database URL: the configured one, or the embedded SQLite file.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.expose().to_string(),
+            None => format!("sqlite://{}", self.data_dir.join("lockgate.db").display()),
+        }
+    }
+}
+
+/// Reads a development secret from `path`, or makes 32 random bytes and
+/// writes them there (mode 0600) on first use.
+pub fn development_secret(path: &Path) -> Result<[u8; 32], std::io::Error> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text.trim().trim_start_matches("0x"), &mut bytes).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        return Ok(bytes);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    use std::io::Write;
+    let mut file = options.open(path)?;
+    writeln!(file, "0x{}", hex::encode(bytes))?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_secrets_do_not_print() {
+        let mut config = Config::default();
+        config.validate().unwrap();
+        config.auth.hs256_secret = Some(Secret::new("super-secret-value".into()));
+        assert!(!format!("{config:?}").contains("super-secret-value"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let error =
+            toml::from_str::<Config>("listen = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap_err();
+        assert!(error.to_string().contains("listen_port"), "{error}");
+        let ok: Config = toml::from_str("[ledger]\nchain_id = 7\n").unwrap();
+        assert_eq!(ok.ledger.chain_id, 7);
+    }
+
+    #[test]
+    fn development_secrets_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.hex");
+        let first = development_secret(&path).unwrap();
+        assert_eq!(development_secret(&path).unwrap(), first);
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_example_configuration_loads() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/lockgate.example.toml"
+        ));
+        let text = std::fs::read_to_string(path).unwrap();
+        let config: Config = toml::from_str(&text).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.ledger.chain_id, 4201);
+    }
+}

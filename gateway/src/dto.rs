@@ -1,0 +1,503 @@
+//! Wire types of the ledger API (JSON), apart from the domain types of
+//! `ledger-core`, with the conversions between them.
+//!
+//! A signed transaction travels as the parts of its EIP-712 typed data that
+//! vary, so a client posts exactly what it signed:
+//!
+//! ```json
+//! {
+//!   "chainId": "4201",
+//!   "primaryType": "Transfer",
+//!   "message": {"from": "0x…", "nonce": "0", "asset": "EUR", "to": "0x…", "amount": "1250"},
+//!   "signature": "0x…65 bytes…"
+//! }
+//! ```
+//!
+//! Every integer is a decimal string (JavaScript numbers lose precision past
+//! 2^53, and amounts reach 2^128); byte strings are `0x`-prefixed hex;
+//! addresses are EIP-55 (lowercase accepted). Unknown fields are rejected.
+//! The gateway stores integers as signed 64-bit database columns, so nonces
+//! and timelocks above 2^63-1 are refused at the edge.
+
+use ledger_core::{
+    Address, Amount, AssetCode, ChainId, DocumentHash, Hashlock, LockId, Parties, Preimage, Scale,
+    Signature, SignedTransaction, Transaction, TxBody, TxKind,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Why a wire value could not become a domain value. The `pointer` is the
+/// JSON pointer of the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{pointer}: {reason}")]
+pub struct FieldError {
+    /// JSON pointer of the field (`/message/amount`).
+    pub pointer: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn field<T>(pointer: &str, result: Result<T, impl std::fmt::Display>) -> Result<T, FieldError> {
+    result.map_err(|e| FieldError {
+        pointer: pointer.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// The largest nonce, timelock or chain id the gateway stores (2^63-1).
+pub const STORED_INTEGER_MAX: u64 = i64::MAX as u64;
+
+fn parse_u64(pointer: &str, text: &str) -> Result<u64, FieldError> {
+    let valid = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && !(text.len() > 1 && text.starts_with('0'));
+    let value = if valid {
+        text.parse::<u64>().ok()
+    } else {
+        None
+    };
+    match value {
+        Some(v) if v <= STORED_INTEGER_MAX => Ok(v),
+        _ => Err(FieldError {
+            pointer: pointer.to_string(),
+            reason: format!(
+                "expected a decimal integer string from 0 to {STORED_INTEGER_MAX} without leading zeros"
+            ),
+        }),
+    }
+}
+
+/// A signed ledger transaction as posted and returned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SignedTransactionDto {
+    /// The EIP-712 domain's `chainId`: the ledger's chain id, decimal string.
+    #[schema(pattern = "^[1-9][0-9]{0,18}$", example = "4201")]
+    pub chain_id: String,
+    /// The EIP-712 primary type: the transaction kind.
+    pub primary_type: TxKindDto,
+    /// The EIP-712 message, with exactly the fields of the primary type
+    /// (see the `*Message` schemas). Integers are decimal strings.
+    #[schema(value_type = Object)]
+    pub message: serde_json::Value,
+    /// 65-byte signature `r || s || v` of the EIP-712 digest, `v` = 27 or 28.
+    #[schema(pattern = "^0x[0-9a-fA-F]{130}$")]
+    pub signature: String,
+}
+
+/// The eight transaction kinds (EIP-712 primary types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum TxKindDto {
+    /// Register a new asset; the signer becomes its issuer.
+    RegisterAsset,
+    /// Issue new units (issuer only).
+    Issue,
+    /// Burn units from the issuer's own balance.
+    Burn,
+    /// Move units to another account.
+    Transfer,
+    /// Lock units in a hash-time-locked contract.
+    HtlcLock,
+    /// Claim a lock with its preimage (pays the recipient).
+    HtlcClaim,
+    /// Refund an expired lock (pays the sender).
+    HtlcRefund,
+    /// Commit the hash of an off-ledger document and its parties.
+    Anchor,
+}
+
+impl From<TxKind> for TxKindDto {
+    fn from(kind: TxKind) -> Self {
+        match kind {
+            TxKind::RegisterAsset => Self::RegisterAsset,
+            TxKind::Issue => Self::Issue,
+            TxKind::Burn => Self::Burn,
+            TxKind::Transfer => Self::Transfer,
+            TxKind::HtlcLock => Self::HtlcLock,
+            TxKind::HtlcClaim => Self::HtlcClaim,
+            TxKind::HtlcRefund => Self::HtlcRefund,
+            TxKind::Anchor => Self::Anchor,
+        }
+    }
+}
+
+/// `RegisterAsset(address from,uint64 nonce,string code,uint8 scale)`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegisterAssetMessage {
+    /// Signer's address.
+    pub from: String,
+    /// Signer's next nonce.
+    pub nonce: String,
+    /// New asset code.
+    pub code: String,
+    /// Decimal places, 0 to 18.
+    pub scale: String,
+}
+
+/// `Issue(address from,uint64 nonce,string asset,address to,uint256 amount)`
+/// and `Transfer(...)` with the same fields.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PaymentMessage {
+    /// Signer's address.
+    pub from: String,
+    /// Signer's next nonce.
+    pub nonce: String,
+    /// Asset code.
+    pub asset: String,
+    /// Account credited.
+    pub to: String,
+    /// Minor units, decimal string.
+    pub amount: String,
+}
+
+/// `Burn(address from,uint64 nonce,string asset,uint256 amount)`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BurnMessage {
+    /// Signer's address (the issuer).
+    pub from: String,
+    /// Signer's next nonce.
+    pub nonce: String,
+    /// Asset code.
+    pub asset: String,
+    /// Minor units, decimal string.
+    pub amount: String,
+}
+
+/// `HtlcLock(address from,uint64 nonce,string asset,address recipient,uint256 amount,bytes32 hashlock,uint64 expiresAtMs)`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HtlcLockMessage {
+    /// Signer's address.
+    pub from: String,
+    /// Signer's next nonce.
+    pub nonce: String,
+    /// Asset code.
+    pub asset: String,
+    /// Paid on claim.
+    pub recipient: String,
+    /// Minor units, decimal string.
+    pub amount: String,
+    /// SHA-256 of the 32-byte preimage, 0x hex.
+    pub hashlock: String,
+    /// Ledger time (ms since the Unix epoch) from which the lock is expired.
+    pub expires_at_ms: String,
+}
+
+/// `HtlcClaim(address from,uint64 nonce,bytes32 lockId,bytes preimage)`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HtlcClaimMessage {
+    /// Signer's address (anyone).
+    pub from: String,
+    /// Signer's next nonce.
+    pub nonce: String,
+    /// The lock (the hash of its HtlcLock transaction).
+    pub lock_id: String,
+    /// The preimage, 0x hex (must be 32 bytes to succeed).
+    pub preimage: String,
+}
+
+/// `HtlcRefund(address from,uint64 nonce,bytes32 lockId)`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HtlcRefundMessage {
+    /// Signer's address (anyone).
+    pub from: String,
+    /// Signer's next nonce.
+    pub nonce: String,
+    /// The lock.
+    pub lock_id: String,
+}
+
+/// `Anchor(address from,uint64 nonce,bytes32 documentHash,address[] parties)`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AnchorMessage {
+    /// Signer's address.
+    pub from: String,
+    /// Signer's next nonce.
+    pub nonce: String,
+    /// Hash of the off-ledger document, 0x hex.
+    pub document_hash: String,
+    /// 1 to 32 distinct addresses.
+    pub parties: Vec<String>,
+}
+
+fn message<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, FieldError> {
+    serde_json::from_value(value.clone()).map_err(|e| FieldError {
+        pointer: "/message".to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn parse<T: std::str::FromStr>(pointer: &str, text: &str) -> Result<T, FieldError>
+where
+    T::Err: std::fmt::Display,
+{
+    field(pointer, text.parse::<T>())
+}
+
+fn hex_bytes(pointer: &str, text: &str) -> Result<Vec<u8>, FieldError> {
+    let digits = text.strip_prefix("0x").ok_or_else(|| FieldError {
+        pointer: pointer.to_string(),
+        reason: "expected 0x-prefixed hex".to_string(),
+    })?;
+    field(pointer, hex::decode(digits))
+}
+
+impl SignedTransactionDto {
+    /// Converts to the domain form, naming the first bad field.
+    pub fn to_domain(&self) -> Result<SignedTransaction, FieldError> {
+        let chain_id = parse_u64("/chainId", &self.chain_id)?;
+        let chain_id = field("/chainId", ChainId::new(chain_id))?;
+        let signature: Signature = parse("/signature", &self.signature)?;
+        let m = &self.message;
+        let (from, nonce, body) = match self.primary_type {
+            TxKindDto::RegisterAsset => {
+                let msg: RegisterAssetMessage = message(m)?;
+                let scale = parse_u64("/message/scale", &msg.scale)?;
+                let scale = u8::try_from(scale).map_err(|_| FieldError {
+                    pointer: "/message/scale".into(),
+                    reason: "decimal scale must be at most 18".into(),
+                })?;
+                let body = TxBody::RegisterAsset {
+                    code: parse("/message/code", &msg.code)?,
+                    scale: field("/message/scale", Scale::new(scale))?,
+                };
+                (msg.from, msg.nonce, body)
+            }
+            TxKindDto::Issue | TxKindDto::Transfer => {
+                let msg: PaymentMessage = message(m)?;
+                let asset: AssetCode = parse("/message/asset", &msg.asset)?;
+                let to: Address = parse("/message/to", &msg.to)?;
+                let amount: Amount = parse("/message/amount", &msg.amount)?;
+                let body = if self.primary_type == TxKindDto::Issue {
+                    TxBody::Issue { asset, to, amount }
+                } else {
+                    TxBody::Transfer { asset, to, amount }
+                };
+                (msg.from, msg.nonce, body)
+            }
+            TxKindDto::Burn => {
+                let msg: BurnMessage = message(m)?;
+                let body = TxBody::Burn {
+                    asset: parse("/message/asset", &msg.asset)?,
+                    amount: parse("/message/amount", &msg.amount)?,
+                };
+                (msg.from, msg.nonce, body)
+            }
+            TxKindDto::HtlcLock => {
+                let msg: HtlcLockMessage = message(m)?;
+                let body = TxBody::HtlcLock {
+                    asset: parse("/message/asset", &msg.asset)?,
+                    recipient: parse("/message/recipient", &msg.recipient)?,
+                    amount: parse("/message/amount", &msg.amount)?,
+                    hashlock: parse::<Hashlock>("/message/hashlock", &msg.hashlock)?,
+                    expires_at_ms: parse_u64("/message/expiresAtMs", &msg.expires_at_ms)?,
+                };
+                (msg.from, msg.nonce, body)
+            }
+            TxKindDto::HtlcClaim => {
+                let msg: HtlcClaimMessage = message(m)?;
+                let preimage = hex_bytes("/message/preimage", &msg.preimage)?;
+                let body = TxBody::HtlcClaim {
+                    lock_id: parse::<LockId>("/message/lockId", &msg.lock_id)?,
+                    preimage: field("/message/preimage", Preimage::new(preimage))?,
+                };
+                (msg.from, msg.nonce, body)
+            }
+            TxKindDto::HtlcRefund => {
+                let msg: HtlcRefundMessage = message(m)?;
+                let body = TxBody::HtlcRefund {
+                    lock_id: parse::<LockId>("/message/lockId", &msg.lock_id)?,
+                };
+                (msg.from, msg.nonce, body)
+            }
+            TxKindDto::Anchor => {
+                let msg: AnchorMessage = message(m)?;
+                let mut parties = Vec::with_capacity(msg.parties.len());
+                for (i, party) in msg.parties.iter().enumerate() {
+                    parties.push(parse::<Address>(&format!("/message/parties/{i}"), party)?);
+                }
+                let body = TxBody::Anchor {
+                    document_hash: parse::<DocumentHash>(
+                        "/message/documentHash",
+                        &msg.document_hash,
+                    )?,
+                    parties: field("/message/parties", Parties::new(parties))?,
+                };
+                (msg.from, msg.nonce, body)
+            }
+        };
+        Ok(SignedTransaction {
+            transaction: Transaction {
+                chain_id,
+                from: parse("/message/from", &from)?,
+                nonce: parse_u64("/message/nonce", &nonce)?,
+                body,
+            },
+            signature,
+        })
+    }
+
+    /// The wire form of a domain transaction.
+    pub fn from_domain(signed: &SignedTransaction) -> Self {
+        let tx = &signed.transaction;
+        let from = tx.from.to_string();
+        let nonce = tx.nonce.to_string();
+        let message = match &tx.body {
+            TxBody::RegisterAsset { code, scale } => serde_json::json!({
+                "from": from, "nonce": nonce, "code": code.as_str(), "scale": scale.get().to_string(),
+            }),
+            TxBody::Issue { asset, to, amount } | TxBody::Transfer { asset, to, amount } => {
+                serde_json::json!({
+                    "from": from, "nonce": nonce, "asset": asset.as_str(),
+                    "to": to.to_string(), "amount": amount.to_string(),
+                })
+            }
+            TxBody::Burn { asset, amount } => serde_json::json!({
+                "from": from, "nonce": nonce, "asset": asset.as_str(), "amount": amount.to_string(),
+            }),
+            TxBody::HtlcLock {
+                asset,
+                recipient,
+                amount,
+                hashlock,
+                expires_at_ms,
+            } => serde_json::json!({
+                "from": from, "nonce": nonce, "asset": asset.as_str(),
+                "recipient": recipient.to_string(), "amount": amount.to_string(),
+                "hashlock": hashlock.to_string(), "expiresAtMs": expires_at_ms.to_string(),
+            }),
+            TxBody::HtlcClaim { lock_id, preimage } => serde_json::json!({
+                "from": from, "nonce": nonce, "lockId": lock_id.to_string(),
+                "preimage": format!("0x{}", hex::encode(preimage.as_bytes())),
+            }),
+            TxBody::HtlcRefund { lock_id } => serde_json::json!({
+                "from": from, "nonce": nonce, "lockId": lock_id.to_string(),
+            }),
+            TxBody::Anchor {
+                document_hash,
+                parties,
+            } => serde_json::json!({
+                "from": from, "nonce": nonce, "documentHash": document_hash.to_string(),
+                "parties": parties.as_slice().iter().map(ToString::to_string).collect::<Vec<_>>(),
+            }),
+        };
+        Self {
+            chain_id: tx.chain_id.to_string(),
+            primary_type: tx.kind().into(),
+            message,
+            signature: signed.signature.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_core::SigningKey;
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(ledger_core::hash::sha256(b"dto")).unwrap()
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_the_wire_form() {
+        let key = key();
+        let lock_id = LockId::from_bytes([3; 32]);
+        let bodies = vec![
+            TxBody::RegisterAsset {
+                code: AssetCode::new("EUR").unwrap(),
+                scale: Scale::new(2).unwrap(),
+            },
+            TxBody::Issue {
+                asset: AssetCode::new("EUR").unwrap(),
+                to: key.address(),
+                amount: Amount::MAX,
+            },
+            TxBody::Burn {
+                asset: AssetCode::new("EUR").unwrap(),
+                amount: Amount::from_minor_units(5),
+            },
+            TxBody::Transfer {
+                asset: AssetCode::new("EUR").unwrap(),
+                to: key.address(),
+                amount: Amount::from_minor_units(5),
+            },
+            TxBody::HtlcLock {
+                asset: AssetCode::new("EUR").unwrap(),
+                recipient: key.address(),
+                amount: Amount::from_minor_units(5),
+                hashlock: Hashlock::of_preimage(&[1; 32]),
+                expires_at_ms: 1_800_000_000_000,
+            },
+            TxBody::HtlcClaim {
+                lock_id,
+                preimage: Preimage::new(vec![1; 32]).unwrap(),
+            },
+            TxBody::HtlcRefund { lock_id },
+            TxBody::Anchor {
+                document_hash: DocumentHash::from_bytes([4; 32]),
+                parties: Parties::new(vec![key.address(), Address::from_bytes([1; 20])]).unwrap(),
+            },
+        ];
+        for (nonce, body) in bodies.into_iter().enumerate() {
+            let signed = Transaction {
+                chain_id: ChainId::new(4201).unwrap(),
+                from: key.address(),
+                nonce: nonce as u64,
+                body,
+            }
+            .sign(&key)
+            .unwrap();
+            let dto = SignedTransactionDto::from_domain(&signed);
+            let json = serde_json::to_string(&dto).unwrap();
+            let back: SignedTransactionDto = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.to_domain().unwrap(), signed);
+        }
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let key = key();
+        let signed = Transaction {
+            chain_id: ChainId::new(4201).unwrap(),
+            from: key.address(),
+            nonce: 0,
+            body: TxBody::Transfer {
+                asset: AssetCode::new("EUR").unwrap(),
+                to: key.address(),
+                amount: Amount::from_minor_units(5),
+            },
+        }
+        .sign(&key)
+        .unwrap();
+        let good = SignedTransactionDto::from_domain(&signed);
+        let cases = [
+            ("/message/amount", serde_json::json!("-5")),
+            ("/message/amount", serde_json::json!("05")),
+            ("/message/to", serde_json::json!("0x1234")),
+            ("/message/asset", serde_json::json!("eur")),
+            ("/message/nonce", serde_json::json!("9223372036854775808")),
+        ];
+        for (pointer, value) in cases {
+            let mut dto = good.clone();
+            let name = pointer.rsplit('/').next().unwrap();
+            dto.message[name] = value;
+            assert_eq!(dto.to_domain().unwrap_err().pointer, pointer);
+        }
+        let mut extra = good.clone();
+        extra.message["memo"] = serde_json::json!("x");
+        assert_eq!(extra.to_domain().unwrap_err().pointer, "/message");
+        let mut chain = good.clone();
+        chain.chain_id = "0".into();
+        assert_eq!(chain.to_domain().unwrap_err().pointer, "/chainId");
+        let mut sig = good;
+        sig.signature = "0x12".into();
+        assert_eq!(sig.to_domain().unwrap_err().pointer, "/signature");
+    }
+}

@@ -1,0 +1,22 @@
+//! The Lockgate gateway as a library, so tests can run it in-process; the
+//! `lockgate` binary (`main.rs`) is a thin command line over it.
+//!
+//! Map: `config` (settings), `app` (assembly), `api` (routes, OpenAPI),
+//! `auth` (JWT), `problem` (RFC 9457 errors), `dto`/`views` (wire types),
+//! `store` (PostgreSQL and SQLite), `sequencer` (batching and group commit),
+//! `producer` (the one block producer per database), `export` (audit export
+//! and offline verification).
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod dto;
+pub mod export;
+pub mod problem;
+pub mod producer;
+pub mod sequencer;
+pub mod store;
+pub mod views;

@@ -1,0 +1,245 @@
+//! The `lockgate` command line: `serve` runs the gateway, `token` mints a
+//! development API token, `verify` checks a chain export offline, `openapi`
+//! prints the API document.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use lockgate::auth::Scope;
+use lockgate::config::Config;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "lockgate", version, about = "Lockgate cross-ledger gateway")]
+struct Cli {
+    /// Configuration file (TOML); environment variables override it.
+    #[arg(long, global = true, env = "LOCKGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (embedded SQLite by default; DATABASE_URL=postgres://... for PostgreSQL).
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Print a development API token (alone on stdout), signed with the gateway's JWT secret.
+    Token {
+        /// Subject.
+        #[arg(long, default_value = "developer")]
+        subject: String,
+        /// Tenant.
+        #[arg(long, default_value = "dev")]
+        tenant: String,
+        /// Scopes (repeat); default: every scope.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Addresses the tenant owns (repeat).
+        #[arg(long = "account")]
+        accounts: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl_s: u64,
+    },
+    /// Verify a chain export offline; exit status 0 only when it is intact.
+    Verify {
+        /// The export file (NDJSON), or - for standard input.
+        file: PathBuf,
+        /// A trusted block key address (repeat); default: the ones the export names.
+        #[arg(long = "producer")]
+        producers: Vec<String>,
+        /// The chain id expected; default: the one the export names.
+        #[arg(long)]
+        chain_id: Option<u64>,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = match cli.command {
+        Command::Serve { listen } => serve(cli.config, listen),
+        Command::Token {
+            subject,
+            tenant,
+            scopes,
+            accounts,
+            ttl_s,
+        } => token(cli.config, &subject, &tenant, &scopes, &accounts, ttl_s),
+        Command::Verify {
+            file,
+            producers,
+            chain_id,
+        } => return verify(&file, &producers, chain_id),
+        Command::Openapi => {
+            print!("{}", lockgate::api::openapi_json());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("lockgate: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config_file: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    let mut config = Config::load(config_file.as_deref())?;
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let listen = config.listen;
+        let database = if config.database_url.is_some() {
+            "the configured database".to_string()
+        } else {
+            format!("embedded SQLite in {}", config.data_dir.display())
+        };
+        let app = lockgate::app::build(config).await?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        let local = listener.local_addr().context("local address")?;
+        println!("lockgate listening on http://{local} ({database}, chain id {})", app.chain_id);
+        println!("API docs: http://{local}/docs   OpenAPI: http://{local}/openapi.json");
+        println!("development token: lockgate token   (then: curl -H \"Authorization: Bearer $TOKEN\" http://{local}/v1/ledger/blocks)");
+        let router = lockgate::api::router(app);
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown())
+            .await
+            .context("serving")
+    })
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+fn token(
+    config_file: Option<PathBuf>,
+    subject: &str,
+    tenant: &str,
+    scopes: &[String],
+    accounts: &[String],
+    ttl_s: u64,
+) -> anyhow::Result<()> {
+    let config = Config::load(config_file.as_deref())?;
+    let auth = lockgate::app::authenticator(&config)?;
+    let scopes: Vec<Scope> = if scopes.is_empty() {
+        Scope::ALL.to_vec()
+    } else {
+        scopes
+            .iter()
+            .map(|name| {
+                Scope::ALL
+                    .into_iter()
+                    .find(|s| s.name() == name)
+                    .with_context(|| format!("unknown scope {name}"))
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let accounts = accounts
+        .iter()
+        .map(|a| a.parse().map_err(|e| anyhow::anyhow!("account {a}: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let now_s = lockgate::sequencer::now_ms() / 1000;
+    let token = auth.mint(subject, tenant, &scopes, &accounts, now_s, ttl_s)?;
+    println!("{token}");
+    Ok(())
+}
+
+fn verify(file: &std::path::Path, producers: &[String], chain_id: Option<u64>) -> ExitCode {
+    let run = || -> anyhow::Result<lockgate::export::VerifyReport> {
+        let producers = producers
+            .iter()
+            .map(|p| {
+                p.parse()
+                    .map_err(|e| anyhow::anyhow!("--producer {p}: {e}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let chain_id = chain_id
+            .map(|id| ledger_core::ChainId::new(id).map_err(|e| anyhow::anyhow!("--chain-id: {e}")))
+            .transpose()?;
+        let report = if file.as_os_str() == "-" {
+            lockgate::export::verify_export(std::io::stdin().lock(), chain_id, producers)?
+        } else {
+            let reader = std::io::BufReader::new(
+                std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
+            );
+            lockgate::export::verify_export(reader, chain_id, producers)?
+        };
+        Ok(report)
+    };
+    match run() {
+        Ok(report) => {
+            let summary = &report.summary;
+            println!(
+                "OK: chain {} intact: {} blocks, {} transactions, last block {} ({})",
+                report.chain_id,
+                summary.blocks,
+                summary.transactions,
+                summary.tip.next_height.saturating_sub(1),
+                summary.tip.last_hash
+            );
+            if report.producers_from_file {
+                println!(
+                    "note: trusted the block keys named in the export ({}); pass --producer to pin them",
+                    report
+                        .producers
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            for state in summary.state.assets() {
+                println!(
+                    "asset {}: supply {} (balances and open locks agree)",
+                    state.asset.code, state.supply
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            println!("FAIL: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

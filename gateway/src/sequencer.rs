@@ -1,0 +1,181 @@
+//! The sequencer: the one task per ledger that applies transactions and
+//! produces blocks. Handlers hand it verified transactions over a bounded
+//! queue; it gathers whatever arrives within `batch_wait_ms` (or until
+//! `batch_txs_max`) into one batch, and commits the batch as one block in one
+//! database transaction (group commit: one fsync for the whole batch). Each
+//! handler is answered only after that commit, so an acknowledged
+//! transaction is durable.
+//!
+//! Only the process that holds the block-producer role runs a sequencer (see
+//! `crate::producer`); the queue is bounded by transactions waiting
+//! (`queue_txs_max`), and a full queue answers 503 at once rather than
+//! letting latency grow without bound.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ledger_core::block::SignedBlockHeader;
+use ledger_core::{ChainId, Outcome, SigningKey, VerifiedTransaction};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{AnyStore, LedgerStore, StoreError};
+
+/// What the sequencer answers for one submission.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    /// Outcome per transaction of the submission.
+    pub outcomes: Vec<Outcome>,
+    /// The block holding the applied ones.
+    pub block: Option<SignedBlockHeader>,
+    /// Position in that block, per transaction, when applied.
+    pub positions: Vec<Option<u32>>,
+}
+
+/// Why a submission was not processed.
+#[derive(Debug, thiserror::Error)]
+pub enum SequencerError {
+    /// The queue is full.
+    #[error("the sequencer queue is full")]
+    Busy,
+    /// The sequencer stopped (shutdown, or lost the producer role).
+    #[error("the sequencer is not running")]
+    Stopped,
+    /// The commit failed; nothing of the batch was applied.
+    #[error("commit failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+struct Job {
+    txs: Vec<VerifiedTransaction>,
+    reply: oneshot::Sender<Result<Receipt, Arc<StoreError>>>,
+}
+
+/// Handle to a running sequencer.
+#[derive(Clone, Debug)]
+pub struct Sequencer {
+    queue: mpsc::Sender<Job>,
+    waiting_txs: Arc<AtomicUsize>,
+    queue_txs_max: usize,
+}
+
+/// Sequencer settings.
+#[derive(Clone, Debug)]
+pub struct SequencerConfig {
+    /// The ledger.
+    pub chain_id: ChainId,
+    /// Largest batch.
+    pub batch_txs_max: usize,
+    /// How long to wait to fill a batch.
+    pub batch_wait: Duration,
+    /// Most transactions waiting.
+    pub queue_txs_max: usize,
+}
+
+/// Milliseconds since the Unix epoch by the system clock (0 if it is before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl Sequencer {
+    /// Starts the sequencer task; it runs until every handle is dropped.
+    pub fn start(store: AnyStore, block_key: SigningKey, config: SequencerConfig) -> Self {
+        // The channel bound counts jobs; the real bound is on transactions.
+        let (queue, mut jobs) = mpsc::channel::<Job>(config.queue_txs_max.max(1));
+        let waiting_txs = Arc::new(AtomicUsize::new(0));
+        let waiting = waiting_txs.clone();
+        let sequencer = Self {
+            queue,
+            waiting_txs,
+            queue_txs_max: config.queue_txs_max,
+        };
+        tokio::spawn(async move {
+            while let Some(first) = jobs.recv().await {
+                let mut count = first.txs.len();
+                let mut batch = vec![first];
+                let deadline = tokio::time::Instant::now() + config.batch_wait;
+                while count < config.batch_txs_max {
+                    match tokio::time::timeout_at(deadline, jobs.recv()).await {
+                        Ok(Some(job)) => {
+                            count += job.txs.len();
+                            batch.push(job);
+                        }
+                        _ => break,
+                    }
+                }
+                waiting.fetch_sub(count, Ordering::AcqRel);
+                commit(&store, &block_key, config.chain_id, batch).await;
+            }
+        });
+        sequencer
+    }
+
+    /// Submits verified transactions and waits for their durable outcome.
+    pub async fn submit(&self, txs: Vec<VerifiedTransaction>) -> Result<Receipt, SequencerError> {
+        let n = txs.len();
+        let before = self.waiting_txs.fetch_add(n, Ordering::AcqRel);
+        if before + n > self.queue_txs_max {
+            self.waiting_txs.fetch_sub(n, Ordering::AcqRel);
+            return Err(SequencerError::Busy);
+        }
+        let (reply, answer) = oneshot::channel();
+        if self.queue.try_send(Job { txs, reply }).is_err() {
+            self.waiting_txs.fetch_sub(n, Ordering::AcqRel);
+            return Err(SequencerError::Busy);
+        }
+        match answer.await {
+            Ok(Ok(receipt)) => Ok(receipt),
+            Ok(Err(error)) => Err(SequencerError::Store(match Arc::try_unwrap(error) {
+                Ok(error) => error,
+                Err(shared) => StoreError::Corrupt(shared.to_string()),
+            })),
+            Err(_) => Err(SequencerError::Stopped),
+        }
+    }
+}
+
+async fn commit(store: &AnyStore, block_key: &SigningKey, chain_id: ChainId, batch: Vec<Job>) {
+    let mut all = Vec::with_capacity(batch.iter().map(|job| job.txs.len()).sum());
+    let mut jobs = Vec::with_capacity(batch.len());
+    for job in batch {
+        let n = job.txs.len();
+        all.extend(job.txs);
+        jobs.push((n, job.reply));
+    }
+    let started = std::time::Instant::now();
+    let result = store
+        .commit_batch(chain_id, block_key, now_ms(), &all)
+        .await;
+    match result {
+        Ok(result) => {
+            tracing::debug!(
+                txs = all.len(),
+                height = result.block.as_ref().map(|b| b.header.height),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "batch committed"
+            );
+            let mut offset = 0;
+            for (n, reply) in jobs {
+                let receipt = Receipt {
+                    outcomes: result.outcomes[offset..offset + n].to_vec(),
+                    block: result.block,
+                    positions: result.positions[offset..offset + n].to_vec(),
+                };
+                offset += n;
+                // A handler that gave up (client gone) just misses its answer;
+                // the transaction is committed all the same.
+                let _ = reply.send(Ok(receipt));
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, txs = all.len(), "batch commit failed; nothing of it applied");
+            let error = Arc::new(error);
+            for (_, reply) in jobs {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}

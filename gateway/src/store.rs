@@ -1,0 +1,872 @@
+//! Persistence of the built-in ledger: one contract ([`LedgerStore`]), two
+//! implementations ([`PgStore`] for PostgreSQL, the production store, and
+//! [`SqliteStore`] for the zero-setup embedded file), and [`AnyStore`], which
+//! the gateway holds and which picks one by the database URL.
+//!
+//! Both implementations are generated from the same code by `impl_store!`;
+//! the SQL is written once, in PostgreSQL syntax with `$n` parameters, and
+//! the SQLite variant drops the `::numeric`/`::text` casts that PostgreSQL
+//! needs to move u128 amounts in and out of `NUMERIC(39,0)` columns.
+//!
+//! The heart of the store is [`LedgerStore::commit_batch`]: in ONE database
+//! transaction it reads the chain tip, prefetches what the batch touches
+//! (`Snapshot::missing`, at most two rounds), applies the batch with
+//! `ledger-core`, seals the applied transactions into a signed block, and
+//! writes the block, the transactions and the changed state. When it returns
+//! `Ok`, the batch is durable (`synchronous_commit` stays on).
+
+use std::future::Future;
+
+use ledger_core::block::{BlockHeader, ChainTip, SignedBlockHeader};
+use ledger_core::{
+    Address, Amount, Asset, AssetCode, AssetState, BlockContext, BlockHash, ChainId, Hashlock,
+    Htlc, HtlcStatus, LockId, MerkleRoot, Outcome, Scale, Signature, SignedTransaction, SigningKey,
+    Snapshot, TxHash, VerifiedTransaction, apply_batch, seal_block,
+};
+use sqlx::Row;
+
+use crate::dto::SignedTransactionDto;
+
+/// A storage failure. Every variant becomes a 500 or 503 at the API edge.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored row does not decode to a valid domain value.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// ledger-core reported a broken contract (a bug or corrupt state).
+    #[error("ledger core: {0}")]
+    Apply(#[from] ledger_core::ApplyError),
+    /// Sealing the block failed.
+    #[error("sealing: {0}")]
+    Seal(#[from] ledger_core::block::SealError),
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// A committed transaction with its place in the chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTransaction {
+    /// The signed transaction.
+    pub signed: SignedTransaction,
+    /// Its hash.
+    pub hash: TxHash,
+    /// Height of its block.
+    pub height: u64,
+    /// Position in the block.
+    pub position: u32,
+}
+
+/// What one committed batch produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommitResult {
+    /// One outcome per input transaction.
+    pub outcomes: Vec<Outcome>,
+    /// The block sealed, if any transaction applied.
+    pub block: Option<SignedBlockHeader>,
+    /// For each input, its position in the block when it applied.
+    pub positions: Vec<Option<u32>>,
+}
+
+/// An account's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountView {
+    /// Next nonce.
+    pub next_nonce: u64,
+    /// Balances by asset, in asset order (zero balances omitted).
+    pub balances: Vec<(AssetCode, Amount)>,
+}
+
+/// A stored answer to a write with an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotentResponse {
+    /// SHA-256 of the request (method, path, body) that first used the key.
+    pub request_hash: [u8; 32],
+    /// HTTP status answered.
+    pub status: u16,
+    /// Body answered.
+    pub body: String,
+}
+
+/// The store contract. Every implementation must pass the conformance suite
+/// in `gateway/tests/store_conformance.rs`.
+pub trait LedgerStore: Send + Sync {
+    /// Runs the migrations of this store's dialect.
+    fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The chain tip (genesis when there is no block).
+    fn tip(&self, chain_id: ChainId) -> impl Future<Output = Result<ChainTip, StoreError>> + Send;
+    /// Applies, seals and persists a batch in one database transaction.
+    fn commit_batch(
+        &self,
+        chain_id: ChainId,
+        block_key: &SigningKey,
+        now_ms: u64,
+        txs: &[VerifiedTransaction],
+    ) -> impl Future<Output = Result<CommitResult, StoreError>> + Send;
+    /// A committed transaction.
+    fn transaction(
+        &self,
+        chain_id: ChainId,
+        hash: TxHash,
+    ) -> impl Future<Output = Result<Option<StoredTransaction>, StoreError>> + Send;
+    /// A block's signed header.
+    fn block(
+        &self,
+        chain_id: ChainId,
+        height: u64,
+    ) -> impl Future<Output = Result<Option<SignedBlockHeader>, StoreError>> + Send;
+    /// Block headers with height below `before` (newest first), at most `limit`.
+    fn blocks(
+        &self,
+        chain_id: ChainId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<SignedBlockHeader>, StoreError>> + Send;
+    /// The transactions of a block, in block order.
+    fn block_transactions(
+        &self,
+        chain_id: ChainId,
+        height: u64,
+    ) -> impl Future<Output = Result<Vec<StoredTransaction>, StoreError>> + Send;
+    /// An account's nonce and balances.
+    fn account(
+        &self,
+        chain_id: ChainId,
+        address: Address,
+    ) -> impl Future<Output = Result<AccountView, StoreError>> + Send;
+    /// Assets with code after `after`, in code order, at most `limit`.
+    fn assets(
+        &self,
+        chain_id: ChainId,
+        after: Option<AssetCode>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<AssetState>, StoreError>> + Send;
+    /// An asset.
+    fn asset(
+        &self,
+        chain_id: ChainId,
+        code: AssetCode,
+    ) -> impl Future<Output = Result<Option<AssetState>, StoreError>> + Send;
+    /// An HTLC.
+    fn htlc(
+        &self,
+        chain_id: ChainId,
+        id: LockId,
+    ) -> impl Future<Output = Result<Option<Htlc>, StoreError>> + Send;
+    /// The stored answer for an idempotency key.
+    fn idempotent_response(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<IdempotentResponse>, StoreError>> + Send;
+    /// Records the answer for an idempotency key; false if the key was taken
+    /// meanwhile (the caller then answers with the stored one).
+    fn save_idempotent_response(
+        &self,
+        tenant: &str,
+        key: &str,
+        response: &IdempotentResponse,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// True when the database answers.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| corrupt(format!("{what} {value} exceeds 2^63-1")))
+}
+
+fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| corrupt(format!("{what} {value} is negative")))
+}
+
+fn bytes<const N: usize>(value: Vec<u8>, what: &str) -> Result<[u8; N], StoreError> {
+    value
+        .try_into()
+        .map_err(|_| corrupt(format!("{what} is not {N} bytes")))
+}
+
+fn amount(text: &str) -> Result<Amount, StoreError> {
+    text.parse()
+        .map_err(|_| corrupt(format!("amount {text:?}")))
+}
+
+fn asset_code(text: &str) -> Result<AssetCode, StoreError> {
+    AssetCode::new(text).map_err(|_| corrupt(format!("asset code {text:?}")))
+}
+
+fn status_text(status: &HtlcStatus) -> (&'static str, Option<Vec<u8>>) {
+    match status {
+        HtlcStatus::Locked => ("locked", None),
+        HtlcStatus::Claimed { preimage } => ("claimed", Some(preimage.to_vec())),
+        HtlcStatus::Refunded => ("refunded", None),
+    }
+}
+
+fn header_from_row(chain_id: ChainId, row: &impl RowGet) -> Result<SignedBlockHeader, StoreError> {
+    let tx_count: i64 = row.get_i64("tx_count")?;
+    Ok(SignedBlockHeader {
+        header: BlockHeader {
+            chain_id,
+            height: to_u64(row.get_i64("height")?, "height")?,
+            previous_hash: BlockHash::from_bytes(bytes(
+                row.get_bytes("previous_hash")?,
+                "previous_hash",
+            )?),
+            timestamp_ms: to_u64(row.get_i64("timestamp_ms")?, "timestamp_ms")?,
+            tx_root: MerkleRoot::from_bytes(bytes(row.get_bytes("tx_root")?, "tx_root")?),
+            tx_count: u32::try_from(tx_count).map_err(|_| corrupt("tx_count"))?,
+            producer: Address::from_bytes(bytes(row.get_bytes("producer")?, "producer")?),
+        },
+        signature: Signature::from_bytes(bytes(row.get_bytes("signature")?, "signature")?),
+    })
+}
+
+fn transaction_from_row(
+    chain_id: ChainId,
+    row: &impl RowGet,
+) -> Result<StoredTransaction, StoreError> {
+    let kind: String = row.get_string("kind")?;
+    let message: String = row.get_string("message")?;
+    let signature = Signature::from_bytes(bytes(row.get_bytes("signature")?, "signature")?);
+    let dto = SignedTransactionDto {
+        chain_id: chain_id.to_string(),
+        primary_type: serde_json::from_value(serde_json::Value::String(kind)).map_err(corrupt)?,
+        message: serde_json::from_str(&message).map_err(corrupt)?,
+        signature: signature.to_string(),
+    };
+    let signed = dto.to_domain().map_err(corrupt)?;
+    let hash = TxHash::from_bytes(bytes(row.get_bytes("hash")?, "hash")?);
+    Ok(StoredTransaction {
+        signed,
+        hash,
+        height: to_u64(row.get_i64("height")?, "height")?,
+        position: u32::try_from(row.get_i64("position")?).map_err(|_| corrupt("position"))?,
+    })
+}
+
+fn htlc_from_row(row: &impl RowGet) -> Result<Htlc, StoreError> {
+    let status = match row.get_string("status")?.as_str() {
+        "locked" => HtlcStatus::Locked,
+        "refunded" => HtlcStatus::Refunded,
+        "claimed" => HtlcStatus::Claimed {
+            preimage: bytes(
+                row.get_opt_bytes("preimage")?
+                    .ok_or_else(|| corrupt("claimed lock without preimage"))?,
+                "preimage",
+            )?,
+        },
+        other => return Err(corrupt(format!("HTLC status {other:?}"))),
+    };
+    Ok(Htlc {
+        id: LockId::from_bytes(bytes(row.get_bytes("lock_id")?, "lock_id")?),
+        sender: Address::from_bytes(bytes(row.get_bytes("sender")?, "sender")?),
+        recipient: Address::from_bytes(bytes(row.get_bytes("recipient")?, "recipient")?),
+        asset: asset_code(&row.get_string("asset")?)?,
+        amount: amount(&row.get_string("amount")?)?,
+        hashlock: Hashlock::from_bytes(bytes(row.get_bytes("hashlock")?, "hashlock")?),
+        expires_at_ms: to_u64(row.get_i64("expires_at_ms")?, "expires_at_ms")?,
+        status,
+    })
+}
+
+fn asset_from_row(row: &impl RowGet) -> Result<AssetState, StoreError> {
+    let scale = u8::try_from(row.get_i64("scale")?).map_err(|_| corrupt("scale"))?;
+    Ok(AssetState {
+        asset: Asset {
+            code: asset_code(&row.get_string("code")?)?,
+            scale: Scale::new(scale).map_err(corrupt)?,
+            issuer: Address::from_bytes(bytes(row.get_bytes("issuer")?, "issuer")?),
+        },
+        supply: amount(&row.get_string("supply")?)?,
+    })
+}
+
+/// Column access shared by both row types, so the decoding above is written once.
+trait RowGet {
+    fn get_i64(&self, column: &str) -> Result<i64, StoreError>;
+    fn get_bytes(&self, column: &str) -> Result<Vec<u8>, StoreError>;
+    fn get_opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    fn get_string(&self, column: &str) -> Result<String, StoreError>;
+}
+
+macro_rules! row_get {
+    ($row:ty) => {
+        impl RowGet for $row {
+            fn get_i64(&self, column: &str) -> Result<i64, StoreError> {
+                Ok(self.try_get::<i64, _>(column)?)
+            }
+            fn get_bytes(&self, column: &str) -> Result<Vec<u8>, StoreError> {
+                Ok(self.try_get::<Vec<u8>, _>(column)?)
+            }
+            fn get_opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
+                Ok(self.try_get::<Option<Vec<u8>>, _>(column)?)
+            }
+            fn get_string(&self, column: &str) -> Result<String, StoreError> {
+                Ok(self.try_get::<String, _>(column)?)
+            }
+        }
+    };
+}
+row_get!(sqlx::postgres::PgRow);
+row_get!(sqlx::sqlite::SqliteRow);
+
+const SELECT_BLOCK: &str = "SELECT height, previous_hash, timestamp_ms, tx_root, tx_count::bigint AS tx_count, producer, signature FROM blocks";
+const SELECT_TX: &str =
+    "SELECT hash, height, position::bigint AS position, kind, message, signature FROM transactions";
+const SELECT_HTLC: &str = "SELECT lock_id, sender, recipient, asset, amount::text AS amount, hashlock, expires_at_ms, status, preimage FROM htlcs";
+const SELECT_ASSET: &str =
+    "SELECT code, scale::bigint AS scale, issuer, supply::text AS supply FROM assets";
+
+macro_rules! impl_store {
+    ($store:ident, $pool:ty, $conn:ty, $migrator:literal, $dialect_pg:expr) => {
+        impl $store {
+            /// The chain tip, read on `conn` (inside a transaction when committing).
+            async fn tip_in(conn: &mut $conn, chain_id: ChainId) -> Result<ChainTip, StoreError> {
+                let row = sqlx::query("SELECT height, hash, timestamp_ms FROM blocks WHERE chain_id = $1 ORDER BY height DESC LIMIT 1")
+                    .bind(to_i64(chain_id.get(), "chain id")?)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                match row {
+                    None => Ok(ChainTip::GENESIS),
+                    Some(row) => Ok(ChainTip {
+                        next_height: to_u64(row.get_i64("height")?, "height")? + 1,
+                        last_hash: BlockHash::from_bytes(bytes(row.get_bytes("hash")?, "hash")?),
+                        last_timestamp_ms: to_u64(row.get_i64("timestamp_ms")?, "timestamp_ms")?,
+                    }),
+                }
+            }
+
+            /// The SQL for this dialect: PostgreSQL as written; SQLite
+            /// without the PostgreSQL casts (computed once per query text).
+            fn sql(sql: &'static str) -> &'static str {
+                if $dialect_pg {
+                    sql
+                } else {
+                    sqlite_sql(sql)
+                }
+            }
+
+            /// The pool.
+            pub fn pool(&self) -> &$pool {
+                &self.pool
+            }
+        }
+
+        impl LedgerStore for $store {
+            async fn migrate(&self) -> Result<(), StoreError> {
+                sqlx::migrate!($migrator).run(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn tip(&self, chain_id: ChainId) -> Result<ChainTip, StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                Self::tip_in(&mut conn, chain_id).await
+            }
+
+            async fn commit_batch(
+                &self,
+                chain_id: ChainId,
+                block_key: &SigningKey,
+                now_ms: u64,
+                txs: &[VerifiedTransaction],
+            ) -> Result<CommitResult, StoreError> {
+                let chain = to_i64(chain_id.get(), "chain id")?;
+                // SQLite: take the write lock now, not at the first write, so
+                // two writers cannot both read the same tip. PostgreSQL: a
+                // transaction-level advisory lock per ledger does the same.
+                let mut db = if $dialect_pg {
+                    self.pool.begin().await?
+                } else {
+                    self.pool.begin_with("BEGIN IMMEDIATE").await?
+                };
+                if $dialect_pg {
+                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                        .bind(crate::producer::commit_lock_key(chain_id))
+                        .execute(&mut *db)
+                        .await?;
+                }
+                let tip = Self::tip_in(&mut db, chain_id).await?;
+
+                // Prefetch what the batch reads: at most two rounds.
+                let mut snapshot = Snapshot::partial();
+                loop {
+                    let missing = snapshot.missing(txs);
+                    if missing.is_empty() {
+                        break;
+                    }
+                    for address in missing.accounts {
+                        let row = sqlx::query("SELECT next_nonce FROM accounts WHERE chain_id = $1 AND address = $2")
+                            .bind(chain)
+                            .bind(address.as_bytes().to_vec())
+                            .fetch_optional(&mut *db)
+                            .await?;
+                        let nonce = match row {
+                            Some(row) => to_u64(row.get_i64("next_nonce")?, "next_nonce")?,
+                            None => 0,
+                        };
+                        snapshot.insert_account(address, nonce);
+                    }
+                    for (address, code) in missing.balances {
+                        let row = sqlx::query(Self::sql("SELECT amount::text AS amount FROM balances WHERE chain_id = $1 AND address = $2 AND asset = $3"))
+                            .bind(chain)
+                            .bind(address.as_bytes().to_vec())
+                            .bind(code.as_str())
+                            .fetch_optional(&mut *db)
+                            .await?;
+                        let value = match row {
+                            Some(row) => amount(&row.get_string("amount")?)?,
+                            None => Amount::ZERO,
+                        };
+                        snapshot.insert_balance(address, code, value);
+                    }
+                    for code in missing.assets {
+                        let row = sqlx::query(Self::sql(const_format(SELECT_ASSET, " WHERE chain_id = $1 AND code = $2")))
+                            .bind(chain)
+                            .bind(code.as_str())
+                            .fetch_optional(&mut *db)
+                            .await?;
+                        let state = row.map(|row| asset_from_row(&row)).transpose()?;
+                        snapshot.insert_asset(code, state);
+                    }
+                    for id in missing.locks {
+                        let row = sqlx::query(Self::sql(const_format(SELECT_HTLC, " WHERE chain_id = $1 AND lock_id = $2")))
+                            .bind(chain)
+                            .bind(id.as_bytes().to_vec())
+                            .fetch_optional(&mut *db)
+                            .await?;
+                        let htlc = row.map(|row| htlc_from_row(&row)).transpose()?;
+                        snapshot.insert_lock(id, htlc);
+                    }
+                }
+
+                // Block time never goes back, even if the clock does.
+                let timestamp_ms = now_ms.max(tip.last_timestamp_ms);
+                let context = BlockContext { chain_id, timestamp_ms };
+                let result = apply_batch(&mut snapshot, &context, txs)?;
+                let applied: Vec<VerifiedTransaction> = txs
+                    .iter()
+                    .zip(&result.outcomes)
+                    .filter(|(_, outcome)| outcome.is_applied())
+                    .map(|(tx, _)| tx.clone())
+                    .collect();
+                let mut positions = Vec::with_capacity(txs.len());
+                let mut next = 0u32;
+                for outcome in &result.outcomes {
+                    if outcome.is_applied() {
+                        positions.push(Some(next));
+                        next += 1;
+                    } else {
+                        positions.push(None);
+                    }
+                }
+                if applied.is_empty() {
+                    db.rollback().await?;
+                    return Ok(CommitResult { outcomes: result.outcomes, block: None, positions });
+                }
+                let (block, _tree) = seal_block(&context, &tip, &applied, block_key)?;
+                let header = &block.header.header;
+                let height = to_i64(header.height, "height")?;
+                sqlx::query("INSERT INTO blocks (chain_id, height, hash, previous_hash, timestamp_ms, tx_root, tx_count, producer, signature) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                    .bind(chain)
+                    .bind(height)
+                    .bind(header.hash().as_bytes().to_vec())
+                    .bind(header.previous_hash.as_bytes().to_vec())
+                    .bind(to_i64(header.timestamp_ms, "timestamp")?)
+                    .bind(header.tx_root.as_bytes().to_vec())
+                    .bind(i64::from(header.tx_count))
+                    .bind(header.producer.as_bytes().to_vec())
+                    .bind(block.header.signature.as_bytes().to_vec())
+                    .execute(&mut *db)
+                    .await?;
+                for (position, tx) in applied.iter().enumerate() {
+                    let dto = SignedTransactionDto::from_domain(tx.signed());
+                    let kind = tx.transaction().kind().name();
+                    sqlx::query("INSERT INTO transactions (chain_id, hash, height, position, sender, nonce, kind, message, signature) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                        .bind(chain)
+                        .bind(tx.hash().as_bytes().to_vec())
+                        .bind(height)
+                        .bind(position as i64)
+                        .bind(tx.transaction().from.as_bytes().to_vec())
+                        .bind(to_i64(tx.transaction().nonce, "nonce")?)
+                        .bind(kind)
+                        .bind(dto.message.to_string())
+                        .bind(tx.signed().signature.as_bytes().to_vec())
+                        .execute(&mut *db)
+                        .await?;
+                }
+                let changes = &result.changes;
+                // Assets first: balances reference them.
+                for state in &changes.assets {
+                    sqlx::query(Self::sql("INSERT INTO assets (chain_id, code, scale, issuer, supply) VALUES ($1, $2, $3, $4, $5::numeric) ON CONFLICT (chain_id, code) DO UPDATE SET supply = excluded.supply"))
+                        .bind(chain)
+                        .bind(state.asset.code.as_str())
+                        .bind(i32::from(state.asset.scale.get()))
+                        .bind(state.asset.issuer.as_bytes().to_vec())
+                        .bind(state.supply.to_string())
+                        .execute(&mut *db)
+                        .await?;
+                }
+                for (address, nonce) in &changes.accounts {
+                    sqlx::query("INSERT INTO accounts (chain_id, address, next_nonce) VALUES ($1, $2, $3) ON CONFLICT (chain_id, address) DO UPDATE SET next_nonce = excluded.next_nonce")
+                        .bind(chain)
+                        .bind(address.as_bytes().to_vec())
+                        .bind(to_i64(*nonce, "nonce")?)
+                        .execute(&mut *db)
+                        .await?;
+                }
+                for (address, code, value) in &changes.balances {
+                    sqlx::query(Self::sql("INSERT INTO balances (chain_id, address, asset, amount) VALUES ($1, $2, $3, $4::numeric) ON CONFLICT (chain_id, address, asset) DO UPDATE SET amount = excluded.amount"))
+                        .bind(chain)
+                        .bind(address.as_bytes().to_vec())
+                        .bind(code.as_str())
+                        .bind(value.to_string())
+                        .execute(&mut *db)
+                        .await?;
+                }
+                for htlc in &changes.locks {
+                    let (status, preimage) = status_text(&htlc.status);
+                    sqlx::query(Self::sql("INSERT INTO htlcs (chain_id, lock_id, sender, recipient, asset, amount, hashlock, expires_at_ms, status, preimage) VALUES ($1, $2, $3, $4, $5, $6::numeric, $7, $8, $9, $10) ON CONFLICT (chain_id, lock_id) DO UPDATE SET status = excluded.status, preimage = excluded.preimage"))
+                        .bind(chain)
+                        .bind(htlc.id.as_bytes().to_vec())
+                        .bind(htlc.sender.as_bytes().to_vec())
+                        .bind(htlc.recipient.as_bytes().to_vec())
+                        .bind(htlc.asset.as_str())
+                        .bind(htlc.amount.to_string())
+                        .bind(htlc.hashlock.as_bytes().to_vec())
+                        .bind(to_i64(htlc.expires_at_ms, "expires_at_ms")?)
+                        .bind(status)
+                        .bind(preimage)
+                        .execute(&mut *db)
+                        .await?;
+                }
+                db.commit().await?;
+                Ok(CommitResult {
+                    outcomes: result.outcomes,
+                    block: Some(block.header),
+                    positions,
+                })
+            }
+
+            async fn transaction(&self, chain_id: ChainId, hash: TxHash) -> Result<Option<StoredTransaction>, StoreError> {
+                let row = sqlx::query(Self::sql(const_format(SELECT_TX, " WHERE chain_id = $1 AND hash = $2")))
+                    .bind(to_i64(chain_id.get(), "chain id")?)
+                    .bind(hash.as_bytes().to_vec())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|row| transaction_from_row(chain_id, &row)).transpose()
+            }
+
+            async fn block(&self, chain_id: ChainId, height: u64) -> Result<Option<SignedBlockHeader>, StoreError> {
+                let row = sqlx::query(Self::sql(const_format(SELECT_BLOCK, " WHERE chain_id = $1 AND height = $2")))
+                    .bind(to_i64(chain_id.get(), "chain id")?)
+                    .bind(to_i64(height, "height")?)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|row| header_from_row(chain_id, &row)).transpose()
+            }
+
+            async fn blocks(&self, chain_id: ChainId, before: Option<u64>, limit: u32) -> Result<Vec<SignedBlockHeader>, StoreError> {
+                let before = match before {
+                    Some(height) => to_i64(height, "height")?,
+                    None => i64::MAX,
+                };
+                let rows = sqlx::query(Self::sql(const_format(SELECT_BLOCK, " WHERE chain_id = $1 AND height < $2 ORDER BY height DESC LIMIT $3")))
+                    .bind(to_i64(chain_id.get(), "chain id")?)
+                    .bind(before)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(|row| header_from_row(chain_id, row)).collect()
+            }
+
+            async fn block_transactions(&self, chain_id: ChainId, height: u64) -> Result<Vec<StoredTransaction>, StoreError> {
+                let rows = sqlx::query(Self::sql(const_format(SELECT_TX, " WHERE chain_id = $1 AND height = $2 ORDER BY position")))
+                    .bind(to_i64(chain_id.get(), "chain id")?)
+                    .bind(to_i64(height, "height")?)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(|row| transaction_from_row(chain_id, row)).collect()
+            }
+
+            async fn account(&self, chain_id: ChainId, address: Address) -> Result<AccountView, StoreError> {
+                let chain = to_i64(chain_id.get(), "chain id")?;
+                let nonce = sqlx::query("SELECT next_nonce FROM accounts WHERE chain_id = $1 AND address = $2")
+                    .bind(chain)
+                    .bind(address.as_bytes().to_vec())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let next_nonce = match nonce {
+                    Some(row) => to_u64(row.get_i64("next_nonce")?, "next_nonce")?,
+                    None => 0,
+                };
+                let rows = sqlx::query(Self::sql("SELECT asset, amount::text AS amount FROM balances WHERE chain_id = $1 AND address = $2 ORDER BY asset"))
+                    .bind(chain)
+                    .bind(address.as_bytes().to_vec())
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut balances = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let value = amount(&row.get_string("amount")?)?;
+                    if !value.is_zero() {
+                        balances.push((asset_code(&row.get_string("asset")?)?, value));
+                    }
+                }
+                Ok(AccountView { next_nonce, balances })
+            }
+
+            async fn assets(&self, chain_id: ChainId, after: Option<AssetCode>, limit: u32) -> Result<Vec<AssetState>, StoreError> {
+                let rows = sqlx::query(Self::sql(const_format(SELECT_ASSET, " WHERE chain_id = $1 AND code > $2 ORDER BY code LIMIT $3")))
+                    .bind(to_i64(chain_id.get(), "chain id")?)
+                    .bind(after.map(|c| c.as_str().to_string()).unwrap_or_default())
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(asset_from_row).collect()
+            }
+
+            async fn asset(&self, chain_id: ChainId, code: AssetCode) -> Result<Option<AssetState>, StoreError> {
+                let row = sqlx::query(Self::sql(const_format(SELECT_ASSET, " WHERE chain_id = $1 AND code = $2")))
+                    .bind(to_i64(chain_id.get(), "chain id")?)
+                    .bind(code.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|row| asset_from_row(&row)).transpose()
+            }
+
+            async fn htlc(&self, chain_id: ChainId, id: LockId) -> Result<Option<Htlc>, StoreError> {
+                let row = sqlx::query(Self::sql(const_format(SELECT_HTLC, " WHERE chain_id = $1 AND lock_id = $2")))
+                    .bind(to_i64(chain_id.get(), "chain id")?)
+                    .bind(id.as_bytes().to_vec())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|row| htlc_from_row(&row)).transpose()
+            }
+
+            async fn idempotent_response(&self, tenant: &str, key: &str) -> Result<Option<IdempotentResponse>, StoreError> {
+                let row = sqlx::query(Self::sql("SELECT request_hash, status::bigint AS status, body FROM idempotency_keys WHERE tenant = $1 AND key = $2"))
+                    .bind(tenant)
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|row| -> Result<IdempotentResponse, StoreError> {
+                    Ok(IdempotentResponse {
+                        request_hash: bytes(row.get_bytes("request_hash")?, "request_hash")?,
+                        status: u16::try_from(row.get_i64("status")?).map_err(|_| corrupt("status"))?,
+                        body: row.get_string("body")?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn save_idempotent_response(&self, tenant: &str, key: &str, response: &IdempotentResponse, now_ms: u64) -> Result<bool, StoreError> {
+                let done = sqlx::query("INSERT INTO idempotency_keys (tenant, key, request_hash, status, body, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, key) DO NOTHING")
+                    .bind(tenant)
+                    .bind(key)
+                    .bind(response.request_hash.to_vec())
+                    .bind(i32::from(response.status))
+                    .bind(&response.body)
+                    .bind(to_i64(now_ms, "time")?)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+        }
+    };
+}
+
+type SqlCache =
+    std::sync::Mutex<std::collections::HashMap<(&'static str, &'static str), &'static str>>;
+
+fn sql_cache() -> &'static SqlCache {
+    static CACHE: std::sync::LazyLock<SqlCache> = std::sync::LazyLock::new(Default::default);
+    &CACHE
+}
+
+/// Memoises a derived query text as `&'static str`. The set of query texts is
+/// fixed by this file, so the memory used is bounded and allocated once.
+fn memo(key: (&'static str, &'static str), make: impl FnOnce() -> String) -> &'static str {
+    let mut cache = match sql_cache().lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    cache
+        .entry(key)
+        .or_insert_with(|| Box::leak(make().into_boxed_str()))
+}
+
+/// `base || suffix` as one static query text.
+fn const_format(base: &'static str, suffix: &'static str) -> &'static str {
+    memo((base, suffix), || format!("{base}{suffix}"))
+}
+
+/// A PostgreSQL query text without its casts, for SQLite.
+fn sqlite_sql(sql: &'static str) -> &'static str {
+    memo((sql, "\0sqlite"), || {
+        sql.replace("::numeric", "")
+            .replace("::text", "")
+            .replace("::bigint", "")
+    })
+}
+
+/// The PostgreSQL store.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: sqlx::PgPool,
+}
+
+impl PgStore {
+    /// Wraps a pool.
+    pub fn new(pool: sqlx::PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+/// The embedded SQLite store.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: sqlx::SqlitePool,
+}
+
+impl SqliteStore {
+    /// Wraps a pool.
+    pub fn new(pool: sqlx::SqlitePool) -> Self {
+        Self { pool }
+    }
+}
+
+impl_store!(
+    PgStore,
+    sqlx::PgPool,
+    sqlx::PgConnection,
+    "../migrations/postgres",
+    true
+);
+impl_store!(
+    SqliteStore,
+    sqlx::SqlitePool,
+    sqlx::SqliteConnection,
+    "../migrations/sqlite",
+    false
+);
+
+/// The store the gateway runs on, chosen by the database URL.
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    /// PostgreSQL.
+    Postgres(PgStore),
+    /// Embedded SQLite.
+    Sqlite(SqliteStore),
+}
+
+macro_rules! delegate {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyStore::Postgres($store) => $call.await,
+            AnyStore::Sqlite($store) => $call.await,
+        }
+    };
+}
+
+impl LedgerStore for AnyStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        delegate!(self, s => s.migrate())
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        delegate!(self, s => s.ping())
+    }
+    async fn tip(&self, chain_id: ChainId) -> Result<ChainTip, StoreError> {
+        delegate!(self, s => s.tip(chain_id))
+    }
+    async fn commit_batch(
+        &self,
+        chain_id: ChainId,
+        block_key: &SigningKey,
+        now_ms: u64,
+        txs: &[VerifiedTransaction],
+    ) -> Result<CommitResult, StoreError> {
+        delegate!(self, s => s.commit_batch(chain_id, block_key, now_ms, txs))
+    }
+    async fn transaction(
+        &self,
+        chain_id: ChainId,
+        hash: TxHash,
+    ) -> Result<Option<StoredTransaction>, StoreError> {
+        delegate!(self, s => s.transaction(chain_id, hash))
+    }
+    async fn block(
+        &self,
+        chain_id: ChainId,
+        height: u64,
+    ) -> Result<Option<SignedBlockHeader>, StoreError> {
+        delegate!(self, s => s.block(chain_id, height))
+    }
+    async fn blocks(
+        &self,
+        chain_id: ChainId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<SignedBlockHeader>, StoreError> {
+        delegate!(self, s => s.blocks(chain_id, before, limit))
+    }
+    async fn block_transactions(
+        &self,
+        chain_id: ChainId,
+        height: u64,
+    ) -> Result<Vec<StoredTransaction>, StoreError> {
+        delegate!(self, s => s.block_transactions(chain_id, height))
+    }
+    async fn account(
+        &self,
+        chain_id: ChainId,
+        address: Address,
+    ) -> Result<AccountView, StoreError> {
+        delegate!(self, s => s.account(chain_id, address))
+    }
+    async fn assets(
+        &self,
+        chain_id: ChainId,
+        after: Option<AssetCode>,
+        limit: u32,
+    ) -> Result<Vec<AssetState>, StoreError> {
+        delegate!(self, s => s.assets(chain_id, after, limit))
+    }
+    async fn asset(
+        &self,
+        chain_id: ChainId,
+        code: AssetCode,
+    ) -> Result<Option<AssetState>, StoreError> {
+        delegate!(self, s => s.asset(chain_id, code))
+    }
+    async fn htlc(&self, chain_id: ChainId, id: LockId) -> Result<Option<Htlc>, StoreError> {
+        delegate!(self, s => s.htlc(chain_id, id))
+    }
+    async fn idempotent_response(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Option<IdempotentResponse>, StoreError> {
+        delegate!(self, s => s.idempotent_response(tenant, key))
+    }
+    async fn save_idempotent_response(
+        &self,
+        tenant: &str,
+        key: &str,
+        response: &IdempotentResponse,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        delegate!(self, s => s.save_idempotent_response(tenant, key, response, now_ms))
+    }
+}

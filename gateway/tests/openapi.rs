@@ -1,0 +1,64 @@
+//! The committed OpenAPI document (`openapi/lockgate.json`) is the one the
+//! code generates. When this fails, regenerate it with
+//! `cargo run -p lockgate -- openapi > openapi/lockgate.json` and review the diff.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[test]
+fn committed_openapi_matches_the_code() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi/lockgate.json");
+    let committed = std::fs::read_to_string(path).unwrap();
+    let generated = lockgate::api::openapi_json();
+    assert!(
+        committed == generated,
+        "openapi/lockgate.json is stale: run `cargo run -p lockgate -- openapi > openapi/lockgate.json`"
+    );
+}
+
+#[test]
+fn every_operation_documents_its_responses_and_integers_are_bounded() {
+    let doc: serde_json::Value = serde_json::from_str(&lockgate::api::openapi_json()).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/v1/ledger/transactions"));
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            assert!(!responses.is_empty(), "{method} {path} has no responses");
+            for (status, response) in responses {
+                assert!(
+                    response["description"].is_string(),
+                    "{method} {path} {status} lacks a description"
+                );
+            }
+        }
+    }
+    // Every integer in a schema has bounds, so fuzzers and clients know the range.
+    fn walk(value: &serde_json::Value, at: &str) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let is_integer = map.get("type").is_some_and(|t| {
+                    t == "integer"
+                        || t.as_array()
+                            .is_some_and(|a| a.iter().any(|x| x == "integer"))
+                });
+                if is_integer {
+                    assert!(
+                        map.contains_key("minimum") && map.contains_key("maximum"),
+                        "unbounded integer at {at}"
+                    );
+                }
+                for (k, v) in map {
+                    walk(v, &format!("{at}/{k}"));
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(v, &format!("{at}/{i}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(&doc, "");
+}
