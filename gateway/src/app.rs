@@ -131,7 +131,8 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
             batch_wait: Duration::from_millis(config.ledger.batch_wait_ms),
             queue_txs_max: config.ledger.queue_txs_max,
         },
-    );
+    )
+    .await;
     Ok(Arc::new(App {
         config,
         chain_id,

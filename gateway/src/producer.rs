@@ -64,8 +64,11 @@ impl Producer {
         }
     }
 
-    /// Starts competing for the role (PostgreSQL) or takes it (SQLite).
-    pub fn start(store: AnyStore, block_key: SigningKey, config: SequencerConfig) -> Self {
+    /// Takes the role (SQLite), or competes for it (PostgreSQL): one
+    /// attempt before returning, so a lone gateway produces from its first
+    /// request, then a background task that keeps trying while another
+    /// process holds it and steps down if the session holding it is lost.
+    pub async fn start(store: AnyStore, block_key: SigningKey, config: SequencerConfig) -> Self {
         let producer = Self::default();
         match &store {
             AnyStore::Sqlite(_) => {
@@ -73,11 +76,42 @@ impl Producer {
             }
             AnyStore::Postgres(pg) => {
                 let pool = pg.pool().clone();
+                let key = role_lock_key(config.chain_id);
+                let mut session = try_take_role(&pool, key).await;
+                if session.is_some() {
+                    tracing::info!(
+                        chain_id = config.chain_id.get(),
+                        "this process is the block producer"
+                    );
+                    producer.set(Some(Sequencer::start(
+                        store.clone(),
+                        block_key.clone(),
+                        config.clone(),
+                    )));
+                }
                 let handle = producer.clone();
                 tokio::spawn(async move {
                     loop {
-                        hold_role(&pool, &handle, &store, &block_key, &config).await;
+                        if let Some(held) = session.take() {
+                            if handle.sequencer().is_none() {
+                                tracing::info!(
+                                    chain_id = config.chain_id.get(),
+                                    "this process is now the block producer"
+                                );
+                                handle.set(Some(Sequencer::start(
+                                    store.clone(),
+                                    block_key.clone(),
+                                    config.clone(),
+                                )));
+                            }
+                            watch_session(held).await;
+                            tracing::warn!(
+                                "lost the database session holding the block-producer role; stepping down"
+                            );
+                            handle.set(None);
+                        }
                         tokio::time::sleep(Duration::from_secs(1)).await;
+                        session = try_take_role(&pool, key).await;
                     }
                 });
             }
@@ -86,37 +120,20 @@ impl Producer {
     }
 }
 
-/// Tries to take the role; while held, checks the session every second and
-/// gives the role up as soon as the session is in doubt.
-async fn hold_role(
-    pool: &sqlx::PgPool,
-    producer: &Producer,
-    store: &AnyStore,
-    block_key: &SigningKey,
-    config: &SequencerConfig,
-) {
-    let Ok(connection) = pool.acquire().await else {
-        return;
-    };
+/// One attempt at the role: the session holding the lock, or `None`.
+async fn try_take_role(pool: &sqlx::PgPool, key: i64) -> Option<sqlx::PgConnection> {
+    let connection = pool.acquire().await.ok()?;
     // The session must outlive pool recycling: take it out of the pool.
     let mut session = connection.detach();
-    let key = role_lock_key(config.chain_id);
     let acquired: Result<bool, sqlx::Error> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(key)
         .fetch_one(&mut session)
         .await;
-    if !matches!(acquired, Ok(true)) {
-        return;
-    }
-    tracing::info!(
-        chain_id = config.chain_id.get(),
-        "this process is now the block producer"
-    );
-    producer.set(Some(Sequencer::start(
-        store.clone(),
-        block_key.clone(),
-        config.clone(),
-    )));
+    matches!(acquired, Ok(true)).then_some(session)
+}
+
+/// Returns when the session holding the role stops answering.
+async fn watch_session(mut session: sqlx::PgConnection) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let alive = match session.acquire().await {
@@ -124,10 +141,6 @@ async fn hold_role(
             Err(_) => false,
         };
         if !alive {
-            tracing::warn!(
-                "lost the database session holding the block-producer role; stepping down"
-            );
-            producer.set(None);
             return;
         }
     }

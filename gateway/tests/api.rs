@@ -1,0 +1,761 @@
+//! The REST API over real HTTP, against an in-process gateway on a fresh
+//! database (SQLite and PostgreSQL): the ledger flow with proofs checked by
+//! `ledger-core`, authentication and scopes, bad input, idempotency, tenant
+//! visibility, paging, and the export verified offline.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use ledger_core::block::{BlockHeader, InclusionProof, SignedBlockHeader};
+use ledger_core::{LockId, SignedTransaction};
+use lockgate::auth::Scope;
+use serde_json::json;
+use support::*;
+
+fn header_from(view: &serde_json::Value) -> SignedBlockHeader {
+    SignedBlockHeader {
+        header: BlockHeader {
+            chain_id: chain(),
+            height: view["height"].as_u64().unwrap(),
+            previous_hash: view["previousHash"].as_str().unwrap().parse().unwrap(),
+            timestamp_ms: view["timestampMs"].as_u64().unwrap(),
+            tx_root: view["txRoot"].as_str().unwrap().parse().unwrap(),
+            tx_count: view["txCount"].as_u64().unwrap() as u32,
+            producer: view["producer"].as_str().unwrap().parse().unwrap(),
+        },
+        signature: view["signature"].as_str().unwrap().parse().unwrap(),
+    }
+}
+
+/// Fetches a transaction's proof over HTTP and checks it with ledger-core,
+/// trusting only the block key's address.
+async fn check_proof(gateway: &Gateway, tx: &SignedTransaction) {
+    let hash = tx.transaction.hash();
+    let (status, view) = gateway
+        .get(&format!("/v1/ledger/transactions/{hash}"), &gateway.admin())
+        .await;
+    assert_eq!(status, 200, "{view}");
+    let returned: lockgate::dto::SignedTransactionDto =
+        serde_json::from_value(view["transaction"].clone()).unwrap();
+    assert_eq!(returned.to_domain().unwrap(), *tx);
+    let proof = InclusionProof {
+        header: header_from(&view["proof"]["blockHeader"]),
+        index: view["proof"]["index"].as_u64().unwrap() as u32,
+        path: view["proof"]["path"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                *p.as_str()
+                    .unwrap()
+                    .parse::<ledger_core::TxHash>()
+                    .unwrap()
+                    .as_bytes()
+            })
+            .collect(),
+    };
+    let trusted = [gateway.app.block_producer];
+    proof.verify(tx, &trusted).unwrap();
+}
+
+async fn ledger_flow(kind: Db) {
+    let gateway = Gateway::start(kind).await;
+    let (alice, bob, carol) = (key(2), key(3), key(4));
+    fund(&gateway, &[&alice, &carol], 10_000).await;
+
+    // A batch: a transfer and a lock of alice in one block.
+    let now = lockgate::sequencer::now_ms();
+    let secret = [9u8; 32];
+    let transfer_tx = sign(&alice, 0, transfer("EUR", bob.address(), 2_500));
+    let lock_tx = sign(
+        &alice,
+        1,
+        lock("EUR", bob.address(), 1_000, &secret, now + 60_000),
+    );
+    let lock_id = LockId::from(lock_tx.transaction.hash());
+    let (status, body) = gateway
+        .post(
+            "/v1/ledger/transactions/batch",
+            &gateway.admin(),
+            &json!({ "transactions": [wire(&transfer_tx), wire(&lock_tx)] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results[0]["status"], "committed");
+    assert_eq!(results[1]["receipt"]["lockId"], lock_id.to_string());
+    assert_eq!(
+        results[0]["receipt"]["blockHeight"],
+        results[1]["receipt"]["blockHeight"]
+    );
+
+    let (status, htlc) = gateway
+        .get(&format!("/v1/ledger/htlcs/{lock_id}"), &gateway.admin())
+        .await;
+    assert_eq!((status, htlc["status"].as_str()), (200, Some("locked")));
+
+    // Claim by bob with the preimage.
+    let (status, body) = gateway
+        .submit(&sign(&bob, 0, claim(lock_id, &secret)))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, htlc) = gateway
+        .get(&format!("/v1/ledger/htlcs/{lock_id}"), &gateway.admin())
+        .await;
+    assert_eq!(htlc["status"], "claimed");
+    assert_eq!(htlc["preimage"], format!("0x{}", hex::encode(secret)));
+
+    // A lock that expires, then its refund (refused before expiry).
+    let expiry = lockgate::sequencer::now_ms() + 400;
+    let short = sign(&carol, 0, lock("EUR", bob.address(), 700, &[1; 32], expiry));
+    let short_id = LockId::from(short.transaction.hash());
+    assert_eq!(gateway.submit(&short).await.0, 201);
+    let (status, body) = gateway.submit(&sign(&carol, 1, refund(short_id))).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["type"], "urn:lockgate:problem:htlc-not-yet-expired");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let refund_tx = sign(&carol, 1, refund(short_id));
+    let (status, body) = gateway.submit(&refund_tx).await;
+    assert_eq!(status, 201, "{body}");
+
+    // Balances as the ledger says.
+    let balance = |v: &serde_json::Value| v["balances"][0]["amount"].as_str().unwrap().to_string();
+    let (_, a) = gateway
+        .get(
+            &format!("/v1/ledger/accounts/{}", alice.address()),
+            &gateway.admin(),
+        )
+        .await;
+    assert_eq!(
+        (balance(&a), a["nextNonce"].as_str().unwrap()),
+        ("6500".to_string(), "2")
+    );
+    let (_, b) = gateway
+        .get(
+            &format!("/v1/ledger/accounts/{}", bob.address()),
+            &gateway.admin(),
+        )
+        .await;
+    assert_eq!(balance(&b), "3500");
+    let (_, c) = gateway
+        .get(
+            &format!("/v1/ledger/accounts/{}", carol.address()),
+            &gateway.admin(),
+        )
+        .await;
+    assert_eq!(balance(&c), "10000");
+
+    // Proofs of every kind of transaction check out with ledger-core.
+    for tx in [&transfer_tx, &lock_tx, &refund_tx] {
+        check_proof(&gateway, tx).await;
+    }
+
+    // The export verifies offline, pinned to the block key.
+    let response = gateway
+        .http
+        .get(format!("{}/v1/ledger/export", gateway.base))
+        .bearer_auth(gateway.admin())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let report = lockgate::export::verify_export(
+        text.as_bytes(),
+        Some(chain()),
+        vec![gateway.app.block_producer],
+    )
+    .unwrap();
+    assert_eq!(report.summary.blocks, gateway.block_count().await);
+    let eur = report.summary.state.asset(asset("EUR")).unwrap().unwrap();
+    assert_eq!(eur.supply.minor_units(), 20_000);
+    // A tampered export names the line at fault.
+    let tampered = text.replacen("\"amount\":\"2500\"", "\"amount\":\"2499\"", 1);
+    let error = lockgate::export::verify_export(
+        tampered.as_bytes(),
+        Some(chain()),
+        vec![gateway.app.block_producer],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(error, lockgate::export::VerifyError::Chain { line, .. } if line > 1),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn ledger_flow_on_sqlite() {
+    ledger_flow(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn ledger_flow_on_postgres() {
+    ledger_flow(Db::Postgres).await;
+}
+
+/// A JWT signed with the right secret but the claims and header we choose.
+fn forge(header: serde_json::Value, claims: serde_json::Value, secret: &[u8]) -> String {
+    use base64_url as b64;
+    let h = b64::encode(header.to_string().as_bytes());
+    let c = b64::encode(claims.to_string().as_bytes());
+    let input = format!("{h}.{c}");
+    let signature = hmac_sha256(secret, input.as_bytes());
+    format!("{input}.{}", b64::encode(&signature))
+}
+
+mod base64_url {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    pub(crate) fn encode(bytes: &[u8]) -> String {
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            let chars = chunk.len() + 1;
+            for i in 0..chars {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use ledger_core::hash::{sha256, sha256_concat};
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&sha256(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let ipad: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
+    let opad: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
+    let inner = sha256_concat(&[&ipad, message]);
+    sha256_concat(&[&opad, &inner])
+}
+
+#[tokio::test]
+async fn authentication_failures_are_401_and_change_nothing() {
+    let gateway = Gateway::start(Db::Sqlite).await;
+    let secret = [0x42u8; 32];
+    let now = lockgate::sequencer::now_ms() / 1000;
+    let claims = |iss: &str, aud: &str, exp: u64| json!({"iss": iss, "aud": aud, "sub": "x", "exp": exp, "iat": now, "tenant": "t", "scope": "ledger:submit ledger:register-asset ledger:read"});
+    let good_header = json!({"alg": "HS256", "typ": "JWT"});
+    let valid = forge(
+        good_header.clone(),
+        claims("lockgate-dev", "lockgate", now + 600),
+        &secret,
+    );
+    // Sanity: the forged-by-hand valid token is accepted.
+    let tx = sign(&key(1), 0, register("EUR"));
+    let (status, _) = gateway.get("/v1/ledger/blocks", &valid).await;
+    assert_eq!(status, 200);
+
+    let mut tampered = valid.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let unsigned = {
+        let h = base64_url::encode(json!({"alg": "none", "typ": "JWT"}).to_string().as_bytes());
+        let c = base64_url::encode(
+            claims("lockgate-dev", "lockgate", now + 600)
+                .to_string()
+                .as_bytes(),
+        );
+        format!("{h}.{c}.")
+    };
+    let cases = [
+        (
+            "expired",
+            forge(
+                good_header.clone(),
+                claims("lockgate-dev", "lockgate", now - 3600),
+                &secret,
+            ),
+        ),
+        (
+            "wrong issuer",
+            forge(
+                good_header.clone(),
+                claims("someone-else", "lockgate", now + 600),
+                &secret,
+            ),
+        ),
+        (
+            "wrong audience",
+            forge(
+                good_header.clone(),
+                claims("lockgate-dev", "other", now + 600),
+                &secret,
+            ),
+        ),
+        ("alg none", unsigned),
+        (
+            "wrong algorithm",
+            forge(
+                json!({"alg": "HS384", "typ": "JWT"}),
+                claims("lockgate-dev", "lockgate", now + 600),
+                &secret,
+            ),
+        ),
+        ("tampered", tampered),
+        (
+            "wrong key",
+            forge(
+                good_header.clone(),
+                claims("lockgate-dev", "lockgate", now + 600),
+                &[1; 32],
+            ),
+        ),
+        ("garbage", "not-a-jwt".to_string()),
+    ];
+    for (name, token) in cases {
+        let (status, body) = gateway
+            .post("/v1/ledger/transactions", &token, &wire(&tx))
+            .await;
+        assert_eq!(status, 401, "{name}: {body}");
+        assert_eq!(body["type"], "urn:lockgate:problem:unauthorized", "{name}");
+    }
+    let response = gateway
+        .http
+        .post(format!("{}/v1/ledger/transactions", gateway.base))
+        .json(&wire(&tx))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "missing token");
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+
+    // Valid tokens without the scope: 403.
+    let read_only = gateway.token(&[Scope::LedgerRead], &[]);
+    let (status, body) = gateway
+        .post("/v1/ledger/transactions", &read_only, &wire(&tx))
+        .await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (403, Some("urn:lockgate:problem:forbidden"))
+    );
+    let submit_only = gateway.token(&[Scope::LedgerSubmit], &[]);
+    let (status, _) = gateway
+        .post("/v1/ledger/transactions", &submit_only, &wire(&tx))
+        .await;
+    assert_eq!(status, 403, "RegisterAsset needs ledger:register-asset");
+    let (status, _) = gateway.get("/v1/ledger/export", &read_only).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        gateway.block_count().await,
+        0,
+        "a refused request changed the ledger"
+    );
+
+    // Open endpoints.
+    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs/"] {
+        let response = gateway
+            .http
+            .get(format!("{}{path}", gateway.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_specific_problems_and_changes_nothing() {
+    let gateway = Gateway::start(Db::Sqlite).await;
+    let alice = key(2);
+    fund(&gateway, &[&alice], 1_000).await;
+    let blocks = gateway.block_count().await;
+    let token = gateway.admin();
+    let good = sign(&alice, 0, transfer("EUR", key(3).address(), 10));
+    let raw = |body: &str, content_type: &str| {
+        gateway
+            .http
+            .post(format!("{}/v1/ledger/transactions", gateway.base))
+            .bearer_auth(&token)
+            .header("content-type", content_type)
+            .body(body.to_string())
+            .send()
+    };
+    let check = |response: reqwest::Response, status: u16, slug: &'static str| async move {
+        assert_eq!(response.status().as_u16(), status, "{slug}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{slug}"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(
+            body["type"],
+            format!("urn:lockgate:problem:{slug}"),
+            "{body}"
+        );
+        assert_eq!(body["status"], status);
+        assert!(body["requestId"].is_string());
+        body
+    };
+    check(
+        raw("{\"chainId\": ", "application/json").await.unwrap(),
+        400,
+        "malformed-json",
+    )
+    .await;
+    check(
+        raw(&wire(&good).to_string(), "text/plain").await.unwrap(),
+        415,
+        "unsupported-media-type",
+    )
+    .await;
+    let mut unknown = wire(&good);
+    unknown["memo"] = json!("hi");
+    check(
+        raw(&unknown.to_string(), "application/json").await.unwrap(),
+        400,
+        "invalid-body",
+    )
+    .await;
+    let mut unknown_in_message = wire(&good);
+    unknown_in_message["message"]["memo"] = json!("hi");
+    check(
+        raw(&unknown_in_message.to_string(), "application/json")
+            .await
+            .unwrap(),
+        400,
+        "invalid-field",
+    )
+    .await;
+    let mut wrong_type = wire(&good);
+    wrong_type["chainId"] = json!(4201);
+    check(
+        raw(&wrong_type.to_string(), "application/json")
+            .await
+            .unwrap(),
+        400,
+        "invalid-body",
+    )
+    .await;
+    let mut bad_hex = wire(&good);
+    bad_hex["message"]["to"] = json!("0xZZ");
+    let body = check(
+        raw(&bad_hex.to_string(), "application/json").await.unwrap(),
+        400,
+        "invalid-field",
+    )
+    .await;
+    assert_eq!(body["pointer"], "/message/to");
+    let mut bad_sig_hex = wire(&good);
+    bad_sig_hex["signature"] = json!("0x1234");
+    let body = check(
+        raw(&bad_sig_hex.to_string(), "application/json")
+            .await
+            .unwrap(),
+        400,
+        "invalid-field",
+    )
+    .await;
+    assert_eq!(body["pointer"], "/signature");
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(2 << 20));
+    check(
+        raw(&huge, "application/json").await.unwrap(),
+        413,
+        "payload-too-large",
+    )
+    .await;
+
+    // Ledger rules, each with its own type.
+    let other_chain = ledger_core::Transaction {
+        chain_id: ledger_core::ChainId::new(CHAIN + 1).unwrap(),
+        ..good.transaction.clone()
+    }
+    .sign(&alice)
+    .unwrap();
+    check(
+        raw(&wire(&other_chain).to_string(), "application/json")
+            .await
+            .unwrap(),
+        422,
+        "wrong-chain",
+    )
+    .await;
+    let mut forged = good.clone();
+    forged.signature = sign(&key(9), 0, transfer("EUR", key(3).address(), 10)).signature;
+    check(
+        raw(&wire(&forged).to_string(), "application/json")
+            .await
+            .unwrap(),
+        422,
+        "bad-signature",
+    )
+    .await;
+    let ahead = sign(&alice, 5, transfer("EUR", key(3).address(), 10));
+    check(
+        raw(&wire(&ahead).to_string(), "application/json")
+            .await
+            .unwrap(),
+        422,
+        "nonce-gap",
+    )
+    .await;
+    let too_much = sign(&alice, 0, transfer("EUR", key(3).address(), 1_000_000));
+    let body = check(
+        raw(&wire(&too_much).to_string(), "application/json")
+            .await
+            .unwrap(),
+        422,
+        "insufficient-balance",
+    )
+    .await;
+    assert_eq!(body["rejection"]["available"], "1000");
+    assert_eq!(
+        gateway.block_count().await,
+        blocks,
+        "bad input changed the ledger"
+    );
+
+    // A replayed nonce (a different transaction with a used nonce).
+    assert_eq!(gateway.submit(&good).await.0, 201);
+    let replay = sign(&alice, 0, transfer("EUR", key(4).address(), 1));
+    check(
+        raw(&wire(&replay).to_string(), "application/json")
+            .await
+            .unwrap(),
+        422,
+        "nonce-replay",
+    )
+    .await;
+    assert_eq!(gateway.block_count().await, blocks + 1);
+
+    // Bad path and query parameters.
+    let (status, body) = gateway.get("/v1/ledger/transactions/0x12", &token).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (400, Some("urn:lockgate:problem:invalid-parameter"))
+    );
+    let (status, _) = gateway.get("/v1/ledger/blocks?limit=0", &token).await;
+    assert_eq!(status, 400);
+    let (status, _) = gateway.get("/v1/ledger/blocks?limit=abc", &token).await;
+    assert_eq!(status, 400);
+    let (status, _) = gateway.get("/v1/ledger/blocks?color=red", &token).await;
+    assert_eq!(status, 400);
+    let (status, body) = gateway.get("/v1/nothing", &token).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (404, Some("urn:lockgate:problem:not-found"))
+    );
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_the_first_answer() {
+    let gateway = Gateway::start(Db::Postgres).await;
+    let alice = key(2);
+    fund(&gateway, &[&alice], 1_000).await;
+    let token = gateway.admin();
+    let send = |body: serde_json::Value, key: &'static str| {
+        gateway
+            .http
+            .post(format!("{}/v1/ledger/transactions", gateway.base))
+            .bearer_auth(&token)
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+    };
+    let tx = sign(&alice, 0, transfer("EUR", key(3).address(), 10));
+    let first = send(wire(&tx), "pay-1").await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first_body: serde_json::Value = first.json().await.unwrap();
+    let again = send(wire(&tx), "pay-1").await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<serde_json::Value>().await.unwrap(), first_body);
+    // The same key for another request is refused and applies nothing.
+    let other = sign(&alice, 1, transfer("EUR", key(3).address(), 20));
+    let reused = send(wire(&other), "pay-1").await.unwrap();
+    assert_eq!(reused.status(), 422);
+    let body: serde_json::Value = reused.json().await.unwrap();
+    assert_eq!(body["type"], "urn:lockgate:problem:idempotency-key-reused");
+    let (_, account) = gateway
+        .get(&format!("/v1/ledger/accounts/{}", alice.address()), &token)
+        .await;
+    assert_eq!(account["nextNonce"], "1");
+    // A refusal is an answer too: replayed as it was.
+    let refused = sign(&alice, 9, transfer("EUR", key(3).address(), 1));
+    assert_eq!(send(wire(&refused), "pay-2").await.unwrap().status(), 422);
+    let replayed = send(wire(&refused), "pay-2").await.unwrap();
+    assert_eq!(replayed.status(), 422);
+    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+}
+
+#[tokio::test]
+async fn a_tenant_sees_only_its_own_accounts_and_transactions() {
+    let gateway = Gateway::start(Db::Sqlite).await;
+    let (alice, bob, mallory) = (key(2), key(3), key(5));
+    fund(&gateway, &[&alice, &mallory], 1_000).await;
+    let private = sign(&mallory, 0, transfer("EUR", key(6).address(), 5));
+    assert_eq!(gateway.submit(&private).await.0, 201);
+    let alice_tx = sign(&alice, 0, transfer("EUR", bob.address(), 5));
+    assert_eq!(gateway.submit(&alice_tx).await.0, 201);
+
+    let token = gateway.token(&[Scope::LedgerRead], &[alice.address()]);
+    let (status, _) = gateway
+        .get(&format!("/v1/ledger/accounts/{}", alice.address()), &token)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = gateway
+        .get(
+            &format!("/v1/ledger/transactions/{}", alice_tx.transaction.hash()),
+            &token,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = gateway
+        .get(
+            &format!("/v1/ledger/accounts/{}", mallory.address()),
+            &token,
+        )
+        .await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (404, Some("urn:lockgate:problem:not-found"))
+    );
+    let (status, _) = gateway
+        .get(
+            &format!("/v1/ledger/transactions/{}", private.transaction.hash()),
+            &token,
+        )
+        .await;
+    assert_eq!(status, 404);
+    // Block headers are public to readers.
+    let (status, _) = gateway.get("/v1/ledger/blocks/0", &token).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn blocks_page_by_cursor() {
+    let gateway = Gateway::start(Db::Sqlite).await;
+    let alice = key(2);
+    fund(&gateway, &[&alice], 1_000).await; // blocks 0 and 1
+    for nonce in 0..3 {
+        assert_eq!(
+            gateway
+                .submit(&sign(&alice, nonce, transfer("EUR", key(3).address(), 1)))
+                .await
+                .0,
+            201
+        );
+    }
+    let token = gateway.admin();
+    let mut heights = Vec::new();
+    let mut path = "/v1/ledger/blocks?limit=2".to_string();
+    loop {
+        let (status, page) = gateway.get(&path, &token).await;
+        assert_eq!(status, 200);
+        heights.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["height"].as_u64().unwrap()),
+        );
+        match page["nextCursor"].as_str() {
+            Some(cursor) => path = format!("/v1/ledger/blocks?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(heights, vec![4, 3, 2, 1, 0]);
+    let (status, block) = gateway.get("/v1/ledger/blocks/2", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(block["transactions"].as_array().unwrap().len(), 1);
+    let (status, _) = gateway.get("/v1/ledger/blocks/99", &token).await;
+    assert_eq!(status, 404);
+}
+
+/// Sixteen clients hammer the same accounts over HTTP on PostgreSQL; the
+/// database itself shows afterwards that nothing was lost or overdrawn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_clients_lose_no_update_on_postgres() {
+    let gateway = Gateway::start(Db::Postgres).await;
+    let holders: Vec<_> = (10..26).map(key).collect();
+    let refs: Vec<&ledger_core::SigningKey> = holders.iter().collect();
+    fund(&gateway, &refs, 1_000).await;
+    let gateway = std::sync::Arc::new(gateway);
+    // Each of 16 clients owns one funded key (senders need their own nonce
+    // sequence) and pays varying amounts to the first four of them, which
+    // also pay out, so the same rows are hit from every side.
+    let mut clients = Vec::new();
+    for client in 0..16u64 {
+        let gateway = gateway.clone();
+        let holders = holders.clone();
+        clients.push(tokio::spawn(async move {
+            let me = holders[client as usize].clone();
+            let mut nonce = 0;
+            let mut applied = 0u64;
+            for round in 0..25u64 {
+                let to = holders[((client + round) % 4) as usize].address();
+                let tx = sign(
+                    &me,
+                    nonce,
+                    transfer("EUR", to, u128::from(1 + (round * 7 + client) % 50)),
+                );
+                let (status, body) = gateway.submit(&tx).await;
+                match status {
+                    201 => {
+                        nonce += 1;
+                        applied += 1;
+                    }
+                    422 => assert_eq!(
+                        body["type"], "urn:lockgate:problem:insufficient-balance",
+                        "{body}"
+                    ),
+                    _ => panic!("unexpected {status}: {body}"),
+                }
+            }
+            (me.address(), applied)
+        }));
+    }
+    let mut expected_nonces = Vec::new();
+    for client in clients {
+        expected_nonces.push(client.await.unwrap());
+    }
+    // Check from the database itself.
+    let pool = sqlx::PgPool::connect(&gateway.db.url).await.unwrap();
+    let (negative,): (i64,) = sqlx::query_as("SELECT count(*) FROM balances WHERE amount < 0")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(negative, 0);
+    let (held, supply): (String, String) = sqlx::query_as(
+        "SELECT (SELECT sum(amount) FROM balances)::text, (SELECT supply FROM assets WHERE code = 'EUR')::text",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(held, supply);
+    assert_eq!(supply, "16000");
+    for (address, applied) in expected_nonces {
+        let (nonce,): (i64,) = sqlx::query_as(
+            "SELECT coalesce((SELECT next_nonce FROM accounts WHERE address = $1), 0)",
+        )
+        .bind(address.as_bytes().to_vec())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let (committed,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM transactions WHERE sender = $1")
+                .bind(address.as_bytes().to_vec())
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            nonce as u64, applied,
+            "every acknowledged transaction is there"
+        );
+        assert_eq!(committed as u64, applied, "and only those");
+    }
+    pool.close().await;
+}

@@ -1,0 +1,248 @@
+//! The store contract, run against both implementations: the PostgreSQL
+//! store and the embedded SQLite store must behave the same on every call.
+//! Each test gets a fresh database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use ledger_core::block::ChainTip;
+use ledger_core::merkle::MerkleTree;
+use ledger_core::{
+    Amount, HtlcStatus, LockId, Outcome, Rejection, SigningKey, TxHash, VerifiedTransaction,
+};
+use lockgate::store::{AnyStore, IdempotentResponse, LedgerStore};
+use support::*;
+
+async fn store(kind: Db) -> (AnyStore, TestDb) {
+    let db = TestDb::new(kind).await;
+    let config = test_config(&db);
+    let store = lockgate::app::connect(&config).await.unwrap();
+    (store, db)
+}
+
+fn verified(key: &SigningKey, nonce: u64, body: ledger_core::TxBody) -> VerifiedTransaction {
+    sign(key, nonce, body).verify().unwrap()
+}
+
+async fn conformance(kind: Db) {
+    let (store, _db) = store(kind).await;
+    let producer = key(99);
+    let (issuer, alice, bob) = (key(1), key(2), key(3));
+    assert_eq!(store.tip(chain()).await.unwrap(), ChainTip::GENESIS);
+
+    // A batch: register, issue, transfer, and one rejected (nonce gap).
+    let batch = vec![
+        verified(&issuer, 0, register("EUR")),
+        verified(&issuer, 1, issue("EUR", alice.address(), 1000)),
+        verified(&alice, 0, transfer("EUR", bob.address(), 300)),
+        verified(&alice, 7, transfer("EUR", bob.address(), 1)),
+    ];
+    let result = store
+        .commit_batch(chain(), &producer, 1_000, &batch)
+        .await
+        .unwrap();
+    assert_eq!(&result.outcomes[..3], &[Outcome::Applied; 3]);
+    assert!(matches!(
+        result.outcomes[3],
+        Outcome::Rejected(Rejection::NonceGap { .. })
+    ));
+    assert_eq!(result.positions, vec![Some(0), Some(1), Some(2), None]);
+    let block0 = result.block.unwrap();
+    assert_eq!(block0.header.height, 0);
+    assert_eq!(block0.header.tx_count, 3);
+    block0.verify_signature().unwrap();
+
+    // The block and its transactions read back exactly.
+    assert_eq!(store.block(chain(), 0).await.unwrap(), Some(block0));
+    let txs = store.block_transactions(chain(), 0).await.unwrap();
+    assert_eq!(txs.len(), 3);
+    for (i, stored) in txs.iter().enumerate() {
+        assert_eq!(stored.signed, *batch[i].signed());
+        assert_eq!(stored.hash, batch[i].hash());
+        assert_eq!((stored.height, stored.position), (0, i as u32));
+    }
+    let hashes: Vec<TxHash> = txs.iter().map(|t| t.hash).collect();
+    assert_eq!(MerkleTree::new(&hashes).root(), block0.header.tx_root);
+    assert_eq!(
+        store
+            .transaction(chain(), batch[2].hash())
+            .await
+            .unwrap()
+            .unwrap()
+            .signed,
+        *batch[2].signed()
+    );
+    assert_eq!(
+        store.transaction(chain(), batch[3].hash()).await.unwrap(),
+        None
+    );
+
+    let account = store.account(chain(), alice.address()).await.unwrap();
+    assert_eq!(account.next_nonce, 1);
+    assert_eq!(
+        account.balances,
+        vec![(asset("EUR"), Amount::from_minor_units(700))]
+    );
+    let nobody = store.account(chain(), key(50).address()).await.unwrap();
+    assert_eq!((nobody.next_nonce, nobody.balances.len()), (0, 0));
+    let assets = store.assets(chain(), None, 10).await.unwrap();
+    assert_eq!(assets.len(), 1);
+    assert_eq!(assets[0].supply, Amount::from_minor_units(1000));
+    assert_eq!(
+        store.asset(chain(), asset("EUR")).await.unwrap(),
+        Some(assets[0])
+    );
+    assert_eq!(store.asset(chain(), asset("USD")).await.unwrap(), None);
+
+    // HTLC: lock, then claim in the next block; amounts beyond 2^64 survive.
+    let secret = [7u8; 32];
+    let lock_tx = verified(&alice, 1, lock("EUR", bob.address(), 200, &secret, 5_000));
+    let lock_id = LockId::from(lock_tx.hash());
+    let result = store
+        .commit_batch(chain(), &producer, 2_000, &[lock_tx])
+        .await
+        .unwrap();
+    assert_eq!(result.block.unwrap().header.height, 1);
+    assert_eq!(
+        store.htlc(chain(), lock_id).await.unwrap().unwrap().status,
+        HtlcStatus::Locked
+    );
+    let result = store
+        .commit_batch(
+            chain(),
+            &producer,
+            3_000,
+            &[verified(&bob, 0, claim(lock_id, &secret))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.outcomes, vec![Outcome::Applied]);
+    let htlc = store.htlc(chain(), lock_id).await.unwrap().unwrap();
+    assert_eq!(htlc.status, HtlcStatus::Claimed { preimage: secret });
+    assert_eq!(
+        store
+            .account(chain(), bob.address())
+            .await
+            .unwrap()
+            .balances,
+        vec![(asset("EUR"), Amount::from_minor_units(500))]
+    );
+    let big = u128::MAX - 1000;
+    let result = store
+        .commit_batch(
+            chain(),
+            &producer,
+            3_000,
+            &[verified(&issuer, 2, issue("EUR", issuer.address(), big))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.outcomes, vec![Outcome::Applied]);
+    assert_eq!(
+        store
+            .asset(chain(), asset("EUR"))
+            .await
+            .unwrap()
+            .unwrap()
+            .supply,
+        Amount::MAX
+    );
+
+    // A batch where nothing applies writes nothing, not even a block.
+    let tip = store.tip(chain()).await.unwrap();
+    let result = store
+        .commit_batch(
+            chain(),
+            &producer,
+            4_000,
+            &[verified(&alice, 0, transfer("EUR", bob.address(), 1))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.block, None);
+    assert_eq!(store.tip(chain()).await.unwrap(), tip);
+
+    // Block time never goes back even if the clock does.
+    let result = store
+        .commit_batch(
+            chain(),
+            &producer,
+            10,
+            &[verified(&alice, 2, transfer("EUR", bob.address(), 1))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        result.block.unwrap().header.timestamp_ms,
+        tip.last_timestamp_ms
+    );
+
+    // Paging of blocks, newest first.
+    let page = store.blocks(chain(), None, 2).await.unwrap();
+    assert_eq!(
+        page.iter().map(|b| b.header.height).collect::<Vec<_>>(),
+        vec![4, 3]
+    );
+    let page = store.blocks(chain(), Some(3), 10).await.unwrap();
+    assert_eq!(
+        page.iter().map(|b| b.header.height).collect::<Vec<_>>(),
+        vec![2, 1, 0]
+    );
+
+    // Idempotency records: first writer wins.
+    let record = IdempotentResponse {
+        request_hash: [1; 32],
+        status: 201,
+        body: "{\"a\":1}".into(),
+    };
+    assert_eq!(store.idempotent_response("t", "k").await.unwrap(), None);
+    assert!(
+        store
+            .save_idempotent_response("t", "k", &record, 1)
+            .await
+            .unwrap()
+    );
+    let other = IdempotentResponse {
+        status: 422,
+        ..record.clone()
+    };
+    assert!(
+        !store
+            .save_idempotent_response("t", "k", &other, 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.idempotent_response("t", "k").await.unwrap(),
+        Some(record.clone())
+    );
+    assert_eq!(
+        store
+            .idempotent_response("other-tenant", "k")
+            .await
+            .unwrap(),
+        None
+    );
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_store_conforms() {
+    conformance(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_store_conforms() {
+    conformance(Db::Postgres).await;
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent() {
+    for kind in [Db::Sqlite, Db::Postgres] {
+        let (store, db) = store(kind).await;
+        store.migrate().await.unwrap();
+        let again = lockgate::app::connect(&test_config(&db)).await.unwrap();
+        again.migrate().await.unwrap();
+    }
+}

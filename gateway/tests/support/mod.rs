@@ -1,0 +1,319 @@
+//! Shared helpers of the gateway's tests: fresh databases (a new SQLite file,
+//! or a new database on the test PostgreSQL server per test), an in-process
+//! gateway on a real TCP port, tokens, and signed transactions.
+//!
+//! PostgreSQL: `LOCKGATE_TEST_PG` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) names a server where tests
+//! may create and drop databases; `./scripts/test` starts one if none runs.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use ledger_core::hash::sha256;
+use ledger_core::{
+    Address, Amount, AssetCode, ChainId, Hashlock, LockId, Preimage, Scale, SignedTransaction,
+    SigningKey, Transaction, TxBody,
+};
+use lockgate::app::App;
+use lockgate::auth::Scope;
+use lockgate::config::{Config, Secret};
+use lockgate::dto::SignedTransactionDto;
+
+pub const CHAIN: u64 = 4201;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("LOCKGATE_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh, empty database, dropped when this is dropped.
+pub struct TestDb {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new(kind: Db) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        match kind {
+            Db::Sqlite => Self {
+                url: format!("sqlite://{}", dir.path().join("test.db").display()),
+                dir,
+                pg_name: None,
+            },
+            Db::Postgres => {
+                let name = format!("lockgate_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = pg_admin_url();
+                let pool = sqlx::PgPool::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("PostgreSQL for tests at {admin}: {e} (./scripts/test starts one)")
+                });
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+                let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+                Self {
+                    url: format!("{base}/{name}"),
+                    dir,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            let admin = pg_admin_url();
+            // Drop runs outside any runtime guarantee: use a thread of its own.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&pool)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+pub fn test_config(db: &TestDb) -> Config {
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: db.dir.path().to_path_buf(),
+        database_url: Some(Secret::new(db.url.clone())),
+        database_connections_max: 8,
+        ..Config::default()
+    };
+    config.ledger.chain_id = CHAIN;
+    config.ledger.batch_wait_ms = 1;
+    config.ledger.block_key = Some(Secret::new(format!(
+        "0x{}",
+        hex::encode(sha256(b"test-block-key"))
+    )));
+    config.auth.hs256_secret = Some(Secret::new(hex::encode([0x42u8; 32])));
+    config
+}
+
+/// A gateway running in this process on a real port.
+pub struct Gateway {
+    pub base: String,
+    pub app: Arc<App>,
+    pub http: reqwest::Client,
+    pub db: TestDb,
+}
+
+impl Gateway {
+    pub async fn start(kind: Db) -> Self {
+        let db = TestDb::new(kind).await;
+        Self::start_on(db, |_| {}).await
+    }
+
+    pub async fn start_on(db: TestDb, adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config(&db);
+        adjust(&mut config);
+        let app = lockgate::app::build(config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = lockgate::api::router(app.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        // The producer role is taken asynchronously on PostgreSQL.
+        for _ in 0..100 {
+            if app.producer.sequencer().is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(
+            app.producer.sequencer().is_some(),
+            "the gateway did not become block producer"
+        );
+        Self {
+            base,
+            app,
+            http: reqwest::Client::new(),
+            db,
+        }
+    }
+
+    pub fn token(&self, scopes: &[Scope], accounts: &[Address]) -> String {
+        let now = lockgate::sequencer::now_ms() / 1000;
+        self.app
+            .auth
+            .mint("test", "tenant-a", scopes, accounts, now, 600)
+            .unwrap()
+    }
+
+    pub fn admin(&self) -> String {
+        self.token(&Scope::ALL, &[])
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    /// Submits one transaction with the admin token.
+    pub async fn submit(&self, tx: &SignedTransaction) -> (u16, serde_json::Value) {
+        self.post("/v1/ledger/transactions", &self.admin(), &wire(tx))
+            .await
+    }
+
+    pub async fn block_count(&self) -> u64 {
+        use lockgate::store::LedgerStore;
+        self.app
+            .store
+            .tip(self.app.chain_id)
+            .await
+            .unwrap()
+            .next_height
+    }
+}
+
+pub fn chain() -> ChainId {
+    ChainId::new(CHAIN).unwrap()
+}
+
+pub fn key(i: u64) -> SigningKey {
+    SigningKey::from_bytes(sha256(format!("gateway-test-{i}").as_bytes())).unwrap()
+}
+
+pub fn asset(code: &str) -> AssetCode {
+    AssetCode::new(code).unwrap()
+}
+
+pub fn sign(key: &SigningKey, nonce: u64, body: TxBody) -> SignedTransaction {
+    Transaction {
+        chain_id: chain(),
+        from: key.address(),
+        nonce,
+        body,
+    }
+    .sign(key)
+    .unwrap()
+}
+
+pub fn wire(tx: &SignedTransaction) -> serde_json::Value {
+    serde_json::to_value(SignedTransactionDto::from_domain(tx)).unwrap()
+}
+
+pub fn register(code: &str) -> TxBody {
+    TxBody::RegisterAsset {
+        code: asset(code),
+        scale: Scale::new(2).unwrap(),
+    }
+}
+
+pub fn issue(code: &str, to: Address, units: u128) -> TxBody {
+    TxBody::Issue {
+        asset: asset(code),
+        to,
+        amount: Amount::from_minor_units(units),
+    }
+}
+
+pub fn transfer(code: &str, to: Address, units: u128) -> TxBody {
+    TxBody::Transfer {
+        asset: asset(code),
+        to,
+        amount: Amount::from_minor_units(units),
+    }
+}
+
+pub fn lock(
+    code: &str,
+    recipient: Address,
+    units: u128,
+    preimage: &[u8; 32],
+    expires_at_ms: u64,
+) -> TxBody {
+    TxBody::HtlcLock {
+        asset: asset(code),
+        recipient,
+        amount: Amount::from_minor_units(units),
+        hashlock: Hashlock::of_preimage(preimage),
+        expires_at_ms,
+    }
+}
+
+pub fn claim(lock_id: LockId, preimage: &[u8]) -> TxBody {
+    TxBody::HtlcClaim {
+        lock_id,
+        preimage: Preimage::new(preimage.to_vec()).unwrap(),
+    }
+}
+
+pub fn refund(lock_id: LockId) -> TxBody {
+    TxBody::HtlcRefund { lock_id }
+}
+
+/// Registers EUR by key 1 and issues `units` to each of `holders`.
+pub async fn fund(gateway: &Gateway, holders: &[&SigningKey], units: u128) {
+    let issuer = key(1);
+    let (status, body) = gateway.submit(&sign(&issuer, 0, register("EUR"))).await;
+    assert_eq!(status, 201, "{body}");
+    for (i, holder) in holders.iter().enumerate() {
+        let (status, body) = gateway
+            .submit(&sign(
+                &issuer,
+                i as u64 + 1,
+                issue("EUR", holder.address(), units),
+            ))
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+}

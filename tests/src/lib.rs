@@ -1,0 +1,278 @@
+//! Harness of the end-to-end tests: a fresh PostgreSQL database per test,
+//! and `lockgate` processes started from the built binary on their own
+//! 127.0.0.1 ports, talked to over HTTP, and killed with SIGKILL when a test
+//! wants a crash.
+//!
+//! The binary is the one cargo built beside the test (`target/debug/lockgate`);
+//! `./scripts/test` builds the whole workspace first, so it is current.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use ledger_core::hash::sha256;
+use ledger_core::{ChainId, SignedTransaction, SigningKey, Transaction, TxBody};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const CHAIN: u64 = 4201;
+
+pub fn chain() -> ChainId {
+    ChainId::new(CHAIN).unwrap()
+}
+
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let binary = dir.join("lockgate");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it with `cargo build -p lockgate` (./scripts/test does)",
+        binary.display()
+    );
+    binary
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("LOCKGATE_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh PostgreSQL database, dropped at the end.
+pub struct PgDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    pub async fn new() -> Self {
+        let name = format!("lockgate_e2e_{}", uuid::Uuid::new_v4().simple());
+        let admin = pg_admin_url();
+        let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+        Self {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+
+    pub async fn pool(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.url).await.unwrap()
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin = pg_admin_url();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                if let Ok(pool) = sqlx::PgPool::connect(&admin).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&pool)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Settings shared by the processes of one test.
+pub struct Env {
+    pub database_url: String,
+    pub data_dir: tempfile::TempDir,
+    pub block_key: SigningKey,
+    pub jwt_secret_hex: String,
+}
+
+impl Env {
+    pub fn new(database_url: &str) -> Self {
+        Self {
+            database_url: database_url.to_string(),
+            data_dir: tempfile::tempdir().unwrap(),
+            block_key: SigningKey::from_bytes(sha256(b"e2e-block-key")).unwrap(),
+            jwt_secret_hex: hex::encode(sha256(b"e2e-jwt-secret")),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(binary());
+        command
+            .args(args)
+            .env("DATABASE_URL", &self.database_url)
+            .env("LOCKGATE_DATA_DIR", self.data_dir.path())
+            .env("LOCKGATE_CHAIN_ID", CHAIN.to_string())
+            .env(
+                "LOCKGATE_BLOCK_KEY",
+                format!("0x{}", hex::encode(sha256(b"e2e-block-key"))),
+            )
+            .env("LOCKGATE_JWT_SECRET", &self.jwt_secret_hex)
+            .env("LOCKGATE_BATCH_WAIT_MS", "1")
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true);
+        command
+    }
+
+    /// `lockgate token`, as a script would call it.
+    pub async fn token(&self) -> String {
+        let output = self.command(&["token"]).output().await.unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8(output.stdout).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "the token is alone on stdout");
+        lines[0].to_string()
+    }
+
+    /// Starts `lockgate serve` on a free port and waits until it answers.
+    pub async fn start(&self) -> Process {
+        let mut child = self
+            .command(&["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let base = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(rest) = line.strip_prefix("lockgate listening on ") {
+                    return rest.split_whitespace().next().unwrap().to_string();
+                }
+            }
+            panic!("lockgate exited before listening");
+        })
+        .await
+        .expect("lockgate did not start within 30 s");
+        // Keep draining stdout so the process never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Process {
+            child,
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `lockgate verify FILE --producer <block key>`: (success, stdout).
+    pub async fn verify(&self, file: &std::path::Path) -> (bool, String) {
+        let output = Command::new(binary())
+            .args([
+                "verify",
+                file.to_str().unwrap(),
+                "--producer",
+                &self.block_key.address().to_string(),
+            ])
+            .output()
+            .await
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+        )
+    }
+}
+
+/// A running gateway process.
+pub struct Process {
+    pub child: Child,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Process {
+    pub async fn get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn submit(
+        &self,
+        token: &str,
+        tx: &SignedTransaction,
+    ) -> Result<(u16, serde_json::Value), reqwest::Error> {
+        let body =
+            serde_json::to_value(lockgate::dto::SignedTransactionDto::from_domain(tx)).unwrap();
+        let response = self
+            .http
+            .post(format!("{}/v1/ledger/transactions", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        ))
+    }
+
+    pub async fn is_producer(&self) -> bool {
+        let (_, health) = self.get("/healthz", "").await;
+        health["blockProducer"] == true
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub async fn kill9(&mut self) {
+        self.child.start_kill().unwrap();
+        let _ = self.child.wait().await;
+    }
+
+    pub async fn export(&self, token: &str, into: &std::path::Path) {
+        let response = self
+            .http
+            .get(format!("{}/v1/ledger/export", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        std::fs::write(into, response.bytes().await.unwrap()).unwrap();
+    }
+}
+
+pub fn key(i: u64) -> SigningKey {
+    SigningKey::from_bytes(sha256(format!("e2e-key-{i}").as_bytes())).unwrap()
+}
+
+pub fn sign(key: &SigningKey, nonce: u64, body: TxBody) -> SignedTransaction {
+    Transaction {
+        chain_id: chain(),
+        from: key.address(),
+        nonce,
+        body,
+    }
+    .sign(key)
+    .unwrap()
+}

@@ -1,0 +1,364 @@
+//! End to end with real processes: the built `lockgate` binary on a fresh
+//! PostgreSQL database, driven over HTTP. Covers the ledger flow with an
+//! inclusion proof checked by `ledger-core`, a `kill -9` in the middle of a
+//! stream of submissions followed by a restart (every acknowledged
+//! transaction is there, nothing applied twice, `lockgate verify` accepts the
+//! export), and two processes on one database (one block producer, and a
+//! takeover when it dies).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ledger_core::block::{BlockHeader, InclusionProof, SignedBlockHeader};
+use ledger_core::{Amount, AssetCode, Hashlock, LockId, Preimage, Scale, TxBody, TxHash};
+use lockgate_e2e::*;
+use tokio::sync::Mutex;
+
+fn eur() -> AssetCode {
+    AssetCode::new("EUR").unwrap()
+}
+
+fn transfer(to: ledger_core::Address, units: u128) -> TxBody {
+    TxBody::Transfer {
+        asset: eur(),
+        to,
+        amount: Amount::from_minor_units(units),
+    }
+}
+
+fn now_ms() -> u64 {
+    lockgate::sequencer::now_ms()
+}
+
+async fn proof_of(
+    process: &Process,
+    token: &str,
+    hash: TxHash,
+) -> (InclusionProof, serde_json::Value) {
+    let (status, view) = process
+        .get(&format!("/v1/ledger/transactions/{hash}"), token)
+        .await;
+    assert_eq!(status, 200, "{view}");
+    let h = &view["proof"]["blockHeader"];
+    let header = SignedBlockHeader {
+        header: BlockHeader {
+            chain_id: chain(),
+            height: h["height"].as_u64().unwrap(),
+            previous_hash: h["previousHash"].as_str().unwrap().parse().unwrap(),
+            timestamp_ms: h["timestampMs"].as_u64().unwrap(),
+            tx_root: h["txRoot"].as_str().unwrap().parse().unwrap(),
+            tx_count: h["txCount"].as_u64().unwrap() as u32,
+            producer: h["producer"].as_str().unwrap().parse().unwrap(),
+        },
+        signature: h["signature"].as_str().unwrap().parse().unwrap(),
+    };
+    let proof = InclusionProof {
+        header,
+        index: view["proof"]["index"].as_u64().unwrap() as u32,
+        path: view["proof"]["path"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| *p.as_str().unwrap().parse::<TxHash>().unwrap().as_bytes())
+            .collect(),
+    };
+    (proof, view)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ledger_flow_then_kill_9_mid_stream_and_restart() {
+    let db = PgDatabase::new().await;
+    let env = Env::new(&db.url);
+    let process = env.start().await;
+    let token = env.token().await;
+    let (issuer, alice, bob, carol) = (key(1), key(2), key(3), key(4));
+
+    // Issue, transfer, lock/claim, lock/refund.
+    let setup = [
+        sign(
+            &issuer,
+            0,
+            TxBody::RegisterAsset {
+                code: eur(),
+                scale: Scale::new(2).unwrap(),
+            },
+        ),
+        sign(
+            &issuer,
+            1,
+            TxBody::Issue {
+                asset: eur(),
+                to: alice.address(),
+                amount: Amount::from_minor_units(1_000_000),
+            },
+        ),
+        sign(
+            &issuer,
+            2,
+            TxBody::Issue {
+                asset: eur(),
+                to: carol.address(),
+                amount: Amount::from_minor_units(5_000),
+            },
+        ),
+        sign(&alice, 0, transfer(bob.address(), 10_000)),
+    ];
+    for tx in &setup {
+        let (status, body) = process.submit(&token, tx).await.unwrap();
+        assert_eq!(status, 201, "{body}");
+    }
+    let secret = [5u8; 32];
+    let lock = sign(
+        &alice,
+        1,
+        TxBody::HtlcLock {
+            asset: eur(),
+            recipient: bob.address(),
+            amount: Amount::from_minor_units(777),
+            hashlock: Hashlock::of_preimage(&secret),
+            expires_at_ms: now_ms() + 120_000,
+        },
+    );
+    let lock_id = LockId::from(lock.transaction.hash());
+    assert_eq!(process.submit(&token, &lock).await.unwrap().0, 201);
+    let claim = sign(
+        &bob,
+        0,
+        TxBody::HtlcClaim {
+            lock_id,
+            preimage: Preimage::new(secret.to_vec()).unwrap(),
+        },
+    );
+    assert_eq!(process.submit(&token, &claim).await.unwrap().0, 201);
+    let short = sign(
+        &carol,
+        0,
+        TxBody::HtlcLock {
+            asset: eur(),
+            recipient: bob.address(),
+            amount: Amount::from_minor_units(100),
+            hashlock: Hashlock::of_preimage(&[6; 32]),
+            expires_at_ms: now_ms() + 300,
+        },
+    );
+    let short_id = LockId::from(short.transaction.hash());
+    assert_eq!(process.submit(&token, &short).await.unwrap().0, 201);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let refund = sign(&carol, 1, TxBody::HtlcRefund { lock_id: short_id });
+    assert_eq!(process.submit(&token, &refund).await.unwrap().0, 201);
+    let (_, htlc) = process
+        .get(&format!("/v1/ledger/htlcs/{short_id}"), &token)
+        .await;
+    assert_eq!(htlc["status"], "refunded");
+
+    // The claim's inclusion proof, checked with ledger-core against the block key alone.
+    let (proof, view) = proof_of(&process, &token, claim.transaction.hash()).await;
+    let returned: lockgate::dto::SignedTransactionDto =
+        serde_json::from_value(view["transaction"].clone()).unwrap();
+    proof
+        .verify(&returned.to_domain().unwrap(), &[env.block_key.address()])
+        .unwrap();
+
+    // A stream of submissions from four senders; kill -9 in the middle.
+    let senders: Vec<_> = (10..14).map(key).collect();
+    for (i, sender) in senders.iter().enumerate() {
+        let tx = sign(&alice, 2 + i as u64, transfer(sender.address(), 50_000));
+        assert_eq!(process.submit(&token, &tx).await.unwrap().0, 201);
+    }
+    let acknowledged = Arc::new(Mutex::new(Vec::<(TxHash, ledger_core::Address, u64)>::new()));
+    let process = Arc::new(Mutex::new(process));
+    let base = process.lock().await.base.clone();
+    let mut streams = Vec::new();
+    for sender in senders.clone() {
+        let acknowledged = acknowledged.clone();
+        let token = token.clone();
+        let base = base.clone();
+        streams.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for nonce in 0..10_000u64 {
+                let tx = sign(&sender, nonce, transfer(key(20).address(), 1));
+                let body =
+                    serde_json::to_value(lockgate::dto::SignedTransactionDto::from_domain(&tx))
+                        .unwrap();
+                let sent = http
+                    .post(format!("{base}/v1/ledger/transactions"))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status() == 201 => {
+                        acknowledged.lock().await.push((
+                            tx.transaction.hash(),
+                            sender.address(),
+                            nonce,
+                        ));
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if acknowledged.lock().await.len() >= 60 {
+            break;
+        }
+    }
+    process.lock().await.kill9().await;
+    for stream in streams {
+        stream.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().await.clone();
+    assert!(acknowledged.len() >= 60);
+
+    // Restart on the same database.
+    let process = env.start().await;
+    for _ in 0..100 {
+        if process.is_producer().await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (hash, _, _) in &acknowledged {
+        let (status, _) = process
+            .get(&format!("/v1/ledger/transactions/{hash}"), &token)
+            .await;
+        assert_eq!(status, 200, "acknowledged transaction {hash} lost");
+    }
+    // Nothing applied twice: per sender, committed transactions are exactly
+    // nonces 0..next_nonce, once each; acknowledged ones are among them.
+    let pool = db.pool().await;
+    for sender in &senders {
+        let rows: Vec<(i64,)> =
+            sqlx::query_as("SELECT nonce FROM transactions WHERE sender = $1 ORDER BY nonce")
+                .bind(sender.address().as_bytes().to_vec())
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let nonces: Vec<u64> = rows.iter().map(|(n,)| *n as u64).collect();
+        assert_eq!(
+            nonces,
+            (0..nonces.len() as u64).collect::<Vec<_>>(),
+            "gap or duplicate"
+        );
+        let (_, account) = process
+            .get(&format!("/v1/ledger/accounts/{}", sender.address()), &token)
+            .await;
+        assert_eq!(account["nextNonce"], nonces.len().to_string());
+        let acked: BTreeSet<u64> = acknowledged
+            .iter()
+            .filter(|(_, s, _)| *s == sender.address())
+            .map(|(_, _, n)| *n)
+            .collect();
+        assert!(acked.iter().all(|n| (*n as usize) < nonces.len()));
+        // The stream continues where the ledger is.
+        let next = sign(sender, nonces.len() as u64, transfer(key(20).address(), 1));
+        assert_eq!(process.submit(&token, &next).await.unwrap().0, 201);
+    }
+    let (held, supply): (String, String) = sqlx::query_as(
+        "SELECT (SELECT sum(amount) FROM balances WHERE asset = 'EUR')::text, (SELECT supply FROM assets WHERE code = 'EUR')::text",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(held, supply);
+    pool.close().await;
+
+    // The export verifies offline with `lockgate verify`; a tampered one does not.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("chain.ndjson");
+    process.export(&token, &file).await;
+    let (ok, report) = env.verify(&file).await;
+    assert!(ok, "{report}");
+    assert!(report.starts_with("OK: chain 4201 intact"), "{report}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let tampered = dir.path().join("tampered.ndjson");
+    std::fs::write(
+        &tampered,
+        text.replacen("\"amount\":\"10000\"", "\"amount\":\"90000\"", 1),
+    )
+    .unwrap();
+    let (ok, report) = env.verify(&tampered).await;
+    assert!(!ok, "a tampered export passed: {report}");
+    assert!(report.starts_with("FAIL: line "), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_block_producer_per_database_and_takeover_after_kill_9() {
+    let db = PgDatabase::new().await;
+    let env = Env::new(&db.url);
+    let token = env.token().await;
+    let first = env.start().await;
+    let second = env.start().await;
+    for _ in 0..100 {
+        if first.is_producer().await || second.is_producer().await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Give the other one time to (wrongly) take the role too.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let producers = (first.is_producer().await, second.is_producer().await);
+    assert!(
+        producers.0 ^ producers.1,
+        "exactly one producer expected, got {producers:?}"
+    );
+    let (mut leader, follower) = if producers.0 {
+        (first, second)
+    } else {
+        (second, first)
+    };
+
+    let issuer = key(1);
+    let register = sign(
+        &issuer,
+        0,
+        TxBody::RegisterAsset {
+            code: eur(),
+            scale: Scale::new(2).unwrap(),
+        },
+    );
+    let (status, body) = follower.submit(&token, &register).await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["type"], "urn:lockgate:problem:not-block-producer");
+    assert_eq!(leader.submit(&token, &register).await.unwrap().0, 201);
+    // The follower serves reads of what the leader wrote.
+    let (status, blocks) = follower.get("/v1/ledger/blocks", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(blocks["items"].as_array().unwrap().len(), 1);
+
+    leader.kill9().await;
+    let mut took_over = false;
+    for _ in 0..150 {
+        if follower.is_producer().await {
+            took_over = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(took_over, "the follower did not take over within 15 s");
+    let issue = sign(
+        &issuer,
+        1,
+        TxBody::Issue {
+            asset: eur(),
+            to: key(2).address(),
+            amount: Amount::from_minor_units(5),
+        },
+    );
+    let (status, body) = follower.submit(&token, &issue).await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["blockHeight"], 1,
+        "the new producer continues the same chain"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("chain.ndjson");
+    follower.export(&token, &file).await;
+    let (ok, report) = env.verify(&file).await;
+    assert!(ok, "{report}");
+}
