@@ -102,6 +102,7 @@ pub fn openapi_json() -> String {
 /// The router with every route and middleware.
 pub fn router(app: AppState) -> Router {
     let body_limit = app.config.limits.request_body_bytes_max;
+    let timeout = std::time::Duration::from_millis(app.config.limits.request_timeout_ms);
     let docs: Router = utoipa_swagger_ui::SwaggerUi::new("/docs")
         .url("/openapi.json", ApiDoc::openapi())
         .into();
@@ -123,9 +124,38 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
         .merge(docs)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(timeout, request_timeout))
         .layer(middleware::from_fn(problem_request_id))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+            }),
+        )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// Answers 503 `timeout` when a request takes longer than the configured
+/// limit. A submission that timed out may still commit afterwards; retrying
+/// it is safe, since the same signed transaction answers like the first time.
+async fn request_timeout(
+    State(limit): State<std::time::Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Problem::unavailable(
+            "timeout",
+            format!("the request took longer than {} ms", limit.as_millis()),
+        )
+        .into_response(),
+    }
 }
 
 async fn not_found() -> Problem {

@@ -298,6 +298,9 @@ impl Config {
         if self.limits.page_size_max == 0 || self.limits.page_size_max > 10_000 {
             return invalid("limits.page_size_max must be between 1 and 10000");
         }
+        if self.limits.request_timeout_ms == 0 {
+            return invalid("limits.request_timeout_ms must be at least 1");
+        }
         if self.database_connections_max == 0 {
             return invalid("database_connections_max must be at least 1");
         }

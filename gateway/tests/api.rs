@@ -759,3 +759,23 @@ async fn concurrent_clients_lose_no_update_on_postgres() {
     }
     pool.close().await;
 }
+
+#[tokio::test]
+async fn a_request_over_the_time_limit_gets_503_timeout() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let gateway = Gateway::start_on(db, |config| config.limits.request_timeout_ms = 1).await;
+    // 256 signatures to recover take several milliseconds on any machine.
+    let alice = key(2);
+    let txs: Vec<serde_json::Value> = (0..256)
+        .map(|n| wire(&sign(&alice, n, transfer("EUR", key(3).address(), 1))))
+        .collect();
+    let (status, body) = gateway
+        .post(
+            "/v1/ledger/transactions/batch",
+            &gateway.admin(),
+            &json!({ "transactions": txs }),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["type"], "urn:lockgate:problem:timeout");
+}
