@@ -37,7 +37,7 @@ use crate::auth::{Caller, Scope};
 use crate::dto::SignedTransactionDto;
 use crate::problem::{Problem, ProblemMarker};
 use crate::sequencer::{Receipt, SequencerError, now_ms};
-use crate::store::{IdempotentResponse, LedgerStore, StoredTransaction};
+use crate::store::{IdempotentResponse, LedgerStore, Reservation, StoredTransaction};
 use crate::views::*;
 
 type AppState = Arc<App>;
@@ -270,13 +270,7 @@ fn idempotency(
 
 fn replay(stored: IdempotentResponse, request_hash: &[u8; 32]) -> Response {
     if &stored.request_hash != request_hash {
-        return Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency-key-reused",
-            "Idempotency-Key reused",
-            "this Idempotency-Key was already used with a different request",
-        )
-        .into_response();
+        return key_reused().into_response();
     }
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     let content_type = if status.is_success() {
@@ -294,7 +288,11 @@ fn replay(stored: IdempotentResponse, request_hash: &[u8; 32]) -> Response {
     response
 }
 
-/// Runs a write once per idempotency key.
+/// Runs a write once per idempotency key (after the IETF draft "The
+/// Idempotency-Key HTTP Header Field"): the key is claimed before the work
+/// starts, so a concurrent request with the same key gets 409
+/// `idempotency-key-in-use` instead of running too; a final answer (2xx or
+/// 4xx) is stored and replayed; a 5xx releases the key so a retry can run.
 async fn once<F>(app: &App, caller: &Caller, key: Option<Idempotency>, work: F) -> Response
 where
     F: std::future::Future<Output = (StatusCode, serde_json::Value)>,
@@ -303,42 +301,68 @@ where
         let (status, body) = work.await;
         return json_response(status, &body);
     };
-    match app
+    let stale_after_ms = app
+        .config
+        .limits
+        .request_timeout_ms
+        .saturating_mul(2)
+        .saturating_add(5_000);
+    let reservation = app
         .store
-        .idempotent_response(&caller.tenant, &key.key)
-        .await
-    {
-        Ok(Some(stored)) => return replay(stored, &key.request_hash),
-        Ok(None) => {}
+        .reserve_idempotency_key(
+            &caller.tenant,
+            &key.key,
+            &key.request_hash,
+            now_ms(),
+            stale_after_ms,
+        )
+        .await;
+    match reservation {
+        Ok(Reservation::Reserved) => {}
+        Ok(Reservation::Done(stored)) => return replay(stored, &key.request_hash),
+        Ok(Reservation::InProgress { request_hash }) => {
+            if request_hash != key.request_hash {
+                return key_reused().into_response();
+            }
+            return Problem::new(
+                StatusCode::CONFLICT,
+                "idempotency-key-in-use",
+                "Idempotency-Key in use",
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+            )
+            .retry_after(1)
+            .into_response();
+        }
         Err(error) => return Problem::from(error).into_response(),
     }
     let (status, body) = work.await;
-    // Only final answers are remembered: a 5xx may succeed on retry.
-    if status.is_server_error() {
-        return json_response(status, &body);
-    }
-    let record = IdempotentResponse {
-        request_hash: key.request_hash,
-        status: status.as_u16(),
-        body: body.to_string(),
-    };
-    match app
-        .store
-        .save_idempotent_response(&caller.tenant, &key.key, &record, now_ms())
-        .await
-    {
-        Ok(true) => json_response(status, &body),
-        Ok(false) => match app
-            .store
-            .idempotent_response(&caller.tenant, &key.key)
+    let saved = if status.is_server_error() {
+        app.store
+            .release_idempotency_key(&caller.tenant, &key.key)
             .await
-        {
-            Ok(Some(stored)) => replay(stored, &key.request_hash),
-            Ok(None) => json_response(status, &body),
-            Err(error) => Problem::from(error).into_response(),
-        },
-        Err(error) => Problem::from(error).into_response(),
+    } else {
+        let record = IdempotentResponse {
+            request_hash: key.request_hash,
+            status: status.as_u16(),
+            body: body.to_string(),
+        };
+        app.store
+            .complete_idempotency_key(&caller.tenant, &key.key, &record)
+            .await
+    };
+    if let Err(error) = saved {
+        tracing::error!(%error, "could not record the idempotency key's answer");
     }
+    json_response(status, &body)
+}
+
+fn key_reused() -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency-key-reused",
+        "Idempotency-Key reused",
+        "this Idempotency-Key was already used with a different request",
+    )
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {

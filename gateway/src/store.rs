@@ -95,6 +95,20 @@ pub struct IdempotentResponse {
     pub body: String,
 }
 
+/// What reserving an idempotency key found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reservation {
+    /// The key is now this request's: process it, then complete or release.
+    Reserved,
+    /// Another request with this key is being processed right now.
+    InProgress {
+        /// The hash of that request.
+        request_hash: [u8; 32],
+    },
+    /// The key was answered before: replay the answer.
+    Done(IdempotentResponse),
+}
+
 /// The store contract. Every implementation must pass the conformance suite
 /// in `gateway/tests/store_conformance.rs`.
 pub trait LedgerStore: Send + Sync {
@@ -160,21 +174,30 @@ pub trait LedgerStore: Send + Sync {
         chain_id: ChainId,
         id: LockId,
     ) -> impl Future<Output = Result<Option<Htlc>, StoreError>> + Send;
-    /// The stored answer for an idempotency key.
-    fn idempotent_response(
+    /// Claims an idempotency key for a request about to be processed (see
+    /// [`Reservation`]). A claim older than `stale_after_ms` whose request
+    /// never completed (its process died) may be taken over.
+    fn reserve_idempotency_key(
         &self,
         tenant: &str,
         key: &str,
-    ) -> impl Future<Output = Result<Option<IdempotentResponse>, StoreError>> + Send;
-    /// Records the answer for an idempotency key; false if the key was taken
-    /// meanwhile (the caller then answers with the stored one).
-    fn save_idempotent_response(
+        request_hash: &[u8; 32],
+        now_ms: u64,
+        stale_after_ms: u64,
+    ) -> impl Future<Output = Result<Reservation, StoreError>> + Send;
+    /// Records the final answer for a reserved key.
+    fn complete_idempotency_key(
         &self,
         tenant: &str,
         key: &str,
         response: &IdempotentResponse,
-        now_ms: u64,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Gives up a reserved key whose request failed in a way worth retrying.
+    fn release_idempotency_key(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// True when the database answers.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
@@ -655,33 +678,79 @@ macro_rules! impl_store {
                 row.map(|row| htlc_from_row(&row)).transpose()
             }
 
-            async fn idempotent_response(&self, tenant: &str, key: &str) -> Result<Option<IdempotentResponse>, StoreError> {
-                let row = sqlx::query(Self::sql("SELECT request_hash, status::bigint AS status, body FROM idempotency_keys WHERE tenant = $1 AND key = $2"))
+            async fn reserve_idempotency_key(
+                &self,
+                tenant: &str,
+                key: &str,
+                request_hash: &[u8; 32],
+                now_ms: u64,
+                stale_after_ms: u64,
+            ) -> Result<Reservation, StoreError> {
+                let now = to_i64(now_ms, "time")?;
+                let inserted = sqlx::query("INSERT INTO idempotency_keys (tenant, key, request_hash, status, body, created_at_ms) VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT (tenant, key) DO NOTHING")
+                    .bind(tenant)
+                    .bind(key)
+                    .bind(request_hash.to_vec())
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                if inserted.rows_affected() == 1 {
+                    return Ok(Reservation::Reserved);
+                }
+                let row = sqlx::query(Self::sql("SELECT request_hash, status::bigint AS status, body, created_at_ms FROM idempotency_keys WHERE tenant = $1 AND key = $2"))
                     .bind(tenant)
                     .bind(key)
                     .fetch_optional(&self.pool)
                     .await?;
-                row.map(|row| -> Result<IdempotentResponse, StoreError> {
-                    Ok(IdempotentResponse {
-                        request_hash: bytes(row.get_bytes("request_hash")?, "request_hash")?,
-                        status: u16::try_from(row.get_i64("status")?).map_err(|_| corrupt("status"))?,
+                let Some(row) = row else {
+                    // Released between our insert and select: the caller may retry.
+                    return Ok(Reservation::InProgress { request_hash: *request_hash });
+                };
+                let stored_hash: [u8; 32] = bytes(row.get_bytes("request_hash")?, "request_hash")?;
+                let status = row.get_i64("status")?;
+                if status != 0 {
+                    return Ok(Reservation::Done(IdempotentResponse {
+                        request_hash: stored_hash,
+                        status: u16::try_from(status).map_err(|_| corrupt("status"))?,
                         body: row.get_string("body")?,
-                    })
-                })
-                .transpose()
+                    }));
+                }
+                let created = row.get_i64("created_at_ms")?;
+                if created.saturating_add(to_i64(stale_after_ms, "stale_after_ms")?) < now {
+                    let taken = sqlx::query("UPDATE idempotency_keys SET request_hash = $3, created_at_ms = $4 WHERE tenant = $1 AND key = $2 AND status = 0 AND created_at_ms = $5")
+                        .bind(tenant)
+                        .bind(key)
+                        .bind(request_hash.to_vec())
+                        .bind(now)
+                        .bind(created)
+                        .execute(&self.pool)
+                        .await?;
+                    if taken.rows_affected() == 1 {
+                        return Ok(Reservation::Reserved);
+                    }
+                }
+                Ok(Reservation::InProgress { request_hash: stored_hash })
             }
 
-            async fn save_idempotent_response(&self, tenant: &str, key: &str, response: &IdempotentResponse, now_ms: u64) -> Result<bool, StoreError> {
-                let done = sqlx::query("INSERT INTO idempotency_keys (tenant, key, request_hash, status, body, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, key) DO NOTHING")
+            async fn complete_idempotency_key(&self, tenant: &str, key: &str, response: &IdempotentResponse) -> Result<(), StoreError> {
+                sqlx::query("UPDATE idempotency_keys SET request_hash = $3, status = $4, body = $5 WHERE tenant = $1 AND key = $2")
                     .bind(tenant)
                     .bind(key)
                     .bind(response.request_hash.to_vec())
                     .bind(i32::from(response.status))
                     .bind(&response.body)
-                    .bind(to_i64(now_ms, "time")?)
                     .execute(&self.pool)
                     .await?;
-                Ok(done.rows_affected() == 1)
+                Ok(())
+            }
+
+            async fn release_idempotency_key(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM idempotency_keys WHERE tenant = $1 AND key = $2 AND status = 0")
+                    .bind(tenant)
+                    .bind(key)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
         }
     };
@@ -853,20 +922,25 @@ impl LedgerStore for AnyStore {
     async fn htlc(&self, chain_id: ChainId, id: LockId) -> Result<Option<Htlc>, StoreError> {
         delegate!(self, s => s.htlc(chain_id, id))
     }
-    async fn idempotent_response(
+    async fn reserve_idempotency_key(
         &self,
         tenant: &str,
         key: &str,
-    ) -> Result<Option<IdempotentResponse>, StoreError> {
-        delegate!(self, s => s.idempotent_response(tenant, key))
+        request_hash: &[u8; 32],
+        now_ms: u64,
+        stale_after_ms: u64,
+    ) -> Result<Reservation, StoreError> {
+        delegate!(self, s => s.reserve_idempotency_key(tenant, key, request_hash, now_ms, stale_after_ms))
     }
-    async fn save_idempotent_response(
+    async fn complete_idempotency_key(
         &self,
         tenant: &str,
         key: &str,
         response: &IdempotentResponse,
-        now_ms: u64,
-    ) -> Result<bool, StoreError> {
-        delegate!(self, s => s.save_idempotent_response(tenant, key, response, now_ms))
+    ) -> Result<(), StoreError> {
+        delegate!(self, s => s.complete_idempotency_key(tenant, key, response))
+    }
+    async fn release_idempotency_key(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+        delegate!(self, s => s.release_idempotency_key(tenant, key))
     }
 }

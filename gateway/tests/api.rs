@@ -589,6 +589,48 @@ async fn idempotency_keys_replay_the_first_answer() {
     let replayed = send(wire(&refused), "pay-2").await.unwrap();
     assert_eq!(replayed.status(), 422);
     assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+
+    // Two different requests (from two different senders, so both could
+    // apply) racing on one key: exactly one of them runs.
+    let dave = key(7);
+    let issue_dave = sign(&key(1), 2, issue("EUR", dave.address(), 100));
+    assert_eq!(gateway.submit(&issue_dave).await.0, 201);
+    let nonce_of = |who: ledger_core::Address| {
+        let gateway = &gateway;
+        let token = token.clone();
+        async move {
+            let (_, account) = gateway
+                .get(&format!("/v1/ledger/accounts/{who}"), &token)
+                .await;
+            account["nextNonce"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        }
+    };
+    for round in 0..5u64 {
+        let key_name: &'static str = Box::leak(format!("race-{round}").into_boxed_str());
+        let (alice_before, dave_before) = (
+            nonce_of(alice.address()).await,
+            nonce_of(dave.address()).await,
+        );
+        let a = sign(&alice, alice_before, transfer("EUR", key(3).address(), 1));
+        let b = sign(&dave, dave_before, transfer("EUR", key(4).address(), 1));
+        let (ra, rb) = tokio::join!(send(wire(&a), key_name), send(wire(&b), key_name));
+        let statuses = [ra.unwrap().status().as_u16(), rb.unwrap().status().as_u16()];
+        assert!(statuses.contains(&201), "{statuses:?}");
+        assert!(
+            statuses.iter().all(|s| [201, 409, 422].contains(s)),
+            "{statuses:?}"
+        );
+        let advanced = (nonce_of(alice.address()).await - alice_before)
+            + (nonce_of(dave.address()).await - dave_before);
+        assert_eq!(
+            advanced, 1,
+            "exactly one of the two requests ran ({statuses:?})"
+        );
+    }
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use ledger_core::merkle::MerkleTree;
 use ledger_core::{
     Amount, HtlcStatus, LockId, Outcome, Rejection, SigningKey, TxHash, VerifiedTransaction,
 };
-use lockgate::store::{AnyStore, IdempotentResponse, LedgerStore};
+use lockgate::store::{AnyStore, IdempotentResponse, LedgerStore, Reservation};
 use support::*;
 
 async fn store(kind: Db) -> (AnyStore, TestDb) {
@@ -190,40 +190,84 @@ async fn conformance(kind: Db) {
         vec![2, 1, 0]
     );
 
-    // Idempotency records: first writer wins.
+    // Idempotency keys: claimed once, completed, replayed; stale claims
+    // (a process died mid-request) can be taken over; released keys are free.
+    let hash = [1u8; 32];
+    assert_eq!(
+        store
+            .reserve_idempotency_key("t", "k", &hash, 1_000, 10_000)
+            .await
+            .unwrap(),
+        Reservation::Reserved
+    );
+    assert_eq!(
+        store
+            .reserve_idempotency_key("t", "k", &[2; 32], 1_001, 10_000)
+            .await
+            .unwrap(),
+        Reservation::InProgress { request_hash: hash }
+    );
     let record = IdempotentResponse {
-        request_hash: [1; 32],
+        request_hash: hash,
         status: 201,
         body: "{\"a\":1}".into(),
     };
-    assert_eq!(store.idempotent_response("t", "k").await.unwrap(), None);
-    assert!(
-        store
-            .save_idempotent_response("t", "k", &record, 1)
-            .await
-            .unwrap()
-    );
-    let other = IdempotentResponse {
-        status: 422,
-        ..record.clone()
-    };
-    assert!(
-        !store
-            .save_idempotent_response("t", "k", &other, 2)
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        store.idempotent_response("t", "k").await.unwrap(),
-        Some(record.clone())
-    );
+    store
+        .complete_idempotency_key("t", "k", &record)
+        .await
+        .unwrap();
     assert_eq!(
         store
-            .idempotent_response("other-tenant", "k")
+            .reserve_idempotency_key("t", "k", &hash, 99_999, 10)
             .await
             .unwrap(),
-        None
+        Reservation::Done(record.clone())
     );
+    assert_eq!(
+        store
+            .reserve_idempotency_key("other-tenant", "k", &hash, 1_000, 10_000)
+            .await
+            .unwrap(),
+        Reservation::Reserved
+    );
+    assert_eq!(
+        store
+            .reserve_idempotency_key("t", "stale", &hash, 1_000, 10_000)
+            .await
+            .unwrap(),
+        Reservation::Reserved
+    );
+    assert!(matches!(
+        store
+            .reserve_idempotency_key("t", "stale", &hash, 5_000, 10_000)
+            .await
+            .unwrap(),
+        Reservation::InProgress { .. }
+    ));
+    assert_eq!(
+        store
+            .reserve_idempotency_key("t", "stale", &hash, 20_000, 10_000)
+            .await
+            .unwrap(),
+        Reservation::Reserved
+    );
+    store.release_idempotency_key("t", "stale").await.unwrap();
+    assert_eq!(
+        store
+            .reserve_idempotency_key("t", "stale", &hash, 20_001, 10_000)
+            .await
+            .unwrap(),
+        Reservation::Reserved
+    );
+    // Releasing never drops a completed answer.
+    store.release_idempotency_key("t", "k").await.unwrap();
+    assert!(matches!(
+        store
+            .reserve_idempotency_key("t", "k", &hash, 1, 1)
+            .await
+            .unwrap(),
+        Reservation::Done(_)
+    ));
     store.ping().await.unwrap();
 }
 
