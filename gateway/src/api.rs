@@ -62,7 +62,7 @@ type AppState = Arc<App>;
         AccountView, BalanceView, AssetView, AssetPage, HtlcView, BatchRequest, BatchView, BatchItemView,
         HealthView,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "ledger", description = "The built-in ledger"),
         (name = "operations", description = "Health, readiness and metrics (no authentication)"),
@@ -89,6 +89,113 @@ impl utoipa::Modify for BearerAuth {
             ),
         );
     }
+}
+
+/// Adds what every operation shares, so the document matches behaviour
+/// without repeating it on each route: the `x-request-id` header on every
+/// response; a 500 problem on every operation; for operations behind
+/// authentication also a 503 problem (database unavailable, timeout) and,
+/// on writes, the 409 of an `Idempotency-Key` in use; `Retry-After` on 409
+/// and 503; `Idempotent-Replayed` on the answers of writes.
+struct CommonResponses;
+
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::Header;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let string_header = |description: &str| {
+            let mut header = Header::new(ObjectBuilder::new().schema_type(Type::String));
+            header.description = Some(description.to_string());
+            RefOr::T(header)
+        };
+        let problem = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/problem+json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Problem")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                (false, item.get.as_mut()),
+                (true, item.post.as_mut()),
+                (true, item.put.as_mut()),
+                (true, item.delete.as_mut()),
+            ];
+            for (write, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let responses = &mut operation.responses.responses;
+                responses.entry("500".into()).or_insert_with(|| {
+                    problem("Internal error (the cause is logged under the request id)")
+                });
+                if secured {
+                    responses.entry("503".into()).or_insert_with(|| {
+                        problem(
+                            "Database unavailable or request timed out; retry after Retry-After",
+                        )
+                    });
+                }
+                if secured && write && path.starts_with("/v1/") {
+                    responses.entry("409".into()).or_insert_with(|| {
+                        problem("A request with this Idempotency-Key is still being processed")
+                    });
+                }
+                for (status, response) in responses.iter_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    response.headers.insert(
+                        "x-request-id".into(),
+                        string_header("The request's id (the one sent, or a new UUID)"),
+                    );
+                    if status == "409" || status == "503" {
+                        response.headers.insert(
+                            "Retry-After".into(),
+                            string_header("Seconds to wait before retrying"),
+                        );
+                    }
+                    if secured && write {
+                        response.headers.insert(
+                            "Idempotent-Replayed".into(),
+                            string_header("`true` when this is the stored answer to an earlier request with the same Idempotency-Key"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The schema of `SignedTransactionDto.message`: one of the message types.
+pub fn message_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::Ref;
+    let mut builder = utoipa::openapi::schema::OneOfBuilder::new();
+    for name in [
+        "RegisterAssetMessage",
+        "PaymentMessage",
+        "BurnMessage",
+        "HtlcLockMessage",
+        "HtlcClaimMessage",
+        "HtlcRefundMessage",
+        "AnchorMessage",
+    ] {
+        builder = builder.item(Ref::from_schema_name(name));
+    }
+    utoipa::openapi::schema::Schema::OneOf(
+        builder
+            .description(Some(
+                "The EIP-712 message, with exactly the fields of `primaryType` (Issue and Transfer share PaymentMessage). Integers are decimal strings.",
+            ))
+            .build(),
+    )
 }
 
 /// The OpenAPI document as pretty JSON (what `/openapi.json` serves and
@@ -121,11 +228,16 @@ pub fn router(app: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
         .merge(docs)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(timeout, request_timeout))
         .layer(middleware::from_fn(problem_request_id))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_panic| {
+            tracing::error!("a request handler panicked");
+            Problem::internal().into_response()
+        }))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 let id = request
@@ -162,14 +274,40 @@ async fn not_found() -> Problem {
     Problem::not_found("no such route")
 }
 
-/// Adds the request id to problem bodies.
+async fn method_not_allowed() -> Problem {
+    Problem::for_status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this route does not take that method",
+    )
+}
+
+/// Makes every error response a problem: adds the request id to ours, and
+/// turns error responses that other layers made without a problem body
+/// (axum's own rejections, for instance) into one.
 async fn problem_request_id(request: Request, next: Next) -> Response {
     let id = request
         .extensions()
         .get::<RequestId>()
         .and_then(|id| id.header_value().to_str().ok())
         .map(str::to_string);
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if (status.is_client_error() || status.is_server_error())
+        && response.extensions().get::<ProblemMarker>().is_none()
+    {
+        let detail = match axum::body::to_bytes(std::mem::take(response.body_mut()), 64 << 10).await
+        {
+            Ok(bytes) if !bytes.is_empty() => String::from_utf8_lossy(&bytes).into_owned(),
+            _ => status.canonical_reason().unwrap_or("error").to_string(),
+        };
+        let headers = response.headers().clone();
+        response = Problem::for_status(status, detail).into_response();
+        for name in [header::RETRY_AFTER, header::ALLOW] {
+            if let Some(value) = headers.get(&name) {
+                response.headers_mut().insert(name, value.clone());
+            }
+        }
+    }
     let Some(id) = id else { return response };
     if response.extensions().get::<ProblemMarker>().is_none() {
         return response;
@@ -217,7 +355,12 @@ where
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     Problem::payload_too_large(limit)
                 } else {
-                    Problem::invalid_body(format!("could not read the body: {rejection}"))
+                    Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid-body",
+                        "Invalid request body",
+                        format!("could not read the body: {rejection}"),
+                    )
                 }
             })?;
         match serde_json::from_slice::<T>(&bytes) {
@@ -225,7 +368,7 @@ where
             Err(error) if error.is_syntax() || error.is_eof() => {
                 Err(Problem::malformed_json(error.to_string()))
             }
-            Err(error) => Err(Problem::invalid_body(error.to_string())),
+            Err(error) => Err(Problem::invalid_body(&error)),
         }
     }
 }
@@ -285,6 +428,9 @@ fn replay(stored: IdempotentResponse, request_hash: &[u8; 32]) -> Response {
     response
         .headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    if !status.is_success() {
+        response.extensions_mut().insert(ProblemMarker);
+    }
     response
 }
 
@@ -317,8 +463,8 @@ where
             stale_after_ms,
         )
         .await;
-    match reservation {
-        Ok(Reservation::Reserved) => {}
+    let claimed_at_ms = match reservation {
+        Ok(Reservation::Reserved { claimed_at_ms }) => claimed_at_ms,
         Ok(Reservation::Done(stored)) => return replay(stored, &key.request_hash),
         Ok(Reservation::InProgress { request_hash }) => {
             if request_hash != key.request_hash {
@@ -334,11 +480,22 @@ where
             .into_response();
         }
         Err(error) => return Problem::from(error).into_response(),
-    }
+    };
+    // If this future is dropped (client gone, time limit), the claim is
+    // released so a retry can run at once; the retry of an applied
+    // transaction is answered like the original.
+    let mut guard = ClaimGuard {
+        store: app.store.clone(),
+        tenant: caller.tenant.clone(),
+        key: key.key.clone(),
+        claimed_at_ms,
+        armed: true,
+    };
     let (status, body) = work.await;
+    guard.armed = false;
     let saved = if status.is_server_error() {
         app.store
-            .release_idempotency_key(&caller.tenant, &key.key)
+            .release_idempotency_key(&caller.tenant, &key.key, claimed_at_ms)
             .await
     } else {
         let record = IdempotentResponse {
@@ -347,13 +504,43 @@ where
             body: body.to_string(),
         };
         app.store
-            .complete_idempotency_key(&caller.tenant, &key.key, &record)
+            .complete_idempotency_key(&caller.tenant, &key.key, claimed_at_ms, &record)
             .await
     };
     if let Err(error) = saved {
         tracing::error!(%error, "could not record the idempotency key's answer");
     }
     json_response(status, &body)
+}
+
+/// Releases an idempotency claim whose request was abandoned.
+struct ClaimGuard {
+    store: crate::store::AnyStore,
+    tenant: String,
+    key: String,
+    claimed_at_ms: u64,
+    armed: bool,
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (store, tenant, key, at) = (
+            self.store.clone(),
+            std::mem::take(&mut self.tenant),
+            std::mem::take(&mut self.key),
+            self.claimed_at_ms,
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = store.release_idempotency_key(&tenant, &key, at).await {
+                    tracing::warn!(%error, "could not release an abandoned idempotency claim");
+                }
+            });
+        }
+    }
 }
 
 fn key_reused() -> Problem {
@@ -391,7 +578,9 @@ fn problem_value(problem: &Problem) -> (StatusCode, serde_json::Value) {
 // ---------------------------------------------------------------- submission
 
 /// Verifies signatures off the async runtime, in parallel on the rayon pool.
-async fn verify_all(txs: Vec<SignedTransaction>) -> Vec<Result<VerifiedTransaction, Rejection>> {
+async fn verify_all(
+    txs: Vec<SignedTransaction>,
+) -> Result<Vec<Result<VerifiedTransaction, Rejection>>, Problem> {
     let (reply, answer) = tokio::sync::oneshot::channel();
     rayon::spawn(move || {
         use rayon::prelude::*;
@@ -401,7 +590,10 @@ async fn verify_all(txs: Vec<SignedTransaction>) -> Vec<Result<VerifiedTransacti
             .collect();
         let _ = reply.send(verified);
     });
-    answer.await.unwrap_or_default()
+    answer.await.map_err(|_| {
+        tracing::error!("signature verification task failed");
+        Problem::internal()
+    })
 }
 
 fn receipt_view(
@@ -486,24 +678,19 @@ fn sequencer_problem(error: SequencerError) -> Problem {
     }
 }
 
-fn check_submit_scope(caller: &Caller, tx: &SignedTransaction) -> Result<(), Problem> {
-    if tx.transaction.kind() == TxKind::RegisterAsset {
+fn require_submit_scope(caller: &Caller, kind: crate::dto::TxKindDto) -> Result<(), Problem> {
+    if kind == crate::dto::TxKindDto::RegisterAsset {
         caller.require(Scope::LedgerRegisterAsset)
     } else {
         caller.require(Scope::LedgerSubmit)
     }
 }
 
-async fn submit_one(
-    app: &App,
-    caller: &Caller,
-    dto: &SignedTransactionDto,
-) -> (StatusCode, serde_json::Value) {
+async fn submit_one(app: &App, dto: &SignedTransactionDto) -> (StatusCode, serde_json::Value) {
     let result: Result<ReceiptView, Problem> = async {
         let signed = dto.to_domain()?;
-        check_submit_scope(caller, &signed)?;
         let verified = verify_all(vec![signed])
-            .await
+            .await?
             .pop()
             .ok_or_else(Problem::internal)?
             .map_err(|rejection| Problem::rejected(&rejection))?;
@@ -554,11 +741,14 @@ async fn submit_transaction(
     headers: HeaderMap,
     JsonBody(dto, raw): JsonBody<SignedTransactionDto>,
 ) -> Response {
+    if let Err(problem) = require_submit_scope(&caller, dto.primary_type) {
+        return problem.into_response();
+    }
     let key = match idempotency(&headers, "POST", "/v1/ledger/transactions", &raw) {
         Ok(key) => key,
         Err(problem) => return problem.into_response(),
     };
-    once(&app, &caller, key, submit_one(&app, &caller, &dto)).await
+    once(&app, &caller, key, submit_one(&app, &dto)).await
 }
 
 /// Register an asset: submit a signed `RegisterAsset` transaction.
@@ -592,18 +782,17 @@ async fn register_asset(
         )
         .into_response();
     }
+    if let Err(problem) = require_submit_scope(&caller, dto.primary_type) {
+        return problem.into_response();
+    }
     let key = match idempotency(&headers, "POST", "/v1/ledger/assets", &raw) {
         Ok(key) => key,
         Err(problem) => return problem.into_response(),
     };
-    once(&app, &caller, key, submit_one(&app, &caller, &dto)).await
+    once(&app, &caller, key, submit_one(&app, &dto)).await
 }
 
-async fn submit_many(
-    app: &App,
-    caller: &Caller,
-    request: &BatchRequest,
-) -> (StatusCode, serde_json::Value) {
+async fn submit_many(app: &App, request: &BatchRequest) -> (StatusCode, serde_json::Value) {
     let max = app.config.limits.batch_request_txs_max;
     if request.transactions.is_empty() || request.transactions.len() > max {
         return problem_value(&Problem::invalid_field(
@@ -614,21 +803,21 @@ async fn submit_many(
     let mut items: Vec<Option<BatchItemView>> = vec![None; request.transactions.len()];
     let mut parsed = Vec::new();
     for (index, dto) in request.transactions.iter().enumerate() {
-        let result = dto
-            .to_domain()
-            .map_err(|e| {
-                let mut problem = Problem::from(e);
-                problem.pointer = problem.pointer.map(|p| format!("/transactions/{index}{p}"));
-                problem
-            })
-            .and_then(|signed| check_submit_scope(caller, &signed).map(|()| signed));
+        let result = dto.to_domain().map_err(|e| {
+            let mut problem = Problem::from(e);
+            problem.pointer = problem.pointer.map(|p| format!("/transactions/{index}{p}"));
+            problem
+        });
         match result {
             Ok(signed) => parsed.push((index, signed)),
             Err(problem) => items[index] = Some(rejected_item(index, None, problem)),
         }
     }
     let hashes: Vec<TxHash> = parsed.iter().map(|(_, s)| s.transaction.hash()).collect();
-    let verified = verify_all(parsed.iter().map(|(_, s)| s.clone()).collect()).await;
+    let verified = match verify_all(parsed.iter().map(|(_, s)| s.clone()).collect()).await {
+        Ok(verified) => verified,
+        Err(problem) => return problem_value(&problem),
+    };
     let mut good = Vec::new();
     for (((index, _), hash), result) in parsed.iter().zip(&hashes).zip(verified) {
         match result {
@@ -706,11 +895,21 @@ async fn submit_batch(
     headers: HeaderMap,
     JsonBody(request, raw): JsonBody<BatchRequest>,
 ) -> Response {
+    // Scopes are checked per route, before anything else: a batch needs
+    // ledger:submit, and ledger:register-asset too if it registers assets.
+    for dto in &request.transactions {
+        if let Err(problem) = require_submit_scope(&caller, dto.primary_type) {
+            return problem.into_response();
+        }
+    }
+    if let Err(problem) = caller.require(Scope::LedgerSubmit) {
+        return problem.into_response();
+    }
     let key = match idempotency(&headers, "POST", "/v1/ledger/transactions/batch", &raw) {
         Ok(key) => key,
         Err(problem) => return problem.into_response(),
     };
-    once(&app, &caller, key, submit_many(&app, &caller, &request)).await
+    once(&app, &caller, key, submit_many(&app, &request)).await
 }
 
 // ---------------------------------------------------------------- reads
@@ -775,11 +974,10 @@ async fn get_transaction(
         .block(app.chain_id, stored.height)
         .await?
         .ok_or_else(Problem::internal)?;
-    let siblings = app
+    let hashes = app
         .store
-        .block_transactions(app.chain_id, stored.height)
+        .block_tx_hashes(app.chain_id, stored.height)
         .await?;
-    let hashes: Vec<TxHash> = siblings.iter().map(|s| s.hash).collect();
     let tree = MerkleTree::new(&hashes);
     let path = tree
         .path(stored.position as usize)
@@ -846,7 +1044,8 @@ async fn get_account(
 pub struct PageParams {
     /// Opaque cursor from the previous page's `nextCursor`.
     cursor: Option<String>,
-    /// Page size, 1 to the configured maximum (default 50).
+    /// Page size, 1 to the configured `limits.page_size_max` (200 unless
+    /// configured; never above 10000); default 50.
     #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
@@ -962,7 +1161,16 @@ async fn list_blocks(
     let params: PageParams = query(uri.query())?;
     let limit = page_limit(&app, params.limit)?;
     let before = match params.cursor {
-        Some(cursor) => Some(parse_path::<u64>("cursor", &cursor)?),
+        Some(cursor) => {
+            let height = parse_path::<u64>("cursor", &cursor)?;
+            if height > crate::dto::STORED_INTEGER_MAX {
+                return Err(Problem::invalid_parameter(
+                    "cursor",
+                    "cursor is not a block height of this ledger",
+                ));
+            }
+            Some(height)
+        }
         None => None,
     };
     let blocks = app.store.blocks(app.chain_id, before, limit + 1).await?;
@@ -1050,7 +1258,7 @@ async fn get_htlc(
 /// Stream the whole chain for offline audit.
 ///
 /// `application/x-ndjson`: the first line describes the export
-/// (`{"format":"lockgate-export/1","chainId":"…","producers":["0x…"]}`),
+/// (`{"format":"lockgate-export/1","chainId":"…","producers":["0x…"],"blockCount":n,"lastBlockHash":"0x…"}`),
 /// then one line per block in height order:
 /// `{"header": BlockHeader, "transactions": [{"transaction": SignedTransaction, "index": n, "path": ["0x…"]}]}`.
 /// Check it with `lockgate verify FILE --producer 0x…`.
@@ -1066,10 +1274,14 @@ async fn get_htlc(
 async fn export_chain(State(app): State<AppState>, caller: Caller) -> Result<Response, Problem> {
     caller.require(Scope::LedgerExport)?;
     let tip = app.store.tip(app.chain_id).await?;
+    let mut producers = app.store.producers(app.chain_id).await?;
+    if !producers.contains(&app.block_producer) {
+        producers.push(app.block_producer);
+    }
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let app = app.clone();
     tokio::spawn(async move {
-        let head = crate::export::ExportHead::new(app.chain_id, vec![app.block_producer]);
+        let head = crate::export::ExportHead::new(app.chain_id, producers, &tip);
         let mut line = serde_json::to_vec(&head).unwrap_or_default();
         line.push(b'\n');
         if sender.send(Ok(Bytes::from(line))).await.is_err() {

@@ -43,10 +43,15 @@ impl HasAuthenticator for Arc<App> {
 pub async fn connect(config: &Config) -> anyhow::Result<AnyStore> {
     let url = config.database_url();
     let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        // Durability of acknowledged transactions must not depend on the
+        // server's defaults: every session commits synchronously.
+        let options = sqlx::postgres::PgConnectOptions::from_str(&url)
+            .context("parsing the PostgreSQL URL")?
+            .options([("synchronous_commit", "on")]);
         let pool = PgPoolOptions::new()
             .max_connections(config.database_connections_max)
             .acquire_timeout(Duration::from_secs(5))
-            .connect(&url)
+            .connect_with(options)
             .await
             .context("connecting to PostgreSQL")?;
         AnyStore::Postgres(PgStore::new(pool))
@@ -119,6 +124,16 @@ pub fn authenticator(config: &Config) -> anyhow::Result<Authenticator> {
 /// Builds the running application state.
 pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
     let store = connect(&config).await?;
+    if matches!(store, AnyStore::Postgres(_))
+        && (config.ledger.block_key.is_none() || config.auth.hs256_secret.is_none())
+    {
+        tracing::warn!(
+            "running on PostgreSQL with a development block key or JWT secret from {}: \
+             every replica on this database needs the same ledger.block_key and auth.hs256_secret \
+             (LOCKGATE_BLOCK_KEY, LOCKGATE_JWT_SECRET), or their blocks and tokens will not agree",
+            config.data_dir.display()
+        );
+    }
     let key = block_key(&config)?;
     let auth = authenticator(&config)?;
     let chain_id = ChainId::new(config.ledger.chain_id).context("ledger.chain_id")?;

@@ -250,9 +250,15 @@ where
         let text = value
             .to_str()
             .map_err(|_| Problem::unauthorized("the Authorization header is not ASCII"))?;
-        let token = text
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| Problem::unauthorized("the Authorization scheme must be Bearer"))?;
+        // The scheme is case-insensitive (RFC 9110 section 11.1).
+        let token = match text.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token,
+            _ => {
+                return Err(Problem::unauthorized(
+                    "the Authorization scheme must be Bearer",
+                ));
+            }
+        };
         state.authenticator().verify(token.trim())
     }
 }

@@ -290,9 +290,10 @@ impl Config {
         }
         if self.limits.batch_request_txs_max == 0
             || self.limits.batch_request_txs_max > self.ledger.queue_txs_max
+            || self.limits.batch_request_txs_max > 65_536
         {
             return invalid(
-                "limits.batch_request_txs_max must be between 1 and ledger.queue_txs_max",
+                "limits.batch_request_txs_max must be between 1 and ledger.queue_txs_max (and at most 65536)",
             );
         }
         if self.limits.page_size_max == 0 || self.limits.page_size_max > 10_000 {

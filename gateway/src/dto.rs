@@ -35,12 +35,66 @@ pub struct FieldError {
     pub pointer: String,
     /// What is wrong with it.
     pub reason: String,
+    /// The kind of fault, which picks the problem type.
+    pub fault: FieldFault,
+}
+
+/// Kinds of field faults, each its own problem type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldFault {
+    /// A field the schema does not have (`unknown-field`).
+    UnknownField,
+    /// A required field is absent (`missing-field`).
+    MissingField,
+    /// A value of the wrong JSON type (`wrong-type`).
+    WrongType,
+    /// A byte string that is not `0x` + the right number of hex digits (`invalid-hex`).
+    InvalidHex,
+    /// Any other bad value: range, format, checksum (`invalid-field`).
+    InvalidValue,
+}
+
+impl FieldFault {
+    /// The problem slug.
+    pub fn slug(self) -> &'static str {
+        match self {
+            FieldFault::UnknownField => "unknown-field",
+            FieldFault::MissingField => "missing-field",
+            FieldFault::WrongType => "wrong-type",
+            FieldFault::InvalidHex => "invalid-hex",
+            FieldFault::InvalidValue => "invalid-field",
+        }
+    }
+
+    /// Classifies a serde_json data error by its message, which is the only
+    /// place serde reports the kind.
+    pub fn of_serde(error: &serde_json::Error) -> Self {
+        let text = error.to_string();
+        if text.starts_with("unknown field") || text.starts_with("unknown variant") {
+            FieldFault::UnknownField
+        } else if text.starts_with("missing field") {
+            FieldFault::MissingField
+        } else if text.starts_with("invalid type") {
+            FieldFault::WrongType
+        } else {
+            FieldFault::InvalidValue
+        }
+    }
 }
 
 fn field<T>(pointer: &str, result: Result<T, impl std::fmt::Display>) -> Result<T, FieldError> {
-    result.map_err(|e| FieldError {
-        pointer: pointer.to_string(),
-        reason: e.to_string(),
+    result.map_err(|e| {
+        let reason = e.to_string();
+        let fault = if reason.starts_with("expected 0x followed by") {
+            FieldFault::InvalidHex
+        } else {
+            FieldFault::InvalidValue
+        };
+        FieldError {
+            pointer: pointer.to_string(),
+            reason,
+            fault,
+        }
     })
 }
 
@@ -63,6 +117,7 @@ fn parse_u64(pointer: &str, text: &str) -> Result<u64, FieldError> {
             reason: format!(
                 "expected a decimal integer string from 0 to {STORED_INTEGER_MAX} without leading zeros"
             ),
+            fault: FieldFault::InvalidValue,
         }),
     }
 }
@@ -78,7 +133,7 @@ pub struct SignedTransactionDto {
     pub primary_type: TxKindDto,
     /// The EIP-712 message, with exactly the fields of the primary type
     /// (see the `*Message` schemas). Integers are decimal strings.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::api::message_schema)]
     pub message: serde_json::Value,
     /// 65-byte signature `r || s || v` of the EIP-712 digest, `v` = 27 or 28.
     #[schema(pattern = "^0x[0-9a-fA-F]{130}$")]
@@ -229,6 +284,7 @@ pub struct AnchorMessage {
 fn message<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, FieldError> {
     serde_json::from_value(value.clone()).map_err(|e| FieldError {
         pointer: "/message".to_string(),
+        fault: FieldFault::of_serde(&e),
         reason: e.to_string(),
     })
 }
@@ -241,11 +297,15 @@ where
 }
 
 fn hex_bytes(pointer: &str, text: &str) -> Result<Vec<u8>, FieldError> {
-    let digits = text.strip_prefix("0x").ok_or_else(|| FieldError {
+    let bad = |reason: String| FieldError {
         pointer: pointer.to_string(),
-        reason: "expected 0x-prefixed hex".to_string(),
-    })?;
-    field(pointer, hex::decode(digits))
+        reason,
+        fault: FieldFault::InvalidHex,
+    };
+    let digits = text
+        .strip_prefix("0x")
+        .ok_or_else(|| bad("expected 0x-prefixed hex".to_string()))?;
+    hex::decode(digits).map_err(|e| bad(e.to_string()))
 }
 
 impl SignedTransactionDto {
@@ -262,6 +322,7 @@ impl SignedTransactionDto {
                 let scale = u8::try_from(scale).map_err(|_| FieldError {
                     pointer: "/message/scale".into(),
                     reason: "decimal scale must be at most 18".into(),
+                    fault: FieldFault::InvalidValue,
                 })?;
                 let body = TxBody::RegisterAsset {
                     code: parse("/message/code", &msg.code)?,

@@ -2,14 +2,20 @@
 //! (`lockgate verify FILE`).
 //!
 //! Format `lockgate-export/1`, one JSON document per line:
-//! 1. a head: `{"format":"lockgate-export/1","chainId":"4201","producers":["0x…"]}`;
+//! 1. a head: `{"format":"lockgate-export/1","chainId":"4201","producers":["0x…"],"blockCount":12,"lastBlockHash":"0x…"}`
+//!    (`producers`: every block key that signed a block; `blockCount` and
+//!    `lastBlockHash`: the chain tip when the export started, so a file cut
+//!    short fails verification; `lastBlockHash` is absent for an empty chain);
 //! 2. one line per block, in height order:
 //!    `{"header": <BlockHeaderView>, "transactions": [{"transaction": <SignedTransactionDto>, "index": 0, "path": ["0x…"]}]}`.
 //!
 //! Verification trusts nothing in the file: it is `ledger_core::verify::ChainVerifier`
 //! (every hash recomputed, every signature checked, every transaction
 //! replayed). The producers named in the head are trusted only when no
-//! `--producer` is given, and the report says so.
+//! `--producer` is given, and the report says so. The head is not signed:
+//! it catches a truncated file, not a forger who also rewrites the head; an
+//! auditor who holds a block hash from elsewhere compares it with the tip
+//! the report prints.
 
 use std::io::BufRead;
 
@@ -34,18 +40,25 @@ pub struct ExportHead {
     pub format: String,
     /// The ledger's chain id.
     pub chain_id: String,
-    /// The block keys the exporting gateway uses (not trusted by `verify`
-    /// when `--producer` is given).
+    /// The block keys that signed the chain (not trusted by `verify` when
+    /// `--producer` is given).
     pub producers: Vec<String>,
+    /// Blocks in the export.
+    pub block_count: u64,
+    /// Hash of the last block; absent for an empty chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_block_hash: Option<String>,
 }
 
 impl ExportHead {
-    /// The head for a ledger.
-    pub fn new(chain_id: ChainId, producers: Vec<Address>) -> Self {
+    /// The head of an export of a ledger up to `tip`.
+    pub fn new(chain_id: ChainId, producers: Vec<Address>, tip: &ledger_core::ChainTip) -> Self {
         Self {
             format: FORMAT.to_string(),
             chain_id: chain_id.to_string(),
             producers: producers.iter().map(ToString::to_string).collect(),
+            block_count: tip.next_height,
+            last_block_hash: (tip.next_height > 0).then(|| tip.last_hash.to_string()),
         }
     }
 }
@@ -117,6 +130,21 @@ pub enum VerifyError {
         line: usize,
         /// What is wrong.
         reason: String,
+    },
+    /// The file ends before the tip its head announces: blocks are missing
+    /// at the end.
+    #[error(
+        "line {line}: the export ends after {found} blocks but its head announces {expected} ending in {expected_hash}"
+    )]
+    Truncated {
+        /// The line after the last one.
+        line: usize,
+        /// Blocks announced.
+        expected: u64,
+        /// Hash of the last block announced.
+        expected_hash: String,
+        /// Blocks found.
+        found: u64,
     },
     /// The chain is not intact.
     #[error("line {line}: {fault}")]
@@ -261,6 +289,19 @@ pub fn verify_export(
             other => other,
         }
     })?;
+    let announced = head
+        .last_block_hash
+        .clone()
+        .unwrap_or_else(|| ledger_core::BlockHash::default().to_string());
+    if summary.tip.next_height != head.block_count || summary.tip.last_hash.to_string() != announced
+    {
+        return Err(VerifyError::Truncated {
+            line: last_line + 1,
+            expected: head.block_count,
+            expected_hash: announced,
+            found: summary.tip.next_height,
+        });
+    }
     Ok(VerifyReport {
         chain_id,
         producers,

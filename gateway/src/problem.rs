@@ -81,13 +81,21 @@ impl Problem {
         )
     }
 
-    /// 400: the JSON does not have the expected shape (types, unknown or missing fields).
-    pub fn invalid_body(detail: impl Into<String>) -> Self {
+    /// 400: the JSON does not have the expected shape: `unknown-field`,
+    /// `missing-field`, `wrong-type`, or `invalid-body` for anything else.
+    pub fn invalid_body(error: &serde_json::Error) -> Self {
+        let fault = crate::dto::FieldFault::of_serde(error);
+        let slug = match fault {
+            crate::dto::FieldFault::InvalidValue | crate::dto::FieldFault::InvalidHex => {
+                "invalid-body"
+            }
+            other => other.slug(),
+        };
         Self::new(
             StatusCode::BAD_REQUEST,
-            "invalid-body",
+            slug,
             "Invalid request body",
-            detail,
+            error.to_string(),
         )
     }
 
@@ -185,6 +193,23 @@ impl Problem {
         );
         problem.rejection = Some(rejection_json(rejection));
         problem
+    }
+
+    /// The problem for an error response some layer produced without a
+    /// body of ours (405 from the router, a rejected path parameter, ...).
+    pub fn for_status(status: StatusCode, detail: impl Into<String>) -> Self {
+        let slug = match status {
+            StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+            StatusCode::NOT_FOUND => "not-found",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+            // axum's own 400s come from path and query extraction.
+            StatusCode::BAD_REQUEST => "invalid-parameter",
+            s if s.is_server_error() => return Self::internal(),
+            _ => "bad-request",
+        };
+        let title = status.canonical_reason().unwrap_or("Error");
+        Self::new(status, slug, title, detail)
     }
 
     /// The HTTP status.
@@ -287,6 +312,13 @@ impl IntoResponse for Problem {
         if let Some(seconds) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 9110 section 11.6.1 / RFC 6750 section 3.
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"lockgate\", error=\"invalid_token\""),
+            );
+        }
         response.extensions_mut().insert(ProblemMarker);
         response
     }
@@ -299,7 +331,13 @@ pub struct ProblemMarker;
 
 impl From<crate::dto::FieldError> for Problem {
     fn from(error: crate::dto::FieldError) -> Self {
-        Problem::invalid_field(&error.pointer, error.reason)
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            error.fault.slug(),
+            "Invalid field",
+            error.reason,
+        )
+        .with_pointer(error.pointer)
     }
 }
 

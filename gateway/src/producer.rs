@@ -104,7 +104,7 @@ impl Producer {
                                     config.clone(),
                                 )));
                             }
-                            watch_session(held).await;
+                            watch_session(held, &handle).await;
                             tracing::warn!(
                                 "lost the database session holding the block-producer role; stepping down"
                             );
@@ -132,10 +132,15 @@ async fn try_take_role(pool: &sqlx::PgPool, key: i64) -> Option<sqlx::PgConnecti
     matches!(acquired, Ok(true)).then_some(session)
 }
 
-/// Returns when the session holding the role stops answering.
-async fn watch_session(mut session: sqlx::PgConnection) {
+/// Returns when the session holding the role stops answering, or the
+/// sequencer has stopped; dropping the session then releases the lock.
+async fn watch_session(mut session: sqlx::PgConnection, producer: &Producer) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        if producer.sequencer().is_none_or(|s| s.is_stopped()) {
+            tracing::error!("the sequencer stopped; giving up the block-producer role");
+            return;
+        }
         let alive = match session.acquire().await {
             Ok(conn) => sqlx::query("SELECT 1").execute(conn).await.is_ok(),
             Err(_) => false,

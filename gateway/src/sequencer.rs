@@ -113,6 +113,12 @@ impl Sequencer {
         sequencer
     }
 
+    /// True once the sequencer task has ended (it never should; the
+    /// producer steps down when it does, so another process can take over).
+    pub fn is_stopped(&self) -> bool {
+        self.queue.is_closed()
+    }
+
     /// Submits verified transactions and waits for their durable outcome.
     pub async fn submit(&self, txs: Vec<VerifiedTransaction>) -> Result<Receipt, SequencerError> {
         let n = txs.len();
@@ -122,9 +128,12 @@ impl Sequencer {
             return Err(SequencerError::Busy);
         }
         let (reply, answer) = oneshot::channel();
-        if self.queue.try_send(Job { txs, reply }).is_err() {
+        if let Err(error) = self.queue.try_send(Job { txs, reply }) {
             self.waiting_txs.fetch_sub(n, Ordering::AcqRel);
-            return Err(SequencerError::Busy);
+            return Err(match error {
+                mpsc::error::TrySendError::Full(_) => SequencerError::Busy,
+                mpsc::error::TrySendError::Closed(_) => SequencerError::Stopped,
+            });
         }
         match answer.await {
             Ok(Ok(receipt)) => Ok(receipt),

@@ -98,8 +98,12 @@ pub struct IdempotentResponse {
 /// What reserving an idempotency key found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reservation {
-    /// The key is now this request's: process it, then complete or release.
-    Reserved,
+    /// The key is now this request's: process it, then complete or release
+    /// it, naming this claim by its time.
+    Reserved {
+        /// When the claim was made (ms); identifies it.
+        claimed_at_ms: u64,
+    },
     /// Another request with this key is being processed right now.
     InProgress {
         /// The hash of that request.
@@ -149,6 +153,18 @@ pub trait LedgerStore: Send + Sync {
         chain_id: ChainId,
         height: u64,
     ) -> impl Future<Output = Result<Vec<StoredTransaction>, StoreError>> + Send;
+    /// The hashes of a block's transactions, in block order (cheaper than
+    /// the transactions, for inclusion proofs).
+    fn block_tx_hashes(
+        &self,
+        chain_id: ChainId,
+        height: u64,
+    ) -> impl Future<Output = Result<Vec<TxHash>, StoreError>> + Send;
+    /// Every block key that signed a block of the ledger.
+    fn producers(
+        &self,
+        chain_id: ChainId,
+    ) -> impl Future<Output = Result<Vec<Address>, StoreError>> + Send;
     /// An account's nonce and balances.
     fn account(
         &self,
@@ -185,18 +201,22 @@ pub trait LedgerStore: Send + Sync {
         now_ms: u64,
         stale_after_ms: u64,
     ) -> impl Future<Output = Result<Reservation, StoreError>> + Send;
-    /// Records the final answer for a reserved key.
+    /// Records the final answer for a key this claim still holds (a claim
+    /// taken over as stale records nothing).
     fn complete_idempotency_key(
         &self,
         tenant: &str,
         key: &str,
+        claimed_at_ms: u64,
         response: &IdempotentResponse,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Gives up a reserved key whose request failed in a way worth retrying.
+    /// Gives up a claim whose request failed in a way worth retrying, or was
+    /// abandoned; a completed answer is never removed.
     fn release_idempotency_key(
         &self,
         tenant: &str,
         key: &str,
+        claimed_at_ms: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// True when the database answers.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -624,6 +644,27 @@ macro_rules! impl_store {
                 rows.iter().map(|row| transaction_from_row(chain_id, row)).collect()
             }
 
+            async fn block_tx_hashes(&self, chain_id: ChainId, height: u64) -> Result<Vec<TxHash>, StoreError> {
+                let rows = sqlx::query("SELECT hash FROM transactions WHERE chain_id = $1 AND height = $2 ORDER BY position")
+                    .bind(to_i64(chain_id.get(), "chain id")?)
+                    .bind(to_i64(height, "height")?)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|row| Ok(TxHash::from_bytes(bytes(row.get_bytes("hash")?, "hash")?)))
+                    .collect()
+            }
+
+            async fn producers(&self, chain_id: ChainId) -> Result<Vec<Address>, StoreError> {
+                let rows = sqlx::query("SELECT DISTINCT producer FROM blocks WHERE chain_id = $1 ORDER BY producer")
+                    .bind(to_i64(chain_id.get(), "chain id")?)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|row| Ok(Address::from_bytes(bytes(row.get_bytes("producer")?, "producer")?)))
+                    .collect()
+            }
+
             async fn account(&self, chain_id: ChainId, address: Address) -> Result<AccountView, StoreError> {
                 let chain = to_i64(chain_id.get(), "chain id")?;
                 let nonce = sqlx::query("SELECT next_nonce FROM accounts WHERE chain_id = $1 AND address = $2")
@@ -695,7 +736,7 @@ macro_rules! impl_store {
                     .execute(&self.pool)
                     .await?;
                 if inserted.rows_affected() == 1 {
-                    return Ok(Reservation::Reserved);
+                    return Ok(Reservation::Reserved { claimed_at_ms: now_ms });
                 }
                 let row = sqlx::query(Self::sql("SELECT request_hash, status::bigint AS status, body, created_at_ms FROM idempotency_keys WHERE tenant = $1 AND key = $2"))
                     .bind(tenant)
@@ -726,28 +767,30 @@ macro_rules! impl_store {
                         .execute(&self.pool)
                         .await?;
                     if taken.rows_affected() == 1 {
-                        return Ok(Reservation::Reserved);
+                        return Ok(Reservation::Reserved { claimed_at_ms: now_ms });
                     }
                 }
                 Ok(Reservation::InProgress { request_hash: stored_hash })
             }
 
-            async fn complete_idempotency_key(&self, tenant: &str, key: &str, response: &IdempotentResponse) -> Result<(), StoreError> {
-                sqlx::query("UPDATE idempotency_keys SET request_hash = $3, status = $4, body = $5 WHERE tenant = $1 AND key = $2")
+            async fn complete_idempotency_key(&self, tenant: &str, key: &str, claimed_at_ms: u64, response: &IdempotentResponse) -> Result<(), StoreError> {
+                sqlx::query("UPDATE idempotency_keys SET request_hash = $3, status = $4, body = $5 WHERE tenant = $1 AND key = $2 AND status = 0 AND created_at_ms = $6")
                     .bind(tenant)
                     .bind(key)
                     .bind(response.request_hash.to_vec())
                     .bind(i32::from(response.status))
                     .bind(&response.body)
+                    .bind(to_i64(claimed_at_ms, "time")?)
                     .execute(&self.pool)
                     .await?;
                 Ok(())
             }
 
-            async fn release_idempotency_key(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM idempotency_keys WHERE tenant = $1 AND key = $2 AND status = 0")
+            async fn release_idempotency_key(&self, tenant: &str, key: &str, claimed_at_ms: u64) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM idempotency_keys WHERE tenant = $1 AND key = $2 AND status = 0 AND created_at_ms = $3")
                     .bind(tenant)
                     .bind(key)
+                    .bind(to_i64(claimed_at_ms, "time")?)
                     .execute(&self.pool)
                     .await?;
                 Ok(())
@@ -897,6 +940,16 @@ impl LedgerStore for AnyStore {
     ) -> Result<Vec<StoredTransaction>, StoreError> {
         delegate!(self, s => s.block_transactions(chain_id, height))
     }
+    async fn block_tx_hashes(
+        &self,
+        chain_id: ChainId,
+        height: u64,
+    ) -> Result<Vec<TxHash>, StoreError> {
+        delegate!(self, s => s.block_tx_hashes(chain_id, height))
+    }
+    async fn producers(&self, chain_id: ChainId) -> Result<Vec<Address>, StoreError> {
+        delegate!(self, s => s.producers(chain_id))
+    }
     async fn account(
         &self,
         chain_id: ChainId,
@@ -936,11 +989,17 @@ impl LedgerStore for AnyStore {
         &self,
         tenant: &str,
         key: &str,
+        claimed_at_ms: u64,
         response: &IdempotentResponse,
     ) -> Result<(), StoreError> {
-        delegate!(self, s => s.complete_idempotency_key(tenant, key, response))
+        delegate!(self, s => s.complete_idempotency_key(tenant, key, claimed_at_ms, response))
     }
-    async fn release_idempotency_key(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
-        delegate!(self, s => s.release_idempotency_key(tenant, key))
+    async fn release_idempotency_key(
+        &self,
+        tenant: &str,
+        key: &str,
+        claimed_at_ms: u64,
+    ) -> Result<(), StoreError> {
+        delegate!(self, s => s.release_idempotency_key(tenant, key, claimed_at_ms))
     }
 }

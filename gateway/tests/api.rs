@@ -170,6 +170,20 @@ async fn ledger_flow(kind: Db) {
     assert_eq!(report.summary.blocks, gateway.block_count().await);
     let eur = report.summary.state.asset(asset("EUR")).unwrap().unwrap();
     assert_eq!(eur.supply.minor_units(), 20_000);
+    // An export cut short (its last block removed) fails.
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.pop();
+    let truncated = lines.join("\n");
+    let error = lockgate::export::verify_export(
+        truncated.as_bytes(),
+        Some(chain()),
+        vec![gateway.app.block_producer],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(error, lockgate::export::VerifyError::Truncated { .. }),
+        "{error}"
+    );
     // A tampered export names the line at fault.
     let tampered = text.replacen("\"amount\":\"2500\"", "\"amount\":\"2499\"", 1);
     let error = lockgate::export::verify_export(
@@ -327,6 +341,13 @@ async fn authentication_failures_are_401_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401, "missing token");
+    assert!(
+        response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer"),
+        "RFC 9110: a 401 names the scheme"
+    );
     assert_eq!(
         response.headers()["content-type"].to_str().unwrap(),
         "application/problem+json"
@@ -348,6 +369,27 @@ async fn authentication_failures_are_401_and_change_nothing() {
     assert_eq!(status, 403, "RegisterAsset needs ledger:register-asset");
     let (status, _) = gateway.get("/v1/ledger/export", &read_only).await;
     assert_eq!(status, 403);
+    // A batch is refused as a whole without the scope, before anything runs.
+    let (status, body) = gateway
+        .post(
+            "/v1/ledger/transactions/batch",
+            &read_only,
+            &json!({ "transactions": [wire(&tx)] }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (403, Some("urn:lockgate:problem:forbidden"))
+    );
+    // The scheme name is case-insensitive.
+    let lower = gateway
+        .http
+        .get(format!("{}/v1/ledger/blocks", gateway.base))
+        .header("authorization", format!("bearer {valid}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower.status(), 200);
     assert_eq!(
         gateway.block_count().await,
         0,
@@ -366,188 +408,300 @@ async fn authentication_failures_are_401_and_change_nothing() {
     }
 }
 
-#[tokio::test]
-async fn bad_input_gets_specific_problems_and_changes_nothing() {
-    let gateway = Gateway::start(Db::Sqlite).await;
-    let alice = key(2);
-    fund(&gateway, &[&alice], 1_000).await;
-    let blocks = gateway.block_count().await;
-    let token = gateway.admin();
-    let good = sign(&alice, 0, transfer("EUR", key(3).address(), 10));
-    let raw = |body: &str, content_type: &str| {
-        gateway
-            .http
-            .post(format!("{}/v1/ledger/transactions", gateway.base))
-            .bearer_auth(&token)
-            .header("content-type", content_type)
-            .body(body.to_string())
-            .send()
-    };
-    let check = |response: reqwest::Response, status: u16, slug: &'static str| async move {
-        assert_eq!(response.status().as_u16(), status, "{slug}");
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/problem+json",
-            "{slug}"
-        );
-        let body: serde_json::Value = response.json().await.unwrap();
-        assert_eq!(
-            body["type"],
-            format!("urn:lockgate:problem:{slug}"),
-            "{body}"
-        );
-        assert_eq!(body["status"], status);
-        assert!(body["requestId"].is_string());
-        body
-    };
-    check(
-        raw("{\"chainId\": ", "application/json").await.unwrap(),
-        400,
-        "malformed-json",
-    )
-    .await;
-    check(
-        raw(&wire(&good).to_string(), "text/plain").await.unwrap(),
-        415,
-        "unsupported-media-type",
-    )
-    .await;
-    let mut unknown = wire(&good);
-    unknown["memo"] = json!("hi");
-    check(
-        raw(&unknown.to_string(), "application/json").await.unwrap(),
-        400,
-        "invalid-body",
-    )
-    .await;
-    let mut unknown_in_message = wire(&good);
-    unknown_in_message["message"]["memo"] = json!("hi");
-    check(
-        raw(&unknown_in_message.to_string(), "application/json")
-            .await
-            .unwrap(),
-        400,
-        "invalid-field",
-    )
-    .await;
-    let mut wrong_type = wire(&good);
-    wrong_type["chainId"] = json!(4201);
-    check(
-        raw(&wrong_type.to_string(), "application/json")
-            .await
-            .unwrap(),
-        400,
-        "invalid-body",
-    )
-    .await;
-    let mut bad_hex = wire(&good);
-    bad_hex["message"]["to"] = json!("0xZZ");
-    let body = check(
-        raw(&bad_hex.to_string(), "application/json").await.unwrap(),
-        400,
-        "invalid-field",
-    )
-    .await;
-    assert_eq!(body["pointer"], "/message/to");
-    let mut bad_sig_hex = wire(&good);
-    bad_sig_hex["signature"] = json!("0x1234");
-    let body = check(
-        raw(&bad_sig_hex.to_string(), "application/json")
-            .await
-            .unwrap(),
-        400,
-        "invalid-field",
-    )
-    .await;
-    assert_eq!(body["pointer"], "/signature");
-    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(2 << 20));
-    check(
-        raw(&huge, "application/json").await.unwrap(),
-        413,
-        "payload-too-large",
-    )
-    .await;
+/// One bad request: the body (or raw text) and what it must get.
+struct BadCase {
+    name: &'static str,
+    body: String,
+    content_type: &'static str,
+    status: u16,
+    slug: &'static str,
+    pointer: Option<&'static str>,
+}
 
-    // Ledger rules, each with its own type.
+fn bad_cases(
+    good: &ledger_core::SignedTransaction,
+    signer: &ledger_core::SigningKey,
+) -> Vec<BadCase> {
+    let json_case = |name, edit: &dyn Fn(&mut serde_json::Value), status, slug, pointer| {
+        let mut body = wire(good);
+        edit(&mut body);
+        BadCase {
+            name,
+            body: body.to_string(),
+            content_type: "application/json",
+            status,
+            slug,
+            pointer,
+        }
+    };
     let other_chain = ledger_core::Transaction {
         chain_id: ledger_core::ChainId::new(CHAIN + 1).unwrap(),
         ..good.transaction.clone()
     }
-    .sign(&alice)
+    .sign(signer)
     .unwrap();
-    check(
-        raw(&wire(&other_chain).to_string(), "application/json")
-            .await
-            .unwrap(),
-        422,
-        "wrong-chain",
-    )
-    .await;
-    let mut forged = good.clone();
-    forged.signature = sign(&key(9), 0, transfer("EUR", key(3).address(), 10)).signature;
-    check(
-        raw(&wire(&forged).to_string(), "application/json")
-            .await
-            .unwrap(),
-        422,
-        "bad-signature",
-    )
-    .await;
-    let ahead = sign(&alice, 5, transfer("EUR", key(3).address(), 10));
-    check(
-        raw(&wire(&ahead).to_string(), "application/json")
-            .await
-            .unwrap(),
-        422,
-        "nonce-gap",
-    )
-    .await;
-    let too_much = sign(&alice, 0, transfer("EUR", key(3).address(), 1_000_000));
-    let body = check(
-        raw(&wire(&too_much).to_string(), "application/json")
-            .await
-            .unwrap(),
-        422,
-        "insufficient-balance",
-    )
-    .await;
-    assert_eq!(body["rejection"]["available"], "1000");
+    let forged_signature = sign(&key(9), 0, transfer("EUR", key(3).address(), 10)).signature;
+    let ahead = sign(signer, 5, transfer("EUR", key(3).address(), 10));
+    let too_much = sign(signer, 0, transfer("EUR", key(3).address(), 1_000_000));
+    vec![
+        BadCase {
+            name: "malformed JSON",
+            body: "{\"chainId\": ".into(),
+            content_type: "application/json",
+            status: 400,
+            slug: "malformed-json",
+            pointer: None,
+        },
+        BadCase {
+            name: "not JSON",
+            body: wire(good).to_string(),
+            content_type: "text/plain",
+            status: 415,
+            slug: "unsupported-media-type",
+            pointer: None,
+        },
+        BadCase {
+            name: "oversized",
+            body: format!("{{\"pad\": \"{}\"}}", "x".repeat(2 << 20)),
+            content_type: "application/json",
+            status: 413,
+            slug: "payload-too-large",
+            pointer: None,
+        },
+        json_case(
+            "unknown field",
+            &|b| b["memo"] = json!("hi"),
+            400,
+            "unknown-field",
+            None,
+        ),
+        json_case(
+            "unknown field in message",
+            &|b| b["message"]["memo"] = json!("hi"),
+            400,
+            "unknown-field",
+            Some("/message"),
+        ),
+        json_case(
+            "missing field",
+            &|b| {
+                b.as_object_mut().unwrap().remove("signature");
+            },
+            400,
+            "missing-field",
+            None,
+        ),
+        json_case(
+            "wrong type",
+            &|b| b["chainId"] = json!(4201),
+            400,
+            "wrong-type",
+            None,
+        ),
+        json_case(
+            "wrong type in message",
+            &|b| b["message"]["amount"] = json!(10),
+            400,
+            "wrong-type",
+            Some("/message"),
+        ),
+        json_case(
+            "bad hex address",
+            &|b| b["message"]["to"] = json!("0xZZ"),
+            400,
+            "invalid-hex",
+            Some("/message/to"),
+        ),
+        json_case(
+            "bad hex signature",
+            &|b| b["signature"] = json!("0x1234"),
+            400,
+            "invalid-hex",
+            Some("/signature"),
+        ),
+        json_case(
+            "bad amount",
+            &|b| b["message"]["amount"] = json!("1.5"),
+            400,
+            "invalid-field",
+            Some("/message/amount"),
+        ),
+        json_case(
+            "wrong checksum",
+            &|b| {
+                let to = b["message"]["to"].as_str().unwrap().to_string();
+                let flipped: String = to
+                    .chars()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        if i > 1 && c.is_ascii_alphabetic() {
+                            if c.is_ascii_uppercase() {
+                                c.to_ascii_lowercase()
+                            } else {
+                                c.to_ascii_uppercase()
+                            }
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
+                b["message"]["to"] = json!(flipped);
+            },
+            400,
+            "invalid-field",
+            Some("/message/to"),
+        ),
+        json_case(
+            "wrong chain id",
+            &|b| *b = wire(&other_chain),
+            422,
+            "wrong-chain",
+            None,
+        ),
+        json_case(
+            "bad signature",
+            &|b| b["signature"] = json!(forged_signature.to_string()),
+            422,
+            "bad-signature",
+            None,
+        ),
+        json_case("nonce gap", &|b| *b = wire(&ahead), 422, "nonce-gap", None),
+        json_case(
+            "insufficient balance",
+            &|b| *b = wire(&too_much),
+            422,
+            "insufficient-balance",
+            None,
+        ),
+    ]
+}
+
+async fn bad_input(kind: Db) {
+    let gateway = Gateway::start(kind).await;
+    let alice = key(2);
+    fund(&gateway, &[&alice], 1_000).await;
+    let token = gateway.admin();
+    let good = sign(&alice, 0, transfer("EUR", key(3).address(), 10));
+    let before = gateway.fingerprint().await;
+    for case in bad_cases(&good, &alice) {
+        for idempotency_key in [None, Some(format!("bad-{}", case.name.replace(' ', "-")))] {
+            let mut request = gateway
+                .http
+                .post(format!("{}/v1/ledger/transactions", gateway.base))
+                .bearer_auth(&token)
+                .header("content-type", case.content_type)
+                .body(case.body.clone());
+            if let Some(key) = &idempotency_key {
+                request = request.header("idempotency-key", key);
+            }
+            let response = request.send().await.unwrap();
+            let name = case.name;
+            assert_eq!(response.status().as_u16(), case.status, "{name}");
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json",
+                "{name}"
+            );
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(
+                body["type"],
+                format!("urn:lockgate:problem:{}", case.slug),
+                "{name}: {body}"
+            );
+            assert_eq!(body["status"], case.status, "{name}");
+            assert!(body["requestId"].is_string(), "{name}");
+            if let Some(pointer) = case.pointer {
+                assert_eq!(body["pointer"], pointer, "{name}");
+            }
+        }
+    }
+    // Inside a batch, each bad transaction gets its own problem, and a batch
+    // of nothing but bad ones changes nothing either.
+    let batch: Vec<serde_json::Value> = bad_cases(&good, &alice)
+        .into_iter()
+        .filter(|c| c.status == 422)
+        .map(|c| serde_json::from_str(&c.body).unwrap())
+        .collect();
+    let (status, body) = gateway
+        .post(
+            "/v1/ledger/transactions/batch",
+            &token,
+            &json!({ "transactions": batch }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for item in body["results"].as_array().unwrap() {
+        assert_eq!(item["status"], "rejected", "{item}");
+        assert_eq!(item["problem"]["status"], 422);
+    }
     assert_eq!(
-        gateway.block_count().await,
-        blocks,
-        "bad input changed the ledger"
+        gateway.fingerprint().await,
+        before,
+        "bad input changed the database"
     );
 
-    // A replayed nonce (a different transaction with a used nonce).
+    // A replayed nonce: a different transaction with a used nonce.
     assert_eq!(gateway.submit(&good).await.0, 201);
+    let after_good = gateway.fingerprint().await;
     let replay = sign(&alice, 0, transfer("EUR", key(4).address(), 1));
-    check(
-        raw(&wire(&replay).to_string(), "application/json")
-            .await
-            .unwrap(),
-        422,
-        "nonce-replay",
-    )
-    .await;
-    assert_eq!(gateway.block_count().await, blocks + 1);
+    let (status, body) = gateway.submit(&replay).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (422, Some("urn:lockgate:problem:nonce-replay"))
+    );
+    assert_eq!(gateway.fingerprint().await, after_good);
 
-    // Bad path and query parameters.
-    let (status, body) = gateway.get("/v1/ledger/transactions/0x12", &token).await;
+    // Bad path and query parameters, methods, routes: problems too.
+    for (path, status, slug) in [
+        ("/v1/ledger/transactions/0x12", 400, "invalid-parameter"),
+        ("/v1/ledger/blocks?limit=0", 400, "invalid-parameter"),
+        ("/v1/ledger/blocks?limit=abc", 400, "invalid-parameter"),
+        ("/v1/ledger/blocks?color=red", 400, "invalid-parameter"),
+        (
+            "/v1/ledger/blocks?cursor=18446744073709551615",
+            400,
+            "invalid-parameter",
+        ),
+        (
+            "/v1/ledger/blocks/18446744073709551616",
+            400,
+            "invalid-parameter",
+        ),
+        ("/v1/ledger/accounts/%FF", 400, "invalid-parameter"),
+        ("/v1/nothing", 404, "not-found"),
+    ] {
+        let (got, body) = gateway.get(path, &token).await;
+        assert_eq!(
+            (got, body["type"].as_str()),
+            (
+                status,
+                Some(format!("urn:lockgate:problem:{slug}").as_str())
+            ),
+            "{path}: {body}"
+        );
+    }
+    let response = gateway
+        .http
+        .delete(format!("{}/v1/ledger/blocks", gateway.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
     assert_eq!(
-        (status, body["type"].as_str()),
-        (400, Some("urn:lockgate:problem:invalid-parameter"))
+        response.headers()["content-type"],
+        "application/problem+json"
     );
-    let (status, _) = gateway.get("/v1/ledger/blocks?limit=0", &token).await;
-    assert_eq!(status, 400);
-    let (status, _) = gateway.get("/v1/ledger/blocks?limit=abc", &token).await;
-    assert_eq!(status, 400);
-    let (status, _) = gateway.get("/v1/ledger/blocks?color=red", &token).await;
-    assert_eq!(status, 400);
-    let (status, body) = gateway.get("/v1/nothing", &token).await;
-    assert_eq!(
-        (status, body["type"].as_str()),
-        (404, Some("urn:lockgate:problem:not-found"))
-    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_specific_problems_and_changes_nothing_on_sqlite() {
+    bad_input(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_specific_problems_and_changes_nothing_on_postgres() {
+    bad_input(Db::Postgres).await;
 }
 
 #[tokio::test]

@@ -191,20 +191,26 @@ async fn conformance(kind: Db) {
     );
 
     // Idempotency keys: claimed once, completed, replayed; stale claims
-    // (a process died mid-request) can be taken over; released keys are free.
+    // (a process died mid-request) can be taken over, and the old claim can
+    // then neither complete nor release; released keys are free again.
     let hash = [1u8; 32];
+    let reserve = |key: &'static str, hash: [u8; 32], now: u64, stale: u64| {
+        let store = store.clone();
+        async move {
+            store
+                .reserve_idempotency_key("t", key, &hash, now, stale)
+                .await
+                .unwrap()
+        }
+    };
     assert_eq!(
-        store
-            .reserve_idempotency_key("t", "k", &hash, 1_000, 10_000)
-            .await
-            .unwrap(),
-        Reservation::Reserved
+        reserve("k", hash, 1_000, 10_000).await,
+        Reservation::Reserved {
+            claimed_at_ms: 1_000
+        }
     );
     assert_eq!(
-        store
-            .reserve_idempotency_key("t", "k", &[2; 32], 1_001, 10_000)
-            .await
-            .unwrap(),
+        reserve("k", [2; 32], 1_001, 10_000).await,
         Reservation::InProgress { request_hash: hash }
     );
     let record = IdempotentResponse {
@@ -213,59 +219,71 @@ async fn conformance(kind: Db) {
         body: "{\"a\":1}".into(),
     };
     store
-        .complete_idempotency_key("t", "k", &record)
+        .complete_idempotency_key("t", "k", 1_000, &record)
         .await
         .unwrap();
     assert_eq!(
-        store
-            .reserve_idempotency_key("t", "k", &hash, 99_999, 10)
-            .await
-            .unwrap(),
+        reserve("k", hash, 99_999, 10).await,
         Reservation::Done(record.clone())
     );
+    let other_tenant = store
+        .reserve_idempotency_key("other-tenant", "k", &hash, 1_000, 10_000)
+        .await
+        .unwrap();
     assert_eq!(
-        store
-            .reserve_idempotency_key("other-tenant", "k", &hash, 1_000, 10_000)
-            .await
-            .unwrap(),
-        Reservation::Reserved
+        other_tenant,
+        Reservation::Reserved {
+            claimed_at_ms: 1_000
+        }
     );
+
     assert_eq!(
-        store
-            .reserve_idempotency_key("t", "stale", &hash, 1_000, 10_000)
-            .await
-            .unwrap(),
-        Reservation::Reserved
+        reserve("stale", hash, 1_000, 10_000).await,
+        Reservation::Reserved {
+            claimed_at_ms: 1_000
+        }
     );
     assert!(matches!(
-        store
-            .reserve_idempotency_key("t", "stale", &hash, 5_000, 10_000)
-            .await
-            .unwrap(),
+        reserve("stale", hash, 5_000, 10_000).await,
         Reservation::InProgress { .. }
     ));
     assert_eq!(
-        store
-            .reserve_idempotency_key("t", "stale", &hash, 20_000, 10_000)
-            .await
-            .unwrap(),
-        Reservation::Reserved
+        reserve("stale", hash, 20_000, 10_000).await,
+        Reservation::Reserved {
+            claimed_at_ms: 20_000
+        }
     );
-    store.release_idempotency_key("t", "stale").await.unwrap();
+    // The first, overtaken claim finishes late: it records nothing.
+    store
+        .complete_idempotency_key("t", "stale", 1_000, &record)
+        .await
+        .unwrap();
+    store
+        .release_idempotency_key("t", "stale", 1_000)
+        .await
+        .unwrap();
+    assert!(matches!(
+        reserve("stale", hash, 20_001, 10_000).await,
+        Reservation::InProgress { .. }
+    ));
+    // The owner releases it; then it is free.
+    store
+        .release_idempotency_key("t", "stale", 20_000)
+        .await
+        .unwrap();
     assert_eq!(
-        store
-            .reserve_idempotency_key("t", "stale", &hash, 20_001, 10_000)
-            .await
-            .unwrap(),
-        Reservation::Reserved
+        reserve("stale", hash, 20_002, 10_000).await,
+        Reservation::Reserved {
+            claimed_at_ms: 20_002
+        }
     );
     // Releasing never drops a completed answer.
-    store.release_idempotency_key("t", "k").await.unwrap();
+    store
+        .release_idempotency_key("t", "k", 1_000)
+        .await
+        .unwrap();
     assert!(matches!(
-        store
-            .reserve_idempotency_key("t", "k", &hash, 1, 1)
-            .await
-            .unwrap(),
+        reserve("k", hash, 1, 1).await,
         Reservation::Done(_)
     ));
     store.ping().await.unwrap();

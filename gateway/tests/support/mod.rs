@@ -213,6 +213,67 @@ impl Gateway {
             .await
     }
 
+    /// Everything the ledger holds, as text: blocks, transactions, accounts,
+    /// balances, assets and HTLCs. Equal fingerprints mean nothing changed.
+    pub async fn fingerprint(&self) -> String {
+        use lockgate::store::AnyStore;
+        let tables = [
+            "blocks",
+            "transactions",
+            "accounts",
+            "balances",
+            "assets",
+            "htlcs",
+        ];
+        let mut out = String::new();
+        match &self.app.store {
+            AnyStore::Postgres(store) => {
+                for table in tables {
+                    let (text,): (Option<String>,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT string_agg(t::text, '|' ORDER BY t::text) FROM {table} t"
+                    )))
+                    .fetch_one(store.pool())
+                    .await
+                    .unwrap();
+                    out.push_str(&format!("{table}: {}\n", text.unwrap_or_default()));
+                }
+            }
+            AnyStore::Sqlite(store) => {
+                for table in tables {
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
+                        .fetch_all(store.pool())
+                        .await
+                        .unwrap();
+                    let mut lines: Vec<String> = rows
+                        .iter()
+                        .map(|row| {
+                            use sqlx::{Column, Row, ValueRef};
+                            row.columns()
+                                .iter()
+                                .map(|c| {
+                                    let raw = row.try_get_raw(c.ordinal()).unwrap();
+                                    if raw.is_null() {
+                                        "null".to_string()
+                                    } else if let Ok(text) = row.try_get::<String, _>(c.ordinal()) {
+                                        text
+                                    } else if let Ok(number) = row.try_get::<i64, _>(c.ordinal()) {
+                                        number.to_string()
+                                    } else {
+                                        hex::encode(row.try_get::<Vec<u8>, _>(c.ordinal()).unwrap())
+                                    }
+                                })
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .collect();
+                    lines.sort();
+                    out.push_str(&format!("{table}: {}\n", lines.join("|")));
+                }
+            }
+        }
+        out
+    }
+
     pub async fn block_count(&self) -> u64 {
         use lockgate::store::LedgerStore;
         self.app
