@@ -871,11 +871,10 @@ async fn blocks_page_by_cursor() {
     assert_eq!(status, 404);
 }
 
-/// Sixteen clients hammer the same accounts over HTTP on PostgreSQL; the
-/// database itself shows afterwards that nothing was lost or overdrawn.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_clients_lose_no_update_on_postgres() {
-    let gateway = Gateway::start(Db::Postgres).await;
+/// Sixteen clients hammer the same accounts over HTTP; the database itself
+/// shows afterwards that nothing was lost or overdrawn.
+async fn concurrent_clients(kind: Db) {
+    let gateway = Gateway::start(kind).await;
     let holders: Vec<_> = (10..26).map(key).collect();
     let refs: Vec<&ledger_core::SigningKey> = holders.iter().collect();
     fund(&gateway, &refs, 1_000).await;
@@ -919,41 +918,51 @@ async fn concurrent_clients_lose_no_update_on_postgres() {
         expected_nonces.push(client.await.unwrap());
     }
     // Check from the database itself.
-    let pool = sqlx::PgPool::connect(&gateway.db.url).await.unwrap();
-    let (negative,): (i64,) = sqlx::query_as("SELECT count(*) FROM balances WHERE amount < 0")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(negative, 0);
-    let (held, supply): (String, String) = sqlx::query_as(
-        "SELECT (SELECT sum(amount) FROM balances)::text, (SELECT supply FROM assets WHERE code = 'EUR')::text",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(held, supply);
-    assert_eq!(supply, "16000");
+    let rows = gateway.rows("SELECT asset, amount FROM balances").await;
+    let held: u128 = rows
+        .iter()
+        .map(|r| r["amount"].parse::<u128>().unwrap())
+        .sum();
+    let supply = gateway
+        .rows("SELECT supply FROM assets WHERE code = 'EUR'")
+        .await;
+    assert_eq!(
+        held.to_string(),
+        supply[0]["supply"],
+        "balances add up to the supply"
+    );
+    assert_eq!(supply[0]["supply"], "16000");
     for (address, applied) in expected_nonces {
-        let (nonce,): (i64,) = sqlx::query_as(
-            "SELECT coalesce((SELECT next_nonce FROM accounts WHERE address = $1), 0)",
-        )
-        .bind(address.as_bytes().to_vec())
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        let (committed,): (i64,) =
-            sqlx::query_as("SELECT count(*) FROM transactions WHERE sender = $1")
-                .bind(address.as_bytes().to_vec())
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        assert_eq!(
-            nonce as u64, applied,
-            "every acknowledged transaction is there"
-        );
-        assert_eq!(committed as u64, applied, "and only those");
+        let hex_address = hex::encode(address.as_bytes());
+        let nonce = gateway
+            .rows(&format!(
+                "SELECT next_nonce FROM accounts WHERE {}",
+                gateway.address_is("address", &hex_address)
+            ))
+            .await;
+        let nonce: u64 = nonce
+            .first()
+            .map(|r| r["next_nonce"].parse().unwrap())
+            .unwrap_or(0);
+        let committed = gateway
+            .rows(&format!(
+                "SELECT nonce FROM transactions WHERE {}",
+                gateway.address_is("sender", &hex_address)
+            ))
+            .await;
+        assert_eq!(nonce, applied, "every acknowledged transaction is there");
+        assert_eq!(committed.len() as u64, applied, "and only those, once each");
     }
-    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_clients_lose_no_update_on_postgres() {
+    concurrent_clients(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_clients_lose_no_update_on_sqlite() {
+    concurrent_clients(Db::Sqlite).await;
 }
 
 #[tokio::test]

@@ -362,3 +362,66 @@ async fn one_block_producer_per_database_and_takeover_after_kill_9() {
     let (ok, report) = env.verify(&file).await;
     assert!(ok, "{report}");
 }
+
+/// The README's first command: `lockgate serve` with no configuration at all
+/// runs on an embedded SQLite file in ./lockgate-data, listens on
+/// 127.0.0.1:8080, says so, and `lockgate token` in the same directory gives
+/// a token it accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_no_configuration_runs_on_embedded_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let clean = |command: &mut tokio::process::Command| {
+        for (name, _) in std::env::vars() {
+            if name.starts_with("LOCKGATE_") || name == "DATABASE_URL" {
+                command.env_remove(name);
+            }
+        }
+        command
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true);
+    };
+    let mut serve = tokio::process::Command::new(binary());
+    serve.arg("serve").stdout(std::process::Stdio::piped());
+    clean(&mut serve);
+    let mut child = serve.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut printed = Vec::new();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await
+    {
+        printed.push(line);
+        if printed.len() == 3 {
+            break;
+        }
+    }
+    let text = printed.join("\n");
+    assert!(
+        text.starts_with(
+            "lockgate listening on http://127.0.0.1:8080 (embedded SQLite in lockgate-data"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("lockgate token"),
+        "it says how to get a token: {text}"
+    );
+    assert!(dir.path().join("lockgate-data/lockgate.db").exists());
+
+    let mut token = tokio::process::Command::new(binary());
+    token.arg("token");
+    clean(&mut token);
+    let output = token.output().await.unwrap();
+    assert!(output.status.success());
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    let response = reqwest::Client::new()
+        .get("http://127.0.0.1:8080/v1/ledger/blocks")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}

@@ -274,6 +274,71 @@ impl Gateway {
         out
     }
 
+    /// Runs a query on the gateway's own database; each row maps column
+    /// names to values as text (amounts are NUMERIC on PostgreSQL, TEXT on
+    /// SQLite; PostgreSQL numbers come through JSON, so keep them below 2^53).
+    pub async fn rows(&self, sql: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+        use lockgate::store::AnyStore;
+        use sqlx::{Column, Row};
+        match &self.app.store {
+            AnyStore::Postgres(store) => {
+                let wrapped = format!("SELECT to_json(q)::text FROM ({sql}) q");
+                let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(wrapped))
+                    .fetch_all(store.pool())
+                    .await
+                    .unwrap();
+                rows.iter()
+                    .map(|(json,)| {
+                        let value: serde_json::Map<String, serde_json::Value> =
+                            serde_json::from_str(json).unwrap();
+                        value
+                            .iter()
+                            .map(|(k, v)| {
+                                let text = match v {
+                                    serde_json::Value::String(s) => s.clone(),
+                                    other => other.to_string(),
+                                };
+                                (k.clone(), text)
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+            AnyStore::Sqlite(store) => {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+                    .fetch_all(store.pool())
+                    .await
+                    .unwrap();
+                rows.iter()
+                    .map(|row| {
+                        row.columns()
+                            .iter()
+                            .map(|c| {
+                                let text = match row.try_get::<String, _>(c.ordinal()) {
+                                    Ok(text) => text,
+                                    Err(_) => {
+                                        row.try_get::<i64, _>(c.ordinal()).unwrap().to_string()
+                                    }
+                                };
+                                (c.name().to_string(), text)
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// A SQL condition `column = <address bytes>` in this database's dialect.
+    pub fn address_is(&self, column: &str, hex_address: &str) -> String {
+        match &self.app.store {
+            lockgate::store::AnyStore::Postgres(_) => {
+                format!("{column} = '\\x{hex_address}'::bytea")
+            }
+            lockgate::store::AnyStore::Sqlite(_) => format!("{column} = x'{hex_address}'"),
+        }
+    }
+
     pub async fn block_count(&self) -> u64 {
         use lockgate::store::LedgerStore;
         self.app
