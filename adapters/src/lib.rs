@@ -1,0 +1,15 @@
+//! `adapters`: what the cross-ledger transfer engine knows of a ledger.
+//!
+//! Today: each ledger's [`finality::FinalityModel`] and the
+//! [`planner`] that derives every leg's HTLC expiry from those models, so
+//! that each party can always claim after the preimage appears. The
+//! `LedgerAdapter` trait (describe, lock, claim, refund, status, events,
+//! proofs) and its `local`, `peer` and `evm` implementations arrive with the
+//! transfer engine (issue #4) and the EVM adapter (issue #5).
+//!
+//! Pure code: no I/O, no clock (times are inputs, in ms since the Unix epoch).
+
+#![forbid(unsafe_code)]
+
+pub mod finality;
+pub mod planner;
