@@ -7,9 +7,14 @@
 //! proofs) and its `local`, `peer` and `evm` implementations arrive with the
 //! transfer engine (issue #4) and the EVM adapter (issue #5).
 //!
+//! The [`satp`] module holds the building blocks of the gateway-to-gateway
+//! protocol's wire format: RFC 8785 canonical JSON, JWS ES256 signatures,
+//! and the hash chain over messages.
+//!
 //! Pure code: no I/O, no clock (times are inputs, in ms since the Unix epoch).
 
 #![forbid(unsafe_code)]
 
 pub mod finality;
 pub mod planner;
+pub mod satp;
