@@ -181,12 +181,16 @@ impl From<TxKind> for TxKindDto {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RegisterAssetMessage {
     /// Signer's address.
+    #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub nonce: String,
     /// New asset code.
+    #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
     pub code: String,
     /// Decimal places, 0 to 18.
+    #[schema(pattern = r"^(0|[1-9][0-9]?)$")]
     pub scale: String,
 }
 
@@ -196,14 +200,19 @@ pub struct RegisterAssetMessage {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PaymentMessage {
     /// Signer's address.
+    #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub nonce: String,
     /// Asset code.
+    #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
     pub asset: String,
     /// Account credited.
+    #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub to: String,
     /// Minor units, decimal string.
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,38})$")]
     pub amount: String,
 }
 
@@ -212,12 +221,16 @@ pub struct PaymentMessage {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BurnMessage {
     /// Signer's address (the issuer).
+    #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub nonce: String,
     /// Asset code.
+    #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
     pub asset: String,
     /// Minor units, decimal string.
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,38})$")]
     pub amount: String,
 }
 
@@ -226,18 +239,25 @@ pub struct BurnMessage {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HtlcLockMessage {
     /// Signer's address.
+    #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub nonce: String,
     /// Asset code.
+    #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
     pub asset: String,
     /// Paid on claim.
+    #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub recipient: String,
     /// Minor units, decimal string.
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,38})$")]
     pub amount: String,
     /// SHA-256 of the 32-byte preimage, 0x hex.
+    #[schema(pattern = r"^0x[0-9a-fA-F]{64}$")]
     pub hashlock: String,
     /// Ledger time (ms since the Unix epoch) from which the lock is expired.
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub expires_at_ms: String,
 }
 
@@ -246,12 +266,16 @@ pub struct HtlcLockMessage {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HtlcClaimMessage {
     /// Signer's address (anyone).
+    #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub nonce: String,
     /// The lock (the hash of its HtlcLock transaction).
+    #[schema(pattern = r"^0x[0-9a-fA-F]{64}$")]
     pub lock_id: String,
     /// The preimage, 0x hex (must be 32 bytes to succeed).
+    #[schema(pattern = r"^0x([0-9a-fA-F]{2}){0,256}$")]
     pub preimage: String,
 }
 
@@ -260,10 +284,13 @@ pub struct HtlcClaimMessage {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HtlcRefundMessage {
     /// Signer's address (anyone).
+    #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub nonce: String,
     /// The lock.
+    #[schema(pattern = r"^0x[0-9a-fA-F]{64}$")]
     pub lock_id: String,
 }
 
@@ -272,12 +299,16 @@ pub struct HtlcRefundMessage {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AnchorMessage {
     /// Signer's address.
+    #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub nonce: String,
     /// Hash of the off-ledger document, 0x hex.
+    #[schema(pattern = r"^0x[0-9a-fA-F]{64}$")]
     pub document_hash: String,
     /// 1 to 32 distinct addresses.
+    #[schema(min_items = 1, max_items = 32, value_type = Vec<String>)]
     pub parties: Vec<String>,
 }
 
