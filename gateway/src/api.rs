@@ -55,7 +55,7 @@ type AppState = Arc<App>;
         get_asset, list_blocks, get_block, get_htlc, export_chain, healthz, readyz, metrics,
     ),
     components(schemas(
-        SignedTransactionDto, crate::dto::TxKindDto, crate::dto::RegisterAssetMessage,
+        SignedTransactionDto, crate::dto::TxKindDto, crate::dto::AddressText, crate::dto::RegisterAssetMessage,
         crate::dto::PaymentMessage, crate::dto::BurnMessage, crate::dto::HtlcLockMessage,
         crate::dto::HtlcClaimMessage, crate::dto::HtlcRefundMessage, crate::dto::AnchorMessage,
         Problem, ReceiptView, TransactionView, ProofView, BlockHeaderView, BlockView, BlockPage,
@@ -179,30 +179,6 @@ impl utoipa::Modify for CommonResponses {
             }
         }
     }
-}
-
-/// The schema of `SignedTransactionDto.message`: one of the message types.
-pub fn message_schema() -> utoipa::openapi::schema::Schema {
-    use utoipa::openapi::Ref;
-    let mut builder = utoipa::openapi::schema::OneOfBuilder::new();
-    for name in [
-        "RegisterAssetMessage",
-        "PaymentMessage",
-        "BurnMessage",
-        "HtlcLockMessage",
-        "HtlcClaimMessage",
-        "HtlcRefundMessage",
-        "AnchorMessage",
-    ] {
-        builder = builder.item(Ref::from_schema_name(name));
-    }
-    utoipa::openapi::schema::Schema::OneOf(
-        builder
-            .description(Some(
-                "The EIP-712 message, with exactly the fields of `primaryType` (Issue and Transfer share PaymentMessage). Integers are decimal strings.",
-            ))
-            .build(),
-    )
 }
 
 /// The OpenAPI document as pretty JSON (what `/openapi.json` serves and
@@ -950,7 +926,7 @@ async fn parties(app: &App, tx: &SignedTransaction) -> Result<Vec<Address>, Prob
 /// Get a committed transaction with its receipt and inclusion proof.
 #[utoipa::path(
     get, path = "/v1/ledger/transactions/{hash}", tag = "ledger",
-    params(("hash" = String, Path, description = "Transaction hash, 0x + 64 hex digits")),
+    params(("hash" = String, Path, description = "Transaction hash, 0x + 64 hex digits", pattern = r"^0x[0-9a-fA-F]{64}$")),
     responses(
         (status = 200, description = "The transaction", body = TransactionView),
         (status = 400, description = "Bad hash", body = Problem, content_type = "application/problem+json"),
@@ -1007,7 +983,7 @@ async fn get_transaction(
 /// Get an account: next nonce and balances.
 #[utoipa::path(
     get, path = "/v1/ledger/accounts/{address}", tag = "ledger",
-    params(("address" = String, Path, description = "Address, 0x + 40 hex digits (EIP-55 or one case)")),
+    params(("address" = String, Path, description = "Address, 0x + 40 hex digits (EIP-55 or one case)", pattern = r"^0x[0-9a-fA-F]{40}$")),
     responses(
         (status = 200, description = "The account (an unused address has nonce 0 and no balances)", body = AccountView),
         (status = 400, description = "Bad address", body = Problem, content_type = "application/problem+json"),
@@ -1044,26 +1020,44 @@ async fn get_account(
     }))
 }
 
-/// Paging parameters.
+/// Paging parameters of the block list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct PageParams {
-    /// Opaque cursor from the previous page's `nextCursor`.
+pub struct BlockPageParams {
+    /// `nextCursor` of the previous page: blocks below this height come next.
+    #[param(pattern = r"^(0|[1-9][0-9]{0,17})$")]
     cursor: Option<String>,
-    /// Page size, 1 to the configured `limits.page_size_max` (200 unless
-    /// configured; never above 10000); default 50.
+    /// Page size, 1 to 10000, default 50; pages hold at most the configured
+    /// `limits.page_size_max` (200 unless configured) whatever the limit.
     #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
 
+/// Paging parameters of the asset list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AssetPageParams {
+    /// `nextCursor` of the previous page: assets after this code come next.
+    #[param(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
+    cursor: Option<String>,
+    /// Page size, 1 to 10000, default 50; pages hold at most the configured
+    /// `limits.page_size_max` (200 unless configured) whatever the limit.
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<u32>,
+}
+
+/// The page size: `limit` (1 to 10000, default 50), served as at most the
+/// configured `limits.page_size_max` (a larger limit is not an error; the
+/// page is just shorter, and `nextCursor` leads on).
 fn page_limit(app: &App, limit: Option<u32>) -> Result<u32, Problem> {
     let max = app.config.limits.page_size_max;
-    match limit.unwrap_or(50.min(max)) {
-        n if n >= 1 && n <= max => Ok(n),
+    match limit.unwrap_or(50) {
+        n @ 1..=10_000 => Ok(n.min(max)),
         _ => Err(Problem::invalid_parameter(
             "limit",
-            format!("limit must be between 1 and {max}"),
+            "limit must be between 1 and 10000",
         )),
     }
 }
@@ -1085,7 +1079,7 @@ fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T,
 /// List assets by code.
 #[utoipa::path(
     get, path = "/v1/ledger/assets", tag = "ledger",
-    params(PageParams),
+    params(AssetPageParams),
     responses(
         (status = 200, description = "A page of assets", body = AssetPage),
         (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
@@ -1100,7 +1094,7 @@ async fn list_assets(
     uri: axum::http::Uri,
 ) -> Result<axum::Json<AssetPage>, Problem> {
     caller.require(Scope::LedgerRead)?;
-    let params: PageParams = query(uri.query())?;
+    let params: AssetPageParams = query(uri.query())?;
     let limit = page_limit(&app, params.limit)?;
     let after = match params.cursor {
         Some(cursor) => Some(parse_path::<AssetCode>("cursor", &cursor)?),
@@ -1124,7 +1118,7 @@ async fn list_assets(
 /// Get an asset.
 #[utoipa::path(
     get, path = "/v1/ledger/assets/{code}", tag = "ledger",
-    params(("code" = String, Path, description = "Asset code")),
+    params(("code" = String, Path, description = "Asset code", pattern = r"^[A-Z][A-Z0-9-]{0,11}$")),
     responses(
         (status = 200, description = "The asset", body = AssetView),
         (status = 400, description = "Bad code", body = Problem, content_type = "application/problem+json"),
@@ -1150,7 +1144,7 @@ async fn get_asset(
 /// List blocks, newest first.
 #[utoipa::path(
     get, path = "/v1/ledger/blocks", tag = "ledger",
-    params(PageParams),
+    params(BlockPageParams),
     responses(
         (status = 200, description = "A page of block headers", body = BlockPage),
         (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
@@ -1165,7 +1159,7 @@ async fn list_blocks(
     uri: axum::http::Uri,
 ) -> Result<axum::Json<BlockPage>, Problem> {
     caller.require(Scope::LedgerRead)?;
-    let params: PageParams = query(uri.query())?;
+    let params: BlockPageParams = query(uri.query())?;
     let limit = page_limit(&app, params.limit)?;
     let before = match params.cursor {
         Some(cursor) => {
@@ -1233,7 +1227,7 @@ async fn get_block(
 /// Get an HTLC.
 #[utoipa::path(
     get, path = "/v1/ledger/htlcs/{lock_id}", tag = "ledger",
-    params(("lock_id" = String, Path, description = "Lock id (the HtlcLock's transaction hash)")),
+    params(("lock_id" = String, Path, description = "Lock id (the HtlcLock's transaction hash)", pattern = r"^0x[0-9a-fA-F]{64}$")),
     responses(
         (status = 200, description = "The HTLC", body = HtlcView),
         (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),

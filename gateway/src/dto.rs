@@ -122,23 +122,83 @@ fn parse_u64(pointer: &str, text: &str) -> Result<u64, FieldError> {
     }
 }
 
-/// A signed ledger transaction as posted and returned.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// A signed ledger transaction as posted and returned. Its OpenAPI schema
+/// (written by hand below) is one object per primary type, each naming the
+/// message schema of that type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SignedTransactionDto {
     /// The EIP-712 domain's `chainId`: the ledger's chain id, decimal string.
-    #[schema(pattern = "^[1-9][0-9]{0,18}$", example = "4201")]
     pub chain_id: String,
     /// The EIP-712 primary type: the transaction kind.
     pub primary_type: TxKindDto,
-    /// The EIP-712 message, with exactly the fields of the primary type
-    /// (see the `*Message` schemas). Integers are decimal strings.
-    #[schema(schema_with = crate::api::message_schema)]
+    /// The EIP-712 message, with exactly the fields of the primary type.
     pub message: serde_json::Value,
     /// 65-byte signature `r || s || v` of the EIP-712 digest, `v` = 27 or 28.
-    #[schema(pattern = "^0x[0-9a-fA-F]{130}$")]
     pub signature: String,
 }
+
+impl utoipa::PartialSchema for SignedTransactionDto {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, Type,
+        };
+        use utoipa::openapi::{Ref, RefOr};
+        let kinds = [
+            ("RegisterAsset", "RegisterAssetMessage"),
+            ("Issue", "PaymentMessage"),
+            ("Burn", "BurnMessage"),
+            ("Transfer", "PaymentMessage"),
+            ("HtlcLock", "HtlcLockMessage"),
+            ("HtlcClaim", "HtlcClaimMessage"),
+            ("HtlcRefund", "HtlcRefundMessage"),
+            ("Anchor", "AnchorMessage"),
+        ];
+        let mut one_of = OneOfBuilder::new().description(Some(
+            "A signed ledger transaction: the EIP-712 domain's chainId, the primary type, the message \
+             exactly as signed (integers as decimal strings), and the 65-byte signature r || s || v.",
+        ));
+        for (kind, message) in kinds {
+            let object = ObjectBuilder::new()
+                .title(Some(kind))
+                .property(
+                    "chainId",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(r"^[1-9][0-9]{0,17}$"))
+                        .description(Some("The ledger's chain id (the EIP-712 domain's chainId)")),
+                )
+                .required("chainId")
+                .property(
+                    "primaryType",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([kind])),
+                )
+                .required("primaryType")
+                .property("message", Ref::from_schema_name(message))
+                .required("message")
+                .property(
+                    "signature",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(r"^0x[0-9a-fA-F]{130}$"))
+                        .description(Some("r || s || v, v = 27 or 28")),
+                )
+                .required("signature")
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+            one_of = one_of.item(Schema::Object(object.build()));
+        }
+        RefOr::T(Schema::OneOf(one_of.build()))
+    }
+}
+
+impl utoipa::ToSchema for SignedTransactionDto {}
+
+/// An address in text: `0x` + 40 hex digits (EIP-55 or one case).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(value_type = String, pattern = r"^0x[0-9a-fA-F]{40}$")]
+pub struct AddressText(pub String);
 
 /// The eight transaction kinds (EIP-712 primary types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -184,13 +244,13 @@ pub struct RegisterAssetMessage {
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
     pub nonce: String,
     /// New asset code.
     #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
     pub code: String,
     /// Decimal places, 0 to 18.
-    #[schema(pattern = r"^(0|[1-9][0-9]?)$")]
+    #[schema(pattern = r"^([0-9]|1[0-8])$")]
     pub scale: String,
 }
 
@@ -203,7 +263,7 @@ pub struct PaymentMessage {
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
     pub nonce: String,
     /// Asset code.
     #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
@@ -212,7 +272,7 @@ pub struct PaymentMessage {
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub to: String,
     /// Minor units, decimal string.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,38})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,37})$")]
     pub amount: String,
 }
 
@@ -224,13 +284,13 @@ pub struct BurnMessage {
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
     pub nonce: String,
     /// Asset code.
     #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
     pub asset: String,
     /// Minor units, decimal string.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,38})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,37})$")]
     pub amount: String,
 }
 
@@ -242,7 +302,7 @@ pub struct HtlcLockMessage {
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
     pub nonce: String,
     /// Asset code.
     #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
@@ -251,13 +311,13 @@ pub struct HtlcLockMessage {
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub recipient: String,
     /// Minor units, decimal string.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,38})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,37})$")]
     pub amount: String,
     /// SHA-256 of the 32-byte preimage, 0x hex.
     #[schema(pattern = r"^0x[0-9a-fA-F]{64}$")]
     pub hashlock: String,
     /// Ledger time (ms since the Unix epoch) from which the lock is expired.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
     pub expires_at_ms: String,
 }
 
@@ -269,7 +329,7 @@ pub struct HtlcClaimMessage {
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
     pub nonce: String,
     /// The lock (the hash of its HtlcLock transaction).
     #[schema(pattern = r"^0x[0-9a-fA-F]{64}$")]
@@ -287,7 +347,7 @@ pub struct HtlcRefundMessage {
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
     pub nonce: String,
     /// The lock.
     #[schema(pattern = r"^0x[0-9a-fA-F]{64}$")]
@@ -302,13 +362,13 @@ pub struct AnchorMessage {
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
     pub nonce: String,
     /// Hash of the off-ledger document, 0x hex.
     #[schema(pattern = r"^0x[0-9a-fA-F]{64}$")]
     pub document_hash: String,
     /// 1 to 32 distinct addresses.
-    #[schema(min_items = 1, max_items = 32, value_type = Vec<String>)]
+    #[schema(min_items = 1, max_items = 32, value_type = Vec<AddressText>)]
     pub parties: Vec<String>,
 }
 

@@ -267,7 +267,9 @@ pub struct BlockView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BatchRequest {
-    /// The signed transactions, applied in this order.
+    /// The signed transactions, applied in this order (at most
+    /// `limits.batch_request_txs_max`, 1024 unless configured).
+    #[schema(min_items = 1, max_items = 1024)]
     pub transactions: Vec<SignedTransactionDto>,
 }
 

@@ -869,6 +869,12 @@ async fn blocks_page_by_cursor() {
     assert_eq!(block["transactions"].as_array().unwrap().len(), 1);
     let (status, _) = gateway.get("/v1/ledger/blocks/99", &token).await;
     assert_eq!(status, 404);
+    // A limit above the configured page size is served as that size.
+    let (status, page) = gateway.get("/v1/ledger/blocks?limit=10000", &token).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["items"].as_array().unwrap().len(), 5);
+    let (status, _) = gateway.get("/v1/ledger/blocks?limit=10001", &token).await;
+    assert_eq!(status, 400);
 }
 
 /// Sixteen clients hammer the same accounts over HTTP; the database itself
