@@ -96,7 +96,8 @@ impl utoipa::Modify for BearerAuth {
 /// without repeating it on each route: the `x-request-id` header on every
 /// response; a 500 problem on every operation; for operations behind
 /// authentication also a 503 problem (database unavailable, timeout) and,
-/// on writes, the 409 of an `Idempotency-Key` in use; `Retry-After` on 409
+/// on writes, the 409 of an `Idempotency-Key` in use and the 422 of one
+/// reused with another request; `Retry-After` on 409
 /// and 503; `Idempotent-Replayed` on the answers of writes.
 struct CommonResponses;
 
@@ -153,6 +154,11 @@ impl utoipa::Modify for CommonResponses {
                 if secured && write && path.starts_with("/v1/") {
                     responses.entry("409".into()).or_insert_with(|| {
                         problem("A request with this Idempotency-Key is still being processed")
+                    });
+                }
+                if secured && write && path.starts_with("/v1/") {
+                    responses.entry("422".into()).or_insert_with(|| {
+                        problem("This Idempotency-Key was used with a different request")
                     });
                 }
                 for (status, response) in responses.iter_mut() {
@@ -705,7 +711,7 @@ async fn submit_one(app: &App, dto: &SignedTransactionDto) -> (StatusCode, serde
 #[utoipa::path(
     post, path = "/v1/ledger/transactions", tag = "ledger",
     request_body = SignedTransactionDto,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry: 1 to 255 visible ASCII characters", pattern = r"^[!-~]{1,255}$")),
     responses(
         (status = 201, description = "Committed", body = ReceiptView),
         (status = 400, description = "Malformed or invalid request", body = Problem, content_type = "application/problem+json"),
@@ -741,7 +747,7 @@ async fn submit_transaction(
 #[utoipa::path(
     post, path = "/v1/ledger/assets", tag = "ledger",
     request_body = SignedTransactionDto,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry: 1 to 255 visible ASCII characters", pattern = r"^[!-~]{1,255}$")),
     responses(
         (status = 201, description = "Committed", body = ReceiptView),
         (status = 400, description = "Malformed, invalid, or not a RegisterAsset", body = Problem, content_type = "application/problem+json"),
@@ -861,7 +867,7 @@ fn rejected_item(index: usize, hash: Option<TxHash>, problem: Problem) -> BatchI
 #[utoipa::path(
     post, path = "/v1/ledger/transactions/batch", tag = "ledger",
     request_body = BatchRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry: 1 to 255 visible ASCII characters", pattern = r"^[!-~]{1,255}$")),
     responses(
         (status = 200, description = "One result per transaction", body = BatchView),
         (status = 400, description = "Malformed request or too many transactions", body = Problem, content_type = "application/problem+json"),
