@@ -1,0 +1,95 @@
+//! How a SATP message travels signed: as a flattened JWS JSON serialization
+//! object (RFC 7515 section 7.2.2), itself JSON, sent as
+//! `application/satp+json`:
+//!
+//! ```json
+//! {"protected": "<base64url(JCS(header))>", "payload": "<base64url(JCS(message))>", "signature": "<base64url(R || S)>"}
+//! ```
+//!
+//! with the header `{"alg":"ES256","kid":"<RFC 7638 thumbprint>","typ":"satp+json"}`.
+//! The signing input is the compact form's, `protected "." payload`, so the
+//! same bytes verify as a compact JWS. The draft says every message MUST be
+//! signed with JWS and ES256 but not how the JWS travels; this is Lockgate's
+//! choice (documented in `docs/satp.md`).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use p256::ecdsa::{SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::jws::{self, JwsError};
+use super::messages::Message;
+
+/// The `typ` of a signed SATP message.
+pub const TYP: &str = "satp+json";
+
+/// A signed message on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    /// base64url of the canonical protected header.
+    pub protected: String,
+    /// base64url of the canonical message.
+    pub payload: String,
+    /// base64url of the 64-byte ES256 signature.
+    pub signature: String,
+}
+
+/// Why an envelope cannot be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    /// The signature or header is not acceptable.
+    #[error(transparent)]
+    Jws(#[from] JwsError),
+    /// The header's `typ` is not `satp+json`.
+    #[error("the JWS typ is not satp+json")]
+    Typ,
+    /// The payload is not a SATP message this implementation knows.
+    #[error("not a SATP core message: {0}")]
+    Message(String),
+}
+
+/// Signs a message with the gateway's key.
+pub fn seal(message: &Message, key: &SigningKey) -> Result<Envelope, JwsError> {
+    let mut header = Map::new();
+    header.insert("kid".into(), json!(jws::thumbprint(key.verifying_key())));
+    header.insert("typ".into(), json!(TYP));
+    let compact = jws::sign(&message.to_json(), &header, key)?;
+    let mut parts = compact.split('.');
+    let (Some(protected), Some(payload), Some(signature)) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwsError::Malformed);
+    };
+    Ok(Envelope {
+        protected: protected.to_string(),
+        payload: payload.to_string(),
+        signature: signature.to_string(),
+    })
+}
+
+/// Verifies an envelope with the peer's pinned key and parses the message.
+/// Returns the message and its JSON (for hashing).
+pub fn open(envelope: &Envelope, key: &VerifyingKey) -> Result<(Message, Value), EnvelopeError> {
+    let compact = format!(
+        "{}.{}.{}",
+        envelope.protected, envelope.payload, envelope.signature
+    );
+    let verified = jws::verify(&compact, key)?;
+    if verified.header.get("typ") != Some(&json!(TYP)) {
+        return Err(EnvelopeError::Typ);
+    }
+    let value: Value = serde_json::from_slice(&verified.payload)
+        .map_err(|e| EnvelopeError::Message(e.to_string()))?;
+    let message: Message =
+        serde_json::from_value(value.clone()).map_err(|e| EnvelopeError::Message(e.to_string()))?;
+    Ok((message, value))
+}
+
+/// The message inside an envelope, without checking the signature (for
+/// logs and error reports only).
+pub fn peek(envelope: &Envelope) -> Option<Value> {
+    let bytes = B64.decode(&envelope.payload).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
