@@ -95,9 +95,9 @@ impl utoipa::Modify for BearerAuth {
 /// Adds what every operation shares, so the document matches behaviour
 /// without repeating it on each route: the `x-request-id` header on every
 /// response; a 500 problem on every operation; for operations behind
-/// authentication also a 503 problem (database unavailable, timeout) and,
-/// on writes, the 409 of an `Idempotency-Key` in use and the 422 of one
-/// reused with another request; `Retry-After` on 409
+/// authentication also 401, 403 and a 503 problem (database unavailable,
+/// timeout) and, on writes, 413, 415, the 409 of an `Idempotency-Key` in use
+/// and the 422 of one reused with another request; `Retry-After` on 409
 /// and 503; `Idempotent-Replayed` on the answers of writes.
 struct CommonResponses;
 
@@ -144,6 +144,22 @@ impl utoipa::Modify for CommonResponses {
                 responses.entry("500".into()).or_insert_with(|| {
                     problem("Internal error (the cause is logged under the request id)")
                 });
+                if secured {
+                    responses.entry("401".into()).or_insert_with(|| {
+                        problem("Not authenticated (missing, expired or invalid token)")
+                    });
+                    responses.entry("403".into()).or_insert_with(|| {
+                        problem("The token lacks the scope this operation needs")
+                    });
+                }
+                if secured && write {
+                    responses.entry("413".into()).or_insert_with(|| {
+                        problem("The body is larger than limits.request_body_bytes_max")
+                    });
+                    responses
+                        .entry("415".into())
+                        .or_insert_with(|| problem("The body is not application/json"));
+                }
                 if secured {
                     responses.entry("503".into()).or_insert_with(|| {
                         problem(
@@ -764,6 +780,9 @@ async fn register_asset(
     headers: HeaderMap,
     JsonBody(dto, raw): JsonBody<SignedTransactionDto>,
 ) -> Response {
+    if let Err(problem) = caller.require(Scope::LedgerRegisterAsset) {
+        return problem.into_response();
+    }
     if dto.primary_type != crate::dto::TxKindDto::RegisterAsset {
         return Problem::invalid_field(
             "/primaryType",

@@ -76,11 +76,13 @@ pub struct Claims {
     pub sub: String,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
-    /// Issued at.
+    /// Issued at (optional).
+    #[serde(default)]
     pub iat: u64,
     /// Tenant.
     pub tenant: String,
-    /// Space-separated scopes.
+    /// Space-separated scopes (none if absent).
+    #[serde(default)]
     pub scope: String,
     /// Addresses the tenant owns.
     #[serde(default)]

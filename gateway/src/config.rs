@@ -2,12 +2,15 @@
 //! overridden by environment variables, then validated. Every setting has a
 //! default that runs a development gateway on an embedded SQLite file.
 //!
+//! The file is named by `--config FILE` or `LOCKGATE_CONFIG` (none by
+//! default); log verbosity follows `RUST_LOG` (default `info`, logs on stderr).
+//!
 //! | TOML key | environment | default |
 //! |---|---|---|
 //! | `listen` | `LOCKGATE_LISTEN` | `127.0.0.1:8080` |
 //! | `data_dir` | `LOCKGATE_DATA_DIR` | `./lockgate-data` |
-//! | `database_url` | `DATABASE_URL` or `LOCKGATE_DATABASE_URL` | `sqlite://<data_dir>/lockgate.db` |
-//! | `database_connections_max` | `LOCKGATE_DATABASE_CONNECTIONS_MAX` | 16 |
+//! | `database_url` | `LOCKGATE_DATABASE_URL`, else `DATABASE_URL` | `sqlite://<data_dir>/lockgate.db` (also when empty) |
+//! | `database_connections_max` | `LOCKGATE_DATABASE_CONNECTIONS_MAX` | 16 (SQLite uses at most 8) |
 //! | `ledger.chain_id` | `LOCKGATE_CHAIN_ID` | 4201 |
 //! | `ledger.block_key` | `LOCKGATE_BLOCK_KEY` | generated into `<data_dir>/block-key.hex` |
 //! | `ledger.batch_txs_max` | `LOCKGATE_BATCH_TXS_MAX` | 1024 |
@@ -80,7 +83,9 @@ pub struct LedgerConfig {
     pub chain_id: u64,
     /// Block key: 32-byte secp256k1 secret as 0x hex.
     pub block_key: Option<Secret>,
-    /// Most transactions applied and committed in one batch (one block).
+    /// A batch (one block, one database transaction) stops taking further
+    /// submissions once it holds this many transactions; a submission (a
+    /// batch request) is never split, so a block can hold more.
     pub batch_txs_max: usize,
     /// How long the sequencer waits for more transactions before it commits
     /// a batch that is not full.
@@ -224,6 +229,7 @@ impl Config {
             None => Config::default(),
         };
         config.apply_env()?;
+        config.normalize();
         config.validate()?;
         Ok(config)
     }
@@ -275,6 +281,18 @@ impl Config {
             &mut self.limits.request_timeout_ms,
         )?;
         Ok(())
+    }
+
+    /// An empty database URL means the embedded default, whether it came
+    /// from the file or the environment.
+    fn normalize(&mut self) {
+        if self
+            .database_url
+            .as_ref()
+            .is_some_and(|url| url.expose().trim().is_empty())
+        {
+            self.database_url = None;
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -370,6 +388,13 @@ mod tests {
         assert!(error.to_string().contains("listen_port"), "{error}");
         let ok: Config = toml::from_str("[ledger]\nchain_id = 7\n").unwrap();
         assert_eq!(ok.ledger.chain_id, 7);
+    }
+
+    #[test]
+    fn an_empty_database_url_means_the_embedded_default() {
+        let mut config: Config = toml::from_str("database_url = \"\"\ndata_dir = \"d\"\n").unwrap();
+        config.normalize();
+        assert_eq!(config.database_url(), "sqlite://d/lockgate.db");
     }
 
     #[test]
