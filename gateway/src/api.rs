@@ -52,7 +52,7 @@ type AppState = Arc<App>;
     ),
     paths(
         submit_transaction, submit_batch, get_transaction, get_account, list_assets, register_asset,
-        get_asset, list_blocks, get_block, get_htlc, export_chain, healthz, readyz, metrics,
+        get_asset, list_blocks, get_block, get_htlc, export_chain, list_ledgers, healthz, readyz, metrics,
     ),
     components(schemas(
         SignedTransactionDto, crate::dto::TxKindDto, crate::dto::AddressText, crate::dto::RegisterAssetMessage,
@@ -60,7 +60,7 @@ type AppState = Arc<App>;
         crate::dto::HtlcClaimMessage, crate::dto::HtlcRefundMessage, crate::dto::AnchorMessage,
         Problem, ReceiptView, TransactionView, ProofView, BlockHeaderView, BlockView, BlockPage,
         AccountView, BalanceView, AssetView, AssetPage, HtlcView, BatchRequest, BatchView, BatchItemView,
-        HealthView,
+        HealthView, LedgerView, LedgerList,
     )),
     servers((url = "/", description = "This gateway")),
     modifiers(&BearerAuth, &CommonResponses),
@@ -229,6 +229,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/ledger/blocks/{height}", get(get_block))
         .route("/v1/ledger/htlcs/{lock_id}", get(get_htlc))
         .route("/v1/ledger/export", get(export_chain))
+        .route("/v1/ledgers", get(list_ledgers))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -652,11 +653,14 @@ async fn settle_one(
             // The same signed transaction, already committed: answer like
             // the first time.
             if matches!(rejection, Rejection::NonceReplay { .. })
-                && let Some(stored) = app.store.transaction(app.chain_id, tx.hash()).await?
+                && let Some(stored) = app
+                    .store
+                    .transaction(tx.transaction().chain_id, tx.hash())
+                    .await?
             {
                 let block = app
                     .store
-                    .block(app.chain_id, stored.height)
+                    .block(tx.transaction().chain_id, stored.height)
                     .await?
                     .ok_or_else(Problem::internal)?;
                 return Ok(stored_receipt(
@@ -699,7 +703,15 @@ async fn submit_one(app: &App, dto: &SignedTransactionDto) -> (StatusCode, serde
             .pop()
             .ok_or_else(Problem::internal)?
             .map_err(|rejection| Problem::rejected(&rejection))?;
-        let sequencer = app
+        // The transaction's chain id picks the hosted ledger.
+        let chain = verified.transaction().chain_id;
+        let ledger = app.ledger(chain).ok_or_else(|| {
+            Problem::rejected(&Rejection::WrongChain {
+                expected: app.chain_id,
+                actual: chain,
+            })
+        })?;
+        let sequencer = ledger
             .producer
             .sequencer()
             .ok_or_else(|| sequencer_problem(SequencerError::Stopped))?;
@@ -839,16 +851,43 @@ async fn submit_many(app: &App, request: &BatchRequest) -> (StatusCode, serde_js
             }
         }
     }
-    if !good.is_empty() {
-        let Some(sequencer) = app.producer.sequencer() else {
+    // One submission per hosted ledger the batch names, in the order of
+    // first appearance; a transaction for a ledger not hosted here is
+    // refused as for another chain.
+    let mut chains: Vec<ledger_core::ChainId> = Vec::new();
+    for (_, tx) in &good {
+        if !chains.contains(&tx.transaction().chain_id) {
+            chains.push(tx.transaction().chain_id);
+        }
+    }
+    for chain in chains {
+        let group: Vec<&(usize, VerifiedTransaction)> = good
+            .iter()
+            .filter(|(_, tx)| tx.transaction().chain_id == chain)
+            .collect();
+        let Some(ledger) = app.ledger(chain) else {
+            for (index, tx) in group {
+                let rejection = Rejection::WrongChain {
+                    expected: app.chain_id,
+                    actual: chain,
+                };
+                items[*index] = Some(rejected_item(
+                    *index,
+                    Some(tx.hash()),
+                    Problem::rejected(&rejection),
+                ));
+            }
+            continue;
+        };
+        let Some(sequencer) = ledger.producer.sequencer() else {
             return problem_value(&sequencer_problem(SequencerError::Stopped));
         };
-        let txs: Vec<VerifiedTransaction> = good.iter().map(|(_, tx)| tx.clone()).collect();
+        let txs: Vec<VerifiedTransaction> = group.iter().map(|(_, tx)| tx.clone()).collect();
         let receipt = match sequencer.submit(txs).await {
             Ok(receipt) => receipt,
             Err(error) => return problem_value(&sequencer_problem(error)),
         };
-        for (i, (index, tx)) in good.iter().enumerate() {
+        for (i, (index, tx)) in group.into_iter().enumerate() {
             items[*index] = Some(match settle_one(app, tx, &receipt, i).await {
                 Ok(view) => BatchItemView {
                     index: *index as u32,
@@ -938,7 +977,7 @@ async fn parties(app: &App, tx: &SignedTransaction) -> Result<Vec<Address>, Prob
         TxBody::Issue { to, .. } | TxBody::Transfer { to, .. } => parties.push(*to),
         TxBody::HtlcLock { recipient, .. } => parties.push(*recipient),
         TxBody::HtlcClaim { lock_id, .. } | TxBody::HtlcRefund { lock_id } => {
-            if let Some(htlc) = app.store.htlc(app.chain_id, *lock_id).await? {
+            if let Some(htlc) = app.store.htlc(t.chain_id, *lock_id).await? {
                 parties.extend([htlc.sender, htlc.recipient]);
             }
         }
@@ -951,7 +990,7 @@ async fn parties(app: &App, tx: &SignedTransaction) -> Result<Vec<Address>, Prob
 /// Get a committed transaction with its receipt and inclusion proof.
 #[utoipa::path(
     get, path = "/v1/ledger/transactions/{hash}", tag = "ledger",
-    params(("hash" = String, Path, description = "Transaction hash, 0x + 64 hex digits", pattern = r"^0x[0-9a-fA-F]{64}$")),
+    params(("hash" = String, Path, description = "Transaction hash, 0x + 64 hex digits", pattern = r"^0x[0-9a-fA-F]{64}$"), ChainParam),
     responses(
         (status = 200, description = "The transaction", body = TransactionView),
         (status = 400, description = "Bad hash", body = Problem, content_type = "application/problem+json"),
@@ -965,27 +1004,34 @@ async fn get_transaction(
     State(app): State<AppState>,
     caller: Caller,
     Path(hash): Path<String>,
+    uri: axum::http::Uri,
 ) -> Result<axum::Json<TransactionView>, Problem> {
     caller.require(Scope::LedgerRead)?;
+    let params: ChainParam = query(uri.query())?;
     let hash: TxHash = parse_path("hash", &hash)?;
     let not_found = || Problem::not_found(format!("no committed transaction {hash}"));
-    let stored = app
-        .store
-        .transaction(app.chain_id, hash)
-        .await?
-        .ok_or_else(not_found)?;
+    // Without chainId, every hosted ledger is searched, the primary first.
+    let chains: Vec<ledger_core::ChainId> = match params.chain_id {
+        Some(chain) => vec![chosen_ledger(&app, Some(&chain))?],
+        None => app.ledgers.iter().map(|l| l.chain_id).collect(),
+    };
+    let mut found = None;
+    for chain in chains {
+        if let Some(stored) = app.store.transaction(chain, hash).await? {
+            found = Some((chain, stored));
+            break;
+        }
+    }
+    let (chain, stored) = found.ok_or_else(not_found)?;
     if !caller.may_see(&parties(&app, &stored.signed).await?) {
         return Err(not_found());
     }
     let header = app
         .store
-        .block(app.chain_id, stored.height)
+        .block(chain, stored.height)
         .await?
         .ok_or_else(Problem::internal)?;
-    let hashes = app
-        .store
-        .block_tx_hashes(app.chain_id, stored.height)
-        .await?;
+    let hashes = app.store.block_tx_hashes(chain, stored.height).await?;
     let tree = MerkleTree::new(&hashes);
     let path = tree
         .path(stored.position as usize)
@@ -1008,7 +1054,7 @@ async fn get_transaction(
 /// Get an account: next nonce and balances.
 #[utoipa::path(
     get, path = "/v1/ledger/accounts/{address}", tag = "ledger",
-    params(("address" = String, Path, description = "Address, 0x + 40 hex digits (EIP-55 or one case)", pattern = r"^0x[0-9a-fA-F]{40}$")),
+    params(("address" = String, Path, description = "Address, 0x + 40 hex digits (EIP-55 or one case)", pattern = r"^0x[0-9a-fA-F]{40}$"), ChainParam),
     responses(
         (status = 200, description = "The account (an unused address has nonce 0 and no balances)", body = AccountView),
         (status = 400, description = "Bad address", body = Problem, content_type = "application/problem+json"),
@@ -1022,15 +1068,17 @@ async fn get_account(
     State(app): State<AppState>,
     caller: Caller,
     Path(address): Path<String>,
+    uri: axum::http::Uri,
 ) -> Result<axum::Json<AccountView>, Problem> {
     caller.require(Scope::LedgerRead)?;
+    let chain = chosen_ledger(&app, query::<ChainParam>(uri.query())?.chain_id.as_deref())?;
     let address: Address = parse_path("address", &address)?;
     if !caller.may_see(&[address]) {
         return Err(Problem::not_found(format!(
             "no account {address} visible to this tenant"
         )));
     }
-    let account = app.store.account(app.chain_id, address).await?;
+    let account = app.store.account(chain, address).await?;
     Ok(axum::Json(AccountView {
         address: address.to_string(),
         next_nonce: account.next_nonce.to_string(),
@@ -1049,7 +1097,11 @@ async fn get_account(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
 pub struct BlockPageParams {
+    /// Which hosted ledger (its chain id); the primary ledger when absent.
+    #[param(pattern = r"^[1-9][0-9]{0,17}$")]
+    chain_id: Option<String>,
     /// `nextCursor` of the previous page: blocks below this height come next.
     #[param(pattern = r"^(0|[1-9][0-9]{0,17})$")]
     cursor: Option<String>,
@@ -1063,7 +1115,11 @@ pub struct BlockPageParams {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
 pub struct AssetPageParams {
+    /// Which hosted ledger (its chain id); the primary ledger when absent.
+    #[param(pattern = r"^[1-9][0-9]{0,17}$")]
+    chain_id: Option<String>,
     /// `nextCursor` of the previous page: assets after this code come next.
     #[param(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
     cursor: Option<String>,
@@ -1076,6 +1132,34 @@ pub struct AssetPageParams {
 /// The page size: `limit` (1 to 10000, default 50), served as at most the
 /// configured `limits.page_size_max` (a larger limit is not an error; the
 /// page is just shorter, and `nextCursor` leads on).
+/// The `chainId` query parameter of the read routes.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ChainParam {
+    /// Which hosted ledger (its chain id); the primary ledger when absent.
+    #[param(pattern = r"^[1-9][0-9]{0,17}$")]
+    chain_id: Option<String>,
+}
+
+/// The ledger a read is about: `chainId` if given (404 if not hosted here),
+/// else the primary ledger.
+fn chosen_ledger(app: &App, chain_id: Option<&str>) -> Result<ledger_core::ChainId, Problem> {
+    let Some(text) = chain_id else {
+        return Ok(app.chain_id);
+    };
+    let id = text
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| ledger_core::ChainId::new(n).ok())
+        .ok_or_else(|| {
+            Problem::invalid_parameter("chainId", "chainId must be a decimal chain id")
+        })?;
+    app.ledger(id).map(|l| l.chain_id).ok_or_else(|| {
+        Problem::not_found(format!("this gateway hosts no ledger with chain id {id}"))
+    })
+}
+
 fn page_limit(app: &App, limit: Option<u32>) -> Result<u32, Problem> {
     let max = app.config.limits.page_size_max;
     match limit.unwrap_or(50) {
@@ -1125,7 +1209,8 @@ async fn list_assets(
         Some(cursor) => Some(parse_path::<AssetCode>("cursor", &cursor)?),
         None => None,
     };
-    let assets = app.store.assets(app.chain_id, after, limit + 1).await?;
+    let chain = chosen_ledger(&app, params.chain_id.as_deref())?;
+    let assets = app.store.assets(chain, after, limit + 1).await?;
     let more = assets.len() > limit as usize;
     let items: Vec<AssetView> = assets
         .iter()
@@ -1143,7 +1228,7 @@ async fn list_assets(
 /// Get an asset.
 #[utoipa::path(
     get, path = "/v1/ledger/assets/{code}", tag = "ledger",
-    params(("code" = String, Path, description = "Asset code", pattern = r"^[A-Z][A-Z0-9-]{0,11}$")),
+    params(("code" = String, Path, description = "Asset code", pattern = r"^[A-Z][A-Z0-9-]{0,11}$"), ChainParam),
     responses(
         (status = 200, description = "The asset", body = AssetView),
         (status = 400, description = "Bad code", body = Problem, content_type = "application/problem+json"),
@@ -1157,10 +1242,12 @@ async fn get_asset(
     State(app): State<AppState>,
     caller: Caller,
     Path(code): Path<String>,
+    uri: axum::http::Uri,
 ) -> Result<axum::Json<AssetView>, Problem> {
     caller.require(Scope::LedgerRead)?;
+    let chain = chosen_ledger(&app, query::<ChainParam>(uri.query())?.chain_id.as_deref())?;
     let code: AssetCode = parse_path("code", &code)?;
-    let asset = app.store.asset(app.chain_id, code).await?;
+    let asset = app.store.asset(chain, code).await?;
     asset
         .map(|a| axum::Json(AssetView::from(&a)))
         .ok_or_else(|| Problem::not_found(format!("no asset {code}")))
@@ -1199,7 +1286,8 @@ async fn list_blocks(
         }
         None => None,
     };
-    let blocks = app.store.blocks(app.chain_id, before, limit + 1).await?;
+    let chain = chosen_ledger(&app, params.chain_id.as_deref())?;
+    let blocks = app.store.blocks(chain, before, limit + 1).await?;
     let more = blocks.len() > limit as usize;
     let items: Vec<BlockHeaderView> = blocks
         .iter()
@@ -1217,7 +1305,7 @@ async fn list_blocks(
 /// Get a block: its signed header and transaction hashes.
 #[utoipa::path(
     get, path = "/v1/ledger/blocks/{height}", tag = "ledger",
-    params(("height" = u64, Path, description = "Block height", minimum = 0, maximum = 9007199254740991_u64)),
+    params(("height" = u64, Path, description = "Block height", minimum = 0, maximum = 9007199254740991_u64), ChainParam),
     responses(
         (status = 200, description = "The block", body = BlockView),
         (status = 400, description = "Bad height", body = Problem, content_type = "application/problem+json"),
@@ -1231,18 +1319,20 @@ async fn get_block(
     State(app): State<AppState>,
     caller: Caller,
     Path(height): Path<String>,
+    uri: axum::http::Uri,
 ) -> Result<axum::Json<BlockView>, Problem> {
     caller.require(Scope::LedgerRead)?;
+    let chain = chosen_ledger(&app, query::<ChainParam>(uri.query())?.chain_id.as_deref())?;
     let height: u64 = parse_path("height", &height)?;
     if height > crate::dto::STORED_INTEGER_MAX {
         return Err(Problem::not_found(format!("no block {height}")));
     }
     let header = app
         .store
-        .block(app.chain_id, height)
+        .block(chain, height)
         .await?
         .ok_or_else(|| Problem::not_found(format!("no block {height}")))?;
-    let txs = app.store.block_transactions(app.chain_id, height).await?;
+    let txs = app.store.block_transactions(chain, height).await?;
     Ok(axum::Json(BlockView {
         header: BlockHeaderView::from(&header),
         transactions: txs.iter().map(|t| t.hash.to_string()).collect(),
@@ -1252,7 +1342,7 @@ async fn get_block(
 /// Get an HTLC.
 #[utoipa::path(
     get, path = "/v1/ledger/htlcs/{lock_id}", tag = "ledger",
-    params(("lock_id" = String, Path, description = "Lock id (the HtlcLock's transaction hash)", pattern = r"^0x[0-9a-fA-F]{64}$")),
+    params(("lock_id" = String, Path, description = "Lock id (the HtlcLock's transaction hash)", pattern = r"^0x[0-9a-fA-F]{64}$"), ChainParam),
     responses(
         (status = 200, description = "The HTLC", body = HtlcView),
         (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
@@ -1266,15 +1356,13 @@ async fn get_htlc(
     State(app): State<AppState>,
     caller: Caller,
     Path(lock_id): Path<String>,
+    uri: axum::http::Uri,
 ) -> Result<axum::Json<HtlcView>, Problem> {
     caller.require(Scope::LedgerRead)?;
+    let chain = chosen_ledger(&app, query::<ChainParam>(uri.query())?.chain_id.as_deref())?;
     let id: LockId = parse_path("lock_id", &lock_id)?;
     let not_found = || Problem::not_found(format!("no HTLC {id}"));
-    let htlc = app
-        .store
-        .htlc(app.chain_id, id)
-        .await?
-        .ok_or_else(not_found)?;
+    let htlc = app.store.htlc(chain, id).await?.ok_or_else(not_found)?;
     if !caller.may_see(&[htlc.sender, htlc.recipient]) {
         return Err(not_found());
     }
@@ -1290,6 +1378,7 @@ async fn get_htlc(
 /// Check it with `lockgate verify FILE --producer 0x…`.
 #[utoipa::path(
     get, path = "/v1/ledger/export", tag = "ledger",
+    params(ChainParam),
     responses(
         (status = 200, description = "The chain, one JSON document per line", content_type = "application/x-ndjson", body = String),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
@@ -1297,24 +1386,33 @@ async fn get_htlc(
     ),
     security(("bearer" = [])),
 )]
-async fn export_chain(State(app): State<AppState>, caller: Caller) -> Result<Response, Problem> {
+async fn export_chain(
+    State(app): State<AppState>,
+    caller: Caller,
+    uri: axum::http::Uri,
+) -> Result<Response, Problem> {
     caller.require(Scope::LedgerExport)?;
-    let tip = app.store.tip(app.chain_id).await?;
-    let mut producers = app.store.producers(app.chain_id).await?;
-    if !producers.contains(&app.block_producer) {
-        producers.push(app.block_producer);
+    let chain = chosen_ledger(&app, query::<ChainParam>(uri.query())?.chain_id.as_deref())?;
+    let producer_here = app
+        .ledger(chain)
+        .map(|l| l.block_producer)
+        .unwrap_or(app.block_producer);
+    let tip = app.store.tip(chain).await?;
+    let mut producers = app.store.producers(chain).await?;
+    if !producers.contains(&producer_here) {
+        producers.push(producer_here);
     }
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let app = app.clone();
     tokio::spawn(async move {
-        let head = crate::export::ExportHead::new(app.chain_id, producers, &tip);
+        let head = crate::export::ExportHead::new(chain, producers, &tip);
         let mut line = serde_json::to_vec(&head).unwrap_or_default();
         line.push(b'\n');
         if sender.send(Ok(Bytes::from(line))).await.is_err() {
             return;
         }
         for height in 0..tip.next_height {
-            let block = match crate::export::export_block(&app.store, app.chain_id, height).await {
+            let block = match crate::export::export_block(&app.store, chain, height).await {
                 Ok(block) => block,
                 Err(error) => {
                     tracing::error!(%error, height, "export failed");
@@ -1390,17 +1488,58 @@ async fn readyz(State(app): State<AppState>) -> Result<axum::Json<HealthView>, P
     security(()),
 )]
 async fn metrics(State(app): State<AppState>) -> Response {
-    let tip = app.store.tip(app.chain_id).await.ok();
-    let height = tip.map(|t| t.next_height).unwrap_or(0);
-    let body = format!(
-        "# HELP lockgate_blocks Blocks in the built-in ledger.\n# TYPE lockgate_blocks gauge\nlockgate_blocks{{chain_id=\"{}\"}} {height}\n# HELP lockgate_block_producer 1 when this process produces blocks.\n# TYPE lockgate_block_producer gauge\nlockgate_block_producer {}\n",
-        app.chain_id,
-        u8::from(app.producer.sequencer().is_some()),
+    let mut body = String::from(
+        "# HELP lockgate_blocks Blocks in a built-in ledger.\n# TYPE lockgate_blocks gauge\n",
     );
+    for ledger in &app.ledgers {
+        let height = app
+            .store
+            .tip(ledger.chain_id)
+            .await
+            .map(|t| t.next_height)
+            .unwrap_or(0);
+        body.push_str(&format!(
+            "lockgate_blocks{{chain_id=\"{}\"}} {height}\n",
+            ledger.chain_id
+        ));
+    }
+    body.push_str("# HELP lockgate_block_producer 1 when this process produces the ledger's blocks.\n# TYPE lockgate_block_producer gauge\n");
+    for ledger in &app.ledgers {
+        body.push_str(&format!(
+            "lockgate_block_producer{{chain_id=\"{}\"}} {}\n",
+            ledger.chain_id,
+            u8::from(ledger.producer.sequencer().is_some())
+        ));
+    }
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     response
+}
+
+/// The built-in ledgers this gateway hosts.
+#[utoipa::path(
+    get, path = "/v1/ledgers", tag = "ledger",
+    responses((status = 200, description = "The hosted ledgers, the primary first", body = LedgerList)),
+    security(("bearer" = [])),
+)]
+async fn list_ledgers(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<LedgerList>, Problem> {
+    caller.require(Scope::LedgerRead)?;
+    let mut items = Vec::with_capacity(app.ledgers.len());
+    for (i, ledger) in app.ledgers.iter().enumerate() {
+        let tip = app.store.tip(ledger.chain_id).await?;
+        items.push(LedgerView {
+            chain_id: ledger.chain_id.to_string(),
+            primary: i == 0,
+            block_key: ledger.block_producer.to_string(),
+            block_count: tip.next_height,
+            producing_here: ledger.producer.sequencer().is_some(),
+        });
+    }
+    Ok(axum::Json(LedgerList { items }))
 }

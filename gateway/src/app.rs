@@ -21,16 +21,36 @@ use crate::store::{AnyStore, LedgerStore, PgStore, SqliteStore};
 pub struct App {
     /// The configuration.
     pub config: Config,
-    /// The ledger's chain id.
+    /// The primary ledger's chain id (`ledgers[0]`).
     pub chain_id: ChainId,
     /// The store.
     pub store: AnyStore,
     /// Token verification.
     pub auth: Authenticator,
-    /// The block-producer role.
+    /// The primary ledger's block-producer role (`ledgers[0]`).
     pub producer: Producer,
-    /// The block key's address.
+    /// The primary ledger's block key address (`ledgers[0]`).
     pub block_producer: Address,
+    /// Every hosted ledger, the primary first.
+    pub ledgers: Vec<Ledger>,
+}
+
+/// One hosted built-in ledger.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    /// Its chain id.
+    pub chain_id: ChainId,
+    /// Its block-producer role.
+    pub producer: Producer,
+    /// Its block key's address.
+    pub block_producer: Address,
+}
+
+impl App {
+    /// The hosted ledger with this chain id.
+    pub fn ledger(&self, chain_id: ChainId) -> Option<&Ledger> {
+        self.ledgers.iter().find(|l| l.chain_id == chain_id)
+    }
 }
 
 impl HasAuthenticator for Arc<App> {
@@ -83,17 +103,26 @@ pub async fn connect(config: &Config) -> anyhow::Result<AnyStore> {
     Ok(store)
 }
 
-/// The block key: configured, or the development key in the data directory.
-pub fn block_key(config: &Config) -> anyhow::Result<SigningKey> {
-    let bytes = match &config.ledger.block_key {
+/// A ledger's block key: configured, or a development key in the data
+/// directory (`block-key.hex` for the primary ledger, `block-key-<chain
+/// id>.hex` for the others).
+pub fn block_key(
+    config: &Config,
+    ledger: &crate::config::LedgerConfig,
+) -> anyhow::Result<SigningKey> {
+    let file = if ledger.chain_id == config.ledger.chain_id {
+        "block-key.hex".to_string()
+    } else {
+        format!("block-key-{}.hex", ledger.chain_id)
+    };
+    let bytes = match &ledger.block_key {
         Some(secret) => {
             let mut bytes = [0u8; 32];
             hex::decode_to_slice(secret.expose().trim().trim_start_matches("0x"), &mut bytes)
                 .context("ledger.block_key must be 32 bytes of hex")?;
             bytes
         }
-        None => development_secret(&config.data_dir.join("block-key.hex"))
-            .context("development block key")?,
+        None => development_secret(&config.data_dir.join(file)).context("development block key")?,
     };
     SigningKey::from_bytes(bytes).context("ledger.block_key is not a valid secp256k1 key")
 }
@@ -134,26 +163,36 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
             config.data_dir.display()
         );
     }
-    let key = block_key(&config)?;
     let auth = authenticator(&config)?;
-    let chain_id = ChainId::new(config.ledger.chain_id).context("ledger.chain_id")?;
-    let producer = Producer::start(
-        store.clone(),
-        key.clone(),
-        SequencerConfig {
+    let mut ledgers = Vec::new();
+    for ledger in config.ledgers() {
+        let key = block_key(&config, ledger)?;
+        let chain_id = ChainId::new(ledger.chain_id).context("chain_id")?;
+        let producer = Producer::start(
+            store.clone(),
+            key.clone(),
+            SequencerConfig {
+                chain_id,
+                batch_txs_max: ledger.batch_txs_max,
+                batch_wait: Duration::from_millis(ledger.batch_wait_ms),
+                queue_txs_max: ledger.queue_txs_max,
+            },
+        )
+        .await;
+        ledgers.push(Ledger {
             chain_id,
-            batch_txs_max: config.ledger.batch_txs_max,
-            batch_wait: Duration::from_millis(config.ledger.batch_wait_ms),
-            queue_txs_max: config.ledger.queue_txs_max,
-        },
-    )
-    .await;
+            producer,
+            block_producer: key.address(),
+        });
+    }
+    let primary = ledgers[0].clone();
     Ok(Arc::new(App {
         config,
-        chain_id,
+        chain_id: primary.chain_id,
         store,
         auth,
-        producer,
-        block_producer: key.address(),
+        producer: primary.producer,
+        block_producer: primary.block_producer,
+        ledgers,
     }))
 }

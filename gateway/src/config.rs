@@ -16,6 +16,7 @@
 //! | `ledger.batch_txs_max` | `LOCKGATE_BATCH_TXS_MAX` | 1024 |
 //! | `ledger.batch_wait_ms` | `LOCKGATE_BATCH_WAIT_MS` | 2 |
 //! | `ledger.queue_txs_max` | `LOCKGATE_QUEUE_TXS_MAX` | 65536 |
+//! | `[[extra_ledgers]]` (same keys as `ledger`) | — | none; block keys default to `<data_dir>/block-key-<chain id>.hex` |
 //! | `auth.issuer` | `LOCKGATE_JWT_ISSUER` | `lockgate-dev` |
 //! | `auth.audience` | `LOCKGATE_JWT_AUDIENCE` | `lockgate` |
 //! | `auth.hs256_secret` | `LOCKGATE_JWT_SECRET` | generated into `<data_dir>/jwt-dev-secret.hex` |
@@ -67,8 +68,14 @@ pub struct Config {
     pub database_url: Option<Secret>,
     /// Pool size.
     pub database_connections_max: u32,
-    /// The built-in ledger.
+    /// The primary built-in ledger (the one `/v1/ledger` serves when no
+    /// `chainId` is given).
     pub ledger: LedgerConfig,
+    /// Further built-in ledgers this gateway hosts, each with its own chain
+    /// id, block key and history (for example a cash ledger beside a
+    /// securities ledger). Their block keys default to development keys in
+    /// `<data_dir>/block-key-<chain id>.hex`.
+    pub extra_ledgers: Vec<LedgerConfig>,
     /// API authentication.
     pub auth: AuthConfig,
     /// Request limits.
@@ -128,6 +135,7 @@ impl Default for Config {
             database_url: None,
             database_connections_max: 16,
             ledger: LedgerConfig::default(),
+            extra_ledgers: Vec::new(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
         }
@@ -295,16 +303,30 @@ impl Config {
         }
     }
 
+    /// Every hosted ledger, the primary first.
+    pub fn ledgers(&self) -> impl Iterator<Item = &LedgerConfig> {
+        std::iter::once(&self.ledger).chain(&self.extra_ledgers)
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |what: &str| Err(ConfigError::Invalid(what.to_string()));
-        if self.ledger.chain_id == 0 || self.ledger.chain_id > crate::dto::STORED_INTEGER_MAX {
-            return invalid("ledger.chain_id must be between 1 and 2^63-1");
+        let mut chain_ids = std::collections::BTreeSet::new();
+        for ledger in self.ledgers() {
+            if ledger.chain_id == 0 || ledger.chain_id > crate::dto::STORED_INTEGER_MAX {
+                return invalid("every ledger's chain_id must be between 1 and 2^63-1");
+            }
+            if !chain_ids.insert(ledger.chain_id) {
+                return invalid("two ledgers have the same chain_id");
+            }
+            if ledger.batch_txs_max == 0 || ledger.batch_txs_max > 65_536 {
+                return invalid("batch_txs_max must be between 1 and 65536");
+            }
+            if ledger.queue_txs_max < ledger.batch_txs_max {
+                return invalid("queue_txs_max must be at least batch_txs_max");
+            }
         }
-        if self.ledger.batch_txs_max == 0 || self.ledger.batch_txs_max > 65_536 {
-            return invalid("ledger.batch_txs_max must be between 1 and 65536");
-        }
-        if self.ledger.queue_txs_max < self.ledger.batch_txs_max {
-            return invalid("ledger.queue_txs_max must be at least ledger.batch_txs_max");
+        if self.extra_ledgers.len() > 15 {
+            return invalid("a gateway hosts at most 16 ledgers");
         }
         if self.limits.batch_request_txs_max == 0
             || self.limits.batch_request_txs_max > self.ledger.queue_txs_max

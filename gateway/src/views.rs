@@ -301,6 +301,31 @@ pub struct BatchView {
     pub results: Vec<BatchItemView>,
 }
 
+/// A hosted built-in ledger.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerView {
+    /// Its chain id.
+    pub chain_id: String,
+    /// True for the ledger `/v1/ledger` serves when no `chainId` is given.
+    pub primary: bool,
+    /// The address of its block key.
+    pub block_key: String,
+    /// Blocks so far.
+    #[schema(minimum = 0, maximum = 9007199254740991_u64)]
+    pub block_count: u64,
+    /// True when this process produces its blocks.
+    pub producing_here: bool,
+}
+
+/// The hosted ledgers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerList {
+    /// The ledgers, the primary first.
+    pub items: Vec<LedgerView>,
+}
+
 /// Health.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

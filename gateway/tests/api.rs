@@ -990,3 +990,172 @@ async fn a_request_over_the_time_limit_gets_503_timeout() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["type"], "urn:lockgate:problem:timeout");
 }
+
+/// One gateway hosting two built-in ledgers (a cash ledger and a securities
+/// ledger): each has its own chain id, block key, history and export; a
+/// transaction goes to the ledger its chain id names.
+async fn two_ledgers(kind: Db) {
+    let db = TestDb::new(kind).await;
+    let second_key = ledger_core::hash::sha256(b"second-ledger-block-key");
+    let gateway = Gateway::start_on(db, |config| {
+        config.extra_ledgers.push(lockgate::config::LedgerConfig {
+            chain_id: CHAIN + 1,
+            block_key: Some(lockgate::config::Secret::new(hex::encode(second_key))),
+            batch_wait_ms: 1,
+            ..lockgate::config::LedgerConfig::default()
+        });
+    })
+    .await;
+    let securities = ledger_core::ChainId::new(CHAIN + 1).unwrap();
+    let token = gateway.admin();
+    let (issuer, alice, bob) = (key(1), key(2), key(3));
+
+    let (status, list) = gateway.get("/v1/ledgers", &token).await;
+    assert_eq!(status, 200, "{list}");
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        (items[0]["primary"].as_bool(), items[1]["chainId"].as_str()),
+        (Some(true), Some("4202"))
+    );
+
+    // Cash on the primary ledger, a security on the second; the issuer's
+    // nonces are per ledger.
+    fund(&gateway, &[&alice], 1_000).await;
+    let sec = |nonce, body| sign_on(securities, &issuer, nonce, body);
+    assert_eq!(gateway.submit(&sec(0, register("BOND"))).await.0, 201);
+    assert_eq!(
+        gateway
+            .submit(&sec(1, issue("BOND", bob.address(), 10)))
+            .await
+            .0,
+        201
+    );
+    // A batch spanning both ledgers: each transaction lands in its own.
+    let pay = sign(&alice, 0, transfer("EUR", bob.address(), 100));
+    let deliver = sign_on(securities, &bob, 0, transfer("BOND", alice.address(), 4));
+    let (status, body) = gateway
+        .post(
+            "/v1/ledger/transactions/batch",
+            &token,
+            &json!({ "transactions": [wire(&pay), wire(&deliver)] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "committed"),
+        "{body}"
+    );
+
+    let balances = |v: &serde_json::Value| {
+        v["balances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["asset"].as_str().unwrap().to_string(),
+                    b["amount"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (_, cash) = gateway
+        .get(&format!("/v1/ledger/accounts/{}", alice.address()), &token)
+        .await;
+    assert_eq!(
+        balances(&cash),
+        vec![("EUR".to_string(), "900".to_string())]
+    );
+    let (_, bonds) = gateway
+        .get(
+            &format!("/v1/ledger/accounts/{}?chainId=4202", alice.address()),
+            &token,
+        )
+        .await;
+    assert_eq!(
+        balances(&bonds),
+        vec![("BOND".to_string(), "4".to_string())]
+    );
+
+    // Reads: a hash is found on whichever ledger holds it, unless pinned.
+    let hash = deliver.transaction.hash();
+    let (status, _) = gateway
+        .get(&format!("/v1/ledger/transactions/{hash}"), &token)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = gateway
+        .get(
+            &format!("/v1/ledger/transactions/{hash}?chainId=4201"),
+            &token,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, body) = gateway.get("/v1/ledger/blocks?chainId=999", &token).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (404, Some("urn:lockgate:problem:not-found"))
+    );
+    let (_, blocks) = gateway.get("/v1/ledger/blocks?chainId=4202", &token).await;
+    let heights: Vec<u64> = blocks["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["height"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        heights,
+        vec![2, 1, 0],
+        "the second ledger has a chain of its own"
+    );
+
+    // A chain id hosted nowhere here is another chain.
+    let elsewhere = sign_on(
+        ledger_core::ChainId::new(4999).unwrap(),
+        &alice,
+        1,
+        transfer("EUR", bob.address(), 1),
+    );
+    let (status, body) = gateway.submit(&elsewhere).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (422, Some("urn:lockgate:problem:wrong-chain"))
+    );
+
+    // Each ledger's export verifies against its own block key.
+    for (chain, producer) in [
+        (chain(), gateway.app.block_producer),
+        (
+            securities,
+            ledger_core::SigningKey::from_bytes(second_key)
+                .unwrap()
+                .address(),
+        ),
+    ] {
+        let response = gateway
+            .http
+            .get(format!("{}/v1/ledger/export?chainId={chain}", gateway.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let text = response.text().await.unwrap();
+        let report =
+            lockgate::export::verify_export(text.as_bytes(), Some(chain), vec![producer]).unwrap();
+        assert_eq!(report.summary.blocks, 3);
+    }
+}
+
+#[tokio::test]
+async fn two_ledgers_in_one_gateway_on_sqlite() {
+    two_ledgers(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn two_ledgers_in_one_gateway_on_postgres() {
+    two_ledgers(Db::Postgres).await;
+}

@@ -363,8 +363,12 @@ pub fn asset(code: &str) -> AssetCode {
 }
 
 pub fn sign(key: &SigningKey, nonce: u64, body: TxBody) -> SignedTransaction {
+    sign_on(chain(), key, nonce, body)
+}
+
+pub fn sign_on(chain_id: ChainId, key: &SigningKey, nonce: u64, body: TxBody) -> SignedTransaction {
     Transaction {
-        chain_id: chain(),
+        chain_id,
         from: key.address(),
         nonce,
         body,
