@@ -52,7 +52,9 @@ type AppState = Arc<App>;
     ),
     paths(
         submit_transaction, submit_batch, get_transaction, get_account, list_assets, register_asset,
-        get_asset, list_blocks, get_block, get_htlc, export_chain, list_ledgers, healthz, readyz, metrics,
+        get_asset, list_blocks, get_block, get_htlc, export_chain, list_ledgers,
+        crate::transfers::http::create_transfer, crate::transfers::http::get_transfer,
+        crate::transfers::http::list_transfers, healthz, readyz, metrics,
     ),
     components(schemas(
         SignedTransactionDto, crate::dto::TxKindDto, crate::dto::AddressText, crate::dto::RegisterAssetMessage,
@@ -61,11 +63,14 @@ type AppState = Arc<App>;
         Problem, ReceiptView, TransactionView, ProofView, BlockHeaderView, BlockView, BlockPage,
         AccountView, BalanceView, AssetView, AssetPage, HtlcView, BatchRequest, BatchView, BatchItemView,
         HealthView, LedgerView, LedgerList,
+        crate::transfers::http::CreateTransfer, crate::transfers::http::TransferView,
+        crate::transfers::http::TransferEventView, crate::transfers::http::TransferPage,
     )),
     servers((url = "/", description = "This gateway")),
     modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "ledger", description = "The built-in ledger"),
+        (name = "transfers", description = "Cross-ledger transfers between the hosted ledgers, this gateway as connector"),
         (name = "operations", description = "Health, readiness and metrics (no authentication)"),
     ),
 )]
@@ -230,6 +235,11 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/ledger/htlcs/{lock_id}", get(get_htlc))
         .route("/v1/ledger/export", get(export_chain))
         .route("/v1/ledgers", get(list_ledgers))
+        .route(
+            "/v1/transfers",
+            post(crate::transfers::http::create_transfer).get(crate::transfers::http::list_transfers),
+        )
+        .route("/v1/transfers/{id}", get(crate::transfers::http::get_transfer))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -381,12 +391,12 @@ where
 
 // ---------------------------------------------------------------- idempotency
 
-struct Idempotency {
+pub(crate) struct Idempotency {
     key: String,
     request_hash: [u8; 32],
 }
 
-fn idempotency(
+pub(crate) fn idempotency(
     headers: &HeaderMap,
     method: &str,
     path: &str,
@@ -445,7 +455,12 @@ fn replay(stored: IdempotentResponse, request_hash: &[u8; 32]) -> Response {
 /// starts, so a concurrent request with the same key gets 409
 /// `idempotency-key-in-use` instead of running too; a final answer (2xx or
 /// 4xx) is stored and replayed; a 5xx releases the key so a retry can run.
-async fn once<F>(app: &App, caller: &Caller, key: Option<Idempotency>, work: F) -> Response
+pub(crate) async fn once<F>(
+    app: &App,
+    caller: &Caller,
+    key: Option<Idempotency>,
+    work: F,
+) -> Response
 where
     F: std::future::Future<Output = (StatusCode, serde_json::Value)>,
 {
@@ -1171,7 +1186,7 @@ fn page_limit(app: &App, limit: Option<u32>) -> Result<u32, Problem> {
     }
 }
 
-fn query<T: serde::de::DeserializeOwned>(raw: Option<&str>) -> Result<T, Problem> {
+pub(crate) fn query<T: serde::de::DeserializeOwned>(raw: Option<&str>) -> Result<T, Problem> {
     serde_urlencoded_like(raw.unwrap_or(""))
 }
 

@@ -33,6 +33,8 @@ pub struct App {
     pub block_producer: Address,
     /// Every hosted ledger, the primary first.
     pub ledgers: Vec<Ledger>,
+    /// The connector of cross-ledger transfers between hosted ledgers.
+    pub connector: crate::transfers::Connector,
 }
 
 /// One hosted built-in ledger.
@@ -186,7 +188,22 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
         });
     }
     let primary = ledgers[0].clone();
-    Ok(Arc::new(App {
+    let connector_bytes = match &config.transfers.connector_key {
+        Some(secret) => {
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(secret.expose().trim().trim_start_matches("0x"), &mut bytes)
+                .context("transfers.connector_key must be 32 bytes of hex")?;
+            bytes
+        }
+        None => development_secret(&config.data_dir.join("connector-key.hex"))
+            .context("development connector key")?,
+    };
+    let connector = crate::transfers::Connector {
+        key: SigningKey::from_bytes(connector_bytes)
+            .context("transfers.connector_key is not a valid secp256k1 key")?,
+        config: config.transfers.clone(),
+    };
+    let app = Arc::new(App {
         config,
         chain_id: primary.chain_id,
         store,
@@ -194,5 +211,8 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
         producer: primary.producer,
         block_producer: primary.block_producer,
         ledgers,
-    }))
+        connector: connector.clone(),
+    });
+    crate::transfers::spawn_engine(app.clone(), connector);
+    Ok(app)
 }

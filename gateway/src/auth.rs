@@ -37,16 +37,22 @@ pub enum Scope {
     LedgerRegisterAsset,
     /// Stream the chain export.
     LedgerExport,
+    /// Read the tenant's transfers.
+    TransfersRead,
+    /// Create transfers.
+    TransfersWrite,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 7] = [
         Scope::LedgerRead,
         Scope::LedgerReadAll,
         Scope::LedgerSubmit,
         Scope::LedgerRegisterAsset,
         Scope::LedgerExport,
+        Scope::TransfersRead,
+        Scope::TransfersWrite,
     ];
 
     /// The scope's name in tokens.
@@ -57,6 +63,8 @@ impl Scope {
             Scope::LedgerSubmit => "ledger:submit",
             Scope::LedgerRegisterAsset => "ledger:register-asset",
             Scope::LedgerExport => "ledger:export",
+            Scope::TransfersRead => "transfers:read",
+            Scope::TransfersWrite => "transfers:write",
         }
     }
 

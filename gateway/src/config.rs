@@ -17,6 +17,9 @@
 //! | `ledger.batch_wait_ms` | `LOCKGATE_BATCH_WAIT_MS` | 2 |
 //! | `ledger.queue_txs_max` | `LOCKGATE_QUEUE_TXS_MAX` | 65536 |
 //! | `[[extra_ledgers]]` (same keys as `ledger`) | — | none; block keys default to `<data_dir>/block-key-<chain id>.hex` |
+//! | `transfers.connector_key` | `LOCKGATE_CONNECTOR_KEY` | generated into `<data_dir>/connector-key.hex` |
+//! | `transfers.reaction_ms_max` / `claim_window_ms` / `safety_margin_ms` / `commit_ms_max` | — | 5000 / 60000 / 5000 / 5000 |
+//! | `transfers.timelock_ms_max` / `tick_ms` | — | 86400000 / 200 |
 //! | `auth.issuer` | `LOCKGATE_JWT_ISSUER` | `lockgate-dev` |
 //! | `auth.audience` | `LOCKGATE_JWT_AUDIENCE` | `lockgate` |
 //! | `auth.hs256_secret` | `LOCKGATE_JWT_SECRET` | generated into `<data_dir>/jwt-dev-secret.hex` |
@@ -76,6 +79,8 @@ pub struct Config {
     /// securities ledger). Their block keys default to development keys in
     /// `<data_dir>/block-key-<chain id>.hex`.
     pub extra_ledgers: Vec<LedgerConfig>,
+    /// Cross-ledger transfers between the hosted ledgers.
+    pub transfers: TransfersConfig,
     /// API authentication.
     pub auth: AuthConfig,
     /// Request limits.
@@ -99,6 +104,43 @@ pub struct LedgerConfig {
     pub batch_wait_ms: u64,
     /// Most transactions waiting for the sequencer; beyond it, 503.
     pub queue_txs_max: usize,
+}
+
+/// Cross-ledger transfers, where this gateway is the connector between two
+/// of its ledgers with its own liquidity.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransfersConfig {
+    /// The connector's account key (the same address on every hosted
+    /// ledger), 32-byte secp256k1 secret as 0x hex; a development key in
+    /// `<data_dir>/connector-key.hex` if absent.
+    pub connector_key: Option<Secret>,
+    /// The engine's worst-case time to notice an event and act on it.
+    pub reaction_ms_max: u64,
+    /// How long the recipient has to claim once both locks are in place.
+    pub claim_window_ms: u64,
+    /// Extra margin in every timelock step.
+    pub safety_margin_ms: u64,
+    /// Worst-case time for a built-in ledger transaction to commit.
+    pub commit_ms_max: u64,
+    /// Longest acceptable timelock, from the time the transfer is created.
+    pub timelock_ms_max: u64,
+    /// How often the engine looks at active transfers.
+    pub tick_ms: u64,
+}
+
+impl Default for TransfersConfig {
+    fn default() -> Self {
+        Self {
+            connector_key: None,
+            reaction_ms_max: 5_000,
+            claim_window_ms: 60_000,
+            safety_margin_ms: 5_000,
+            commit_ms_max: 5_000,
+            timelock_ms_max: 86_400_000,
+            tick_ms: 200,
+        }
+    }
 }
 
 /// JWT bearer authentication (HS256, pinned).
@@ -136,6 +178,7 @@ impl Default for Config {
             database_connections_max: 16,
             ledger: LedgerConfig::default(),
             extra_ledgers: Vec::new(),
+            transfers: TransfersConfig::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
         }
@@ -266,6 +309,9 @@ impl Config {
         env_parse("LOCKGATE_BATCH_TXS_MAX", &mut self.ledger.batch_txs_max)?;
         env_parse("LOCKGATE_BATCH_WAIT_MS", &mut self.ledger.batch_wait_ms)?;
         env_parse("LOCKGATE_QUEUE_TXS_MAX", &mut self.ledger.queue_txs_max)?;
+        if let Ok(key) = std::env::var("LOCKGATE_CONNECTOR_KEY") {
+            self.transfers.connector_key = Some(Secret::new(key));
+        }
         if let Ok(issuer) = std::env::var("LOCKGATE_JWT_ISSUER") {
             self.auth.issuer = issuer;
         }

@@ -5,7 +5,8 @@
 //! `auth` (JWT), `problem` (RFC 9457 errors), `dto`/`views` (wire types),
 //! `store` (PostgreSQL and SQLite), `sequencer` (batching and group commit),
 //! `producer` (the one block producer per database), `export` (audit export
-//! and offline verification).
+//! and offline verification), `transfers` (cross-ledger transfers between
+//! hosted ledgers, with the gateway as connector).
 
 #![forbid(unsafe_code)]
 
@@ -19,4 +20,5 @@ pub mod problem;
 pub mod producer;
 pub mod sequencer;
 pub mod store;
+pub mod transfers;
 pub mod views;

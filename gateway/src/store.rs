@@ -47,7 +47,7 @@ pub enum StoreError {
     Seal(#[from] ledger_core::block::SealError),
 }
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
@@ -222,26 +222,26 @@ pub trait LedgerStore: Send + Sync {
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
+pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| corrupt(format!("{what} {value} exceeds 2^63-1")))
 }
 
-fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
+pub(crate) fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| corrupt(format!("{what} {value} is negative")))
 }
 
-fn bytes<const N: usize>(value: Vec<u8>, what: &str) -> Result<[u8; N], StoreError> {
+pub(crate) fn bytes<const N: usize>(value: Vec<u8>, what: &str) -> Result<[u8; N], StoreError> {
     value
         .try_into()
         .map_err(|_| corrupt(format!("{what} is not {N} bytes")))
 }
 
-fn amount(text: &str) -> Result<Amount, StoreError> {
+pub(crate) fn amount(text: &str) -> Result<Amount, StoreError> {
     text.parse()
         .map_err(|_| corrupt(format!("amount {text:?}")))
 }
 
-fn asset_code(text: &str) -> Result<AssetCode, StoreError> {
+pub(crate) fn asset_code(text: &str) -> Result<AssetCode, StoreError> {
     AssetCode::new(text).map_err(|_| corrupt(format!("asset code {text:?}")))
 }
 
@@ -295,7 +295,7 @@ fn transaction_from_row(
     })
 }
 
-fn htlc_from_row(row: &impl RowGet) -> Result<Htlc, StoreError> {
+pub(crate) fn htlc_from_row(row: &impl RowGet) -> Result<Htlc, StoreError> {
     let status = match row.get_string("status")?.as_str() {
         "locked" => HtlcStatus::Locked,
         "refunded" => HtlcStatus::Refunded,
@@ -333,7 +333,7 @@ fn asset_from_row(row: &impl RowGet) -> Result<AssetState, StoreError> {
 }
 
 /// Column access shared by both row types, so the decoding above is written once.
-trait RowGet {
+pub(crate) trait RowGet {
     fn get_i64(&self, column: &str) -> Result<i64, StoreError>;
     fn get_bytes(&self, column: &str) -> Result<Vec<u8>, StoreError>;
     fn get_opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError>;
@@ -364,7 +364,7 @@ row_get!(sqlx::sqlite::SqliteRow);
 const SELECT_BLOCK: &str = "SELECT height, previous_hash, timestamp_ms, tx_root, tx_count::bigint AS tx_count, producer, signature FROM blocks";
 const SELECT_TX: &str =
     "SELECT hash, height, position::bigint AS position, kind, message, signature FROM transactions";
-const SELECT_HTLC: &str = "SELECT lock_id, sender, recipient, asset, amount::text AS amount, hashlock, expires_at_ms, status, preimage FROM htlcs";
+pub(crate) const SELECT_HTLC: &str = "SELECT lock_id, sender, recipient, asset, amount::text AS amount, hashlock, expires_at_ms, status, preimage FROM htlcs";
 const SELECT_ASSET: &str =
     "SELECT code, scale::bigint AS scale, issuer, supply::text AS supply FROM assets";
 
@@ -820,12 +820,12 @@ fn memo(key: (&'static str, &'static str), make: impl FnOnce() -> String) -> &'s
 }
 
 /// `base || suffix` as one static query text.
-fn const_format(base: &'static str, suffix: &'static str) -> &'static str {
+pub(crate) fn const_format(base: &'static str, suffix: &'static str) -> &'static str {
     memo((base, suffix), || format!("{base}{suffix}"))
 }
 
 /// A PostgreSQL query text without its casts, for SQLite.
-fn sqlite_sql(sql: &'static str) -> &'static str {
+pub(crate) fn sqlite_sql(sql: &'static str) -> &'static str {
     memo((sql, "\0sqlite"), || {
         sql.replace("::numeric", "")
             .replace("::text", "")

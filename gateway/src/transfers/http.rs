@@ -1,0 +1,350 @@
+//! The transfers API: create a transfer (`POST /v1/transfers`, with
+//! `Idempotency-Key`), get one with its event history, list a tenant's.
+//! A tenant sees only its own transfers (404 for the others).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ledger_core::{Address, Amount, AssetCode, ChainId, Hashlock};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::store::TransferStore;
+use super::{CreateError, Transfer, TransferEvent, TransferRequest};
+use crate::api::{JsonBody, idempotency, once, query};
+use crate::app::App;
+use crate::auth::{Caller, Scope};
+use crate::problem::Problem;
+use crate::views::rfc3339;
+
+/// A transfer to create.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateTransfer {
+    /// The source ledger's chain id.
+    #[schema(pattern = r"^[1-9][0-9]{0,17}$")]
+    pub source_chain_id: String,
+    /// The target ledger's chain id.
+    #[schema(pattern = r"^[1-9][0-9]{0,17}$")]
+    pub target_chain_id: String,
+    /// The asset locked on the source.
+    #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
+    pub source_asset: String,
+    /// The asset paid on the target.
+    #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
+    pub target_asset: String,
+    /// Minor units, the same on both legs.
+    #[schema(pattern = r"^[1-9][0-9]{0,37}$")]
+    pub amount: String,
+    /// Who locks on the source.
+    #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
+    pub sender: String,
+    /// Who is paid on the target.
+    #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
+    pub recipient: String,
+    /// SHA-256 of the 32-byte preimage the recipient holds.
+    #[schema(pattern = r"^0x[0-9a-fA-F]{64}$")]
+    pub hashlock: String,
+}
+
+/// One event of a transfer's history.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferEventView {
+    /// When, RFC 3339 UTC.
+    pub at: String,
+    /// What happened: `created`, `source_locked`, `target_locked`,
+    /// `target_claimed`, `completed`, `unwinding`, `refunded`, `cancelled`.
+    pub kind: String,
+    /// Details.
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+/// A transfer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferView {
+    /// Its id.
+    pub id: String,
+    /// `awaiting_source_lock`, `source_locked`, `target_locked`,
+    /// `claiming_source`, `completed`, `refunding`, `refunded` or `cancelled`.
+    pub state: String,
+    /// The source ledger.
+    pub source_chain_id: String,
+    /// The target ledger.
+    pub target_chain_id: String,
+    /// The asset locked on the source.
+    pub source_asset: String,
+    /// The asset paid on the target.
+    pub target_asset: String,
+    /// Minor units.
+    pub amount: String,
+    /// Who locks on the source.
+    pub sender: String,
+    /// Who is paid on the target.
+    pub recipient: String,
+    /// The hashlock.
+    pub hashlock: String,
+    /// What the sender must do: an `HtlcLock` on the source ledger with
+    /// `recipient` = this connector address, this amount and hashlock, and
+    /// `expiresAtMs` no earlier than `sourceExpiresAtMs`, committed by
+    /// `sourceLockByMs`.
+    pub connector: String,
+    /// Deadline for the sender's lock (ms since the Unix epoch).
+    pub source_lock_by_ms: String,
+    /// Earliest acceptable expiry of the sender's lock (ms).
+    pub source_expires_at_ms: String,
+    /// Expiry of the connector's lock on the target (ms): the recipient
+    /// must claim before it.
+    pub target_expires_at_ms: String,
+    /// The sender's lock, once found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_lock_id: Option<String>,
+    /// The connector's lock, once made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_lock_id: Option<String>,
+    /// Created, RFC 3339 UTC.
+    pub created_at: String,
+    /// The history, oldest first.
+    pub events: Vec<TransferEventView>,
+}
+
+/// A page of transfers, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferPage {
+    /// The transfers (without their events).
+    pub items: Vec<TransferView>,
+    /// Pass as `cursor` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+fn view(t: &Transfer, events: &[TransferEvent]) -> TransferView {
+    TransferView {
+        id: t.id.clone(),
+        state: t.state.name().to_string(),
+        source_chain_id: t.source_chain_id.to_string(),
+        target_chain_id: t.target_chain_id.to_string(),
+        source_asset: t.source_asset.to_string(),
+        target_asset: t.target_asset.to_string(),
+        amount: t.amount.to_string(),
+        sender: t.sender.to_string(),
+        recipient: t.recipient.to_string(),
+        hashlock: t.hashlock.to_string(),
+        connector: t.connector.to_string(),
+        source_lock_by_ms: t.source_lock_by_ms.to_string(),
+        source_expires_at_ms: t.source_expires_at_ms.to_string(),
+        target_expires_at_ms: t.target_expires_at_ms.to_string(),
+        source_lock_id: t.source_lock_id.map(|l| l.to_string()),
+        target_lock_id: t.target_lock_id.map(|l| l.to_string()),
+        created_at: rfc3339(t.created_at_ms),
+        events: events
+            .iter()
+            .map(|e| TransferEventView {
+                at: rfc3339(e.at_ms),
+                kind: e.kind.clone(),
+                detail: e.detail.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn field<T: std::str::FromStr>(pointer: &str, text: &str) -> Result<T, Problem>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse::<T>()
+        .map_err(|e| Problem::invalid_field(pointer, e.to_string()))
+}
+
+fn chain(pointer: &str, text: &str) -> Result<ChainId, Problem> {
+    let n: u64 = field(pointer, text)?;
+    ChainId::new(n).map_err(|e| Problem::invalid_field(pointer, e.to_string()))
+}
+
+fn request(body: &CreateTransfer) -> Result<TransferRequest, Problem> {
+    Ok(TransferRequest {
+        source_chain_id: chain("/sourceChainId", &body.source_chain_id)?,
+        target_chain_id: chain("/targetChainId", &body.target_chain_id)?,
+        source_asset: field::<AssetCode>("/sourceAsset", &body.source_asset)?,
+        target_asset: field::<AssetCode>("/targetAsset", &body.target_asset)?,
+        amount: field::<Amount>("/amount", &body.amount)?,
+        sender: field::<Address>("/sender", &body.sender)?,
+        recipient: field::<Address>("/recipient", &body.recipient)?,
+        hashlock: field::<Hashlock>("/hashlock", &body.hashlock)?,
+    })
+}
+
+async fn create_one(
+    app: &App,
+    caller: &Caller,
+    body: &CreateTransfer,
+) -> (StatusCode, serde_json::Value) {
+    let result: Result<TransferView, Problem> = async {
+        let request = request(body)?;
+        let transfer = super::create(app, &app.connector, &caller.tenant, &request)
+            .await
+            .map_err(|error| match error {
+                CreateError::UnknownLedger(_)
+                | CreateError::SameLedger
+                | CreateError::ZeroAmount => Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "route-refused",
+                    "Route refused",
+                    error.to_string(),
+                ),
+                CreateError::Plan(plan) => Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "route-too-slow",
+                    "No safe timelocks",
+                    plan.to_string(),
+                ),
+                CreateError::Store(store) => Problem::from(store),
+            })?;
+        let events = app.store.transfer_events(&transfer.id).await?;
+        Ok(view(&transfer, &events))
+    }
+    .await;
+    match result {
+        Ok(view) => (
+            StatusCode::CREATED,
+            serde_json::to_value(view).unwrap_or_default(),
+        ),
+        Err(problem) => (
+            problem.status(),
+            serde_json::to_value(&problem).unwrap_or_default(),
+        ),
+    }
+}
+
+/// Create a cross-ledger transfer between two ledgers of this gateway.
+///
+/// Plans the timelocks and answers with what the sender must lock on the
+/// source ledger; the gateway, as connector, then locks on the target,
+/// claims the source once the recipient claims the target, or refunds every
+/// leg if the recipient does not claim in time.
+#[utoipa::path(
+    post, path = "/v1/transfers", tag = "transfers",
+    request_body = CreateTransfer,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the write safe to retry: 1 to 255 visible ASCII characters", pattern = r"^[!-~]{1,255}$")),
+    responses(
+        (status = 201, description = "Created and planned", body = TransferView),
+        (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Route refused or no safe timelocks", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn create_transfer(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    headers: HeaderMap,
+    JsonBody(body, raw): JsonBody<CreateTransfer>,
+) -> Response {
+    if let Err(problem) = caller.require(Scope::TransfersWrite) {
+        return problem.into_response();
+    }
+    let key = match idempotency(&headers, "POST", "/v1/transfers", &raw) {
+        Ok(key) => key,
+        Err(problem) => return problem.into_response(),
+    };
+    once(&app, &caller, key, create_one(&app, &caller, &body)).await
+}
+
+/// Get a transfer with its event history.
+#[utoipa::path(
+    get, path = "/v1/transfers/{id}", tag = "transfers",
+    params(("id" = String, Path, description = "Transfer id", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
+    responses(
+        (status = 200, description = "The transfer", body = TransferView),
+        (status = 404, description = "Unknown, or another tenant's", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn get_transfer(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<TransferView>, Problem> {
+    caller.require(Scope::TransfersRead)?;
+    let not_found = || Problem::not_found(format!("no transfer {id}"));
+    let transfer = app.store.transfer(&id).await?.ok_or_else(not_found)?;
+    if transfer.tenant != caller.tenant {
+        return Err(not_found());
+    }
+    let events = app.store.transfer_events(&id).await?;
+    Ok(axum::Json(view(&transfer, &events)))
+}
+
+/// Paging of transfers.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TransferPageParams {
+    /// `nextCursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,19}~[0-9a-f-]{36}$")]
+    cursor: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+}
+
+/// List the caller's transfers, newest first.
+#[utoipa::path(
+    get, path = "/v1/transfers", tag = "transfers",
+    params(TransferPageParams),
+    responses((status = 200, description = "A page of transfers", body = TransferPage)),
+    security(("bearer" = [])),
+)]
+pub async fn list_transfers(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    uri: axum::http::Uri,
+) -> Result<axum::Json<TransferPage>, Problem> {
+    caller.require(Scope::TransfersRead)?;
+    let params: TransferPageParams = query(uri.query())?;
+    let limit = match params.limit.unwrap_or(50) {
+        n @ 1..=200 => n,
+        _ => {
+            return Err(Problem::invalid_parameter(
+                "limit",
+                "limit must be between 1 and 200",
+            ));
+        }
+    };
+    let before = match params.cursor {
+        Some(cursor) => {
+            let (ms, id) = cursor
+                .split_once('~')
+                .ok_or_else(|| Problem::invalid_parameter("cursor", "not a cursor of this list"))?;
+            Some((
+                ms.parse().map_err(|_| {
+                    Problem::invalid_parameter("cursor", "not a cursor of this list")
+                })?,
+                id.to_string(),
+            ))
+        }
+        None => None,
+    };
+    let transfers = app
+        .store
+        .transfers(&caller.tenant, before, limit + 1)
+        .await?;
+    let more = transfers.len() > limit as usize;
+    let items: Vec<TransferView> = transfers
+        .iter()
+        .take(limit as usize)
+        .map(|t| view(t, &[]))
+        .collect();
+    let next_cursor = if more {
+        transfers
+            .get(limit as usize - 1)
+            .map(|t| format!("{}~{}", t.created_at_ms, t.id))
+    } else {
+        None
+    };
+    Ok(axum::Json(TransferPage { items, next_cursor }))
+}

@@ -1,0 +1,697 @@
+//! Cross-ledger transfers between two ledgers this gateway hosts, with the
+//! gateway as connector (topology (a) of DESIGN.md): it provides liquidity on
+//! the target ledger and earns it back on the source.
+//!
+//! The flow, under one hashlock `H` chosen by the client:
+//! 1. `POST /v1/transfers` plans the timelocks (`adapters::planner`) and
+//!    answers with what the sender must lock: on the source ledger, to the
+//!    connector's account, the amount under `H`, expiring no earlier than
+//!    `sourceExpiresAtMs`, by `sourceLockByMs`;
+//! 2. the engine finds that lock, checks it, and locks the amount on the
+//!    target ledger from the connector to the recipient under `H`, expiring
+//!    at `targetExpiresAtMs` (earlier than the source lock by the planner's
+//!    margin);
+//! 3. the recipient claims on the target ledger, revealing the preimage; the
+//!    engine claims the source lock with it: completed;
+//! 4. if the recipient does not claim in time, the engine refunds the target
+//!    lock at its expiry and the source lock at its own: refunded on every
+//!    leg. A sender who never locks by `sourceLockByMs` gets `cancelled`.
+//!
+//! **Durability.** The transfer row and its append-only event history are the
+//! state machine; every ledger action the connector takes is signed and
+//! written to `transfer_actions` *before* it is submitted, and resubmitted
+//! as the very same transaction after a restart (a duplicate answers like the
+//! original). Each step re-reads the ledgers, so a restart resumes exactly
+//! where the last committed step left off. Only the process that holds the
+//! primary ledger's block-producer role runs the engine.
+
+pub mod http;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use adapters::finality::FinalityModel;
+use adapters::planner::{LegSpec, PlanParams, plan};
+use ledger_core::{
+    Address, Amount, AssetCode, ChainId, Hashlock, Htlc, HtlcStatus, LockId, Outcome, Preimage,
+    Rejection, SigningKey, Transaction, TxBody,
+};
+use serde_json::json;
+
+use crate::app::App;
+use crate::dto::SignedTransactionDto;
+use crate::sequencer::now_ms;
+use crate::store::{LedgerStore, StoreError};
+use store::{StoredAction, TransferStore};
+
+/// Where a transfer stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferState {
+    /// Waiting for the sender's lock on the source ledger.
+    AwaitingSourceLock,
+    /// The sender's lock is in place; the connector is locking the target.
+    SourceLocked,
+    /// Both locks are in place; waiting for the recipient's claim.
+    TargetLocked,
+    /// The recipient claimed; the connector is claiming the source.
+    ClaimingSource,
+    /// Claimed on both ledgers.
+    Completed,
+    /// Unwinding: refunding whatever is locked, as each lock expires.
+    Refunding,
+    /// Refunded on every ledger it touched.
+    Refunded,
+    /// The sender did not lock in time; nothing was locked by the connector.
+    Cancelled,
+}
+
+impl TransferState {
+    const ALL: [TransferState; 8] = [
+        TransferState::AwaitingSourceLock,
+        TransferState::SourceLocked,
+        TransferState::TargetLocked,
+        TransferState::ClaimingSource,
+        TransferState::Completed,
+        TransferState::Refunding,
+        TransferState::Refunded,
+        TransferState::Cancelled,
+    ];
+
+    /// The state's name on the wire and in the database.
+    pub fn name(self) -> &'static str {
+        match self {
+            TransferState::AwaitingSourceLock => "awaiting_source_lock",
+            TransferState::SourceLocked => "source_locked",
+            TransferState::TargetLocked => "target_locked",
+            TransferState::ClaimingSource => "claiming_source",
+            TransferState::Completed => "completed",
+            TransferState::Refunding => "refunding",
+            TransferState::Refunded => "refunded",
+            TransferState::Cancelled => "cancelled",
+        }
+    }
+
+    /// The state with this name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// True for a state nothing follows.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TransferState::Completed | TransferState::Refunded | TransferState::Cancelled
+        )
+    }
+}
+
+/// A transfer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transfer {
+    /// Its id (a UUID).
+    pub id: String,
+    /// The tenant that created it.
+    pub tenant: String,
+    /// Where it stands.
+    pub state: TransferState,
+    /// The source ledger.
+    pub source_chain_id: ChainId,
+    /// The target ledger.
+    pub target_chain_id: ChainId,
+    /// The asset locked on the source.
+    pub source_asset: AssetCode,
+    /// The asset paid on the target.
+    pub target_asset: AssetCode,
+    /// Minor units, the same on both legs.
+    pub amount: Amount,
+    /// Who locks on the source.
+    pub sender: Address,
+    /// Who is paid on the target.
+    pub recipient: Address,
+    /// The connector's account.
+    pub connector: Address,
+    /// SHA-256 of the preimage.
+    pub hashlock: Hashlock,
+    /// The sender's lock must be in place by then.
+    pub source_lock_by_ms: u64,
+    /// The sender's lock must not expire before this.
+    pub source_expires_at_ms: u64,
+    /// The connector's lock on the target expires then.
+    pub target_expires_at_ms: u64,
+    /// The sender's lock, once found.
+    pub source_lock_id: Option<LockId>,
+    /// The connector's lock, once made.
+    pub target_lock_id: Option<LockId>,
+    /// The preimage, once revealed.
+    pub preimage: Option<[u8; 32]>,
+    /// Created (ms).
+    pub created_at_ms: u64,
+    /// Last changed (ms).
+    pub updated_at_ms: u64,
+    /// Optimistic-concurrency version, +1 per change.
+    pub version: i64,
+}
+
+/// One entry of a transfer's history.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransferEvent {
+    /// When (ms).
+    pub at_ms: u64,
+    /// What happened (`created`, `source_locked`, ...).
+    pub kind: String,
+    /// Details.
+    pub detail: serde_json::Value,
+}
+
+/// What is needed to plan and create a transfer.
+#[derive(Clone, Debug)]
+pub struct TransferRequest {
+    /// Source ledger.
+    pub source_chain_id: ChainId,
+    /// Target ledger.
+    pub target_chain_id: ChainId,
+    /// Asset on the source.
+    pub source_asset: AssetCode,
+    /// Asset on the target.
+    pub target_asset: AssetCode,
+    /// Minor units.
+    pub amount: Amount,
+    /// Who locks on the source.
+    pub sender: Address,
+    /// Who is paid on the target.
+    pub recipient: Address,
+    /// SHA-256 of the preimage the recipient holds.
+    pub hashlock: Hashlock,
+}
+
+/// Why a transfer cannot be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// A ledger is not hosted here.
+    #[error("this gateway hosts no ledger with chain id {0}")]
+    UnknownLedger(ChainId),
+    /// Source and target are the same ledger.
+    #[error("source and target must be different ledgers")]
+    SameLedger,
+    /// The amount is zero.
+    #[error("amount must be greater than zero")]
+    ZeroAmount,
+    /// No safe plan within the limits.
+    #[error(transparent)]
+    Plan(#[from] adapters::planner::PlanError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The connector: its key and the engine's settings.
+#[derive(Clone, Debug)]
+pub struct Connector {
+    /// The connector's account key.
+    pub key: SigningKey,
+    /// The engine's settings.
+    pub config: crate::config::TransfersConfig,
+}
+
+fn leg(config: &crate::config::TransfersConfig) -> LegSpec {
+    LegSpec {
+        // Built-in ledgers of one gateway share its clock, so no drift.
+        finality: FinalityModel::built_in(config.commit_ms_max, 0),
+        timelock_ms_max: config.timelock_ms_max,
+    }
+}
+
+/// Plans and records a new transfer.
+pub async fn create(
+    app: &App,
+    connector: &Connector,
+    tenant: &str,
+    request: &TransferRequest,
+) -> Result<Transfer, CreateError> {
+    for chain in [request.source_chain_id, request.target_chain_id] {
+        if app.ledger(chain).is_none() {
+            return Err(CreateError::UnknownLedger(chain));
+        }
+    }
+    if request.source_chain_id == request.target_chain_id {
+        return Err(CreateError::SameLedger);
+    }
+    if request.amount.is_zero() {
+        return Err(CreateError::ZeroAmount);
+    }
+    let now = now_ms();
+    let config = &connector.config;
+    let params = PlanParams {
+        now_ms: now,
+        reaction_ms_max: config.reaction_ms_max.max(config.tick_ms),
+        claim_window_ms: config.claim_window_ms,
+        safety_margin_ms: config.safety_margin_ms,
+    };
+    let planned = plan(&[leg(config), leg(config)], &params)?;
+    let transfer = Transfer {
+        id: uuid::Uuid::new_v4().to_string(),
+        tenant: tenant.to_string(),
+        state: TransferState::AwaitingSourceLock,
+        source_chain_id: request.source_chain_id,
+        target_chain_id: request.target_chain_id,
+        source_asset: request.source_asset,
+        target_asset: request.target_asset,
+        amount: request.amount,
+        sender: request.sender,
+        recipient: request.recipient,
+        connector: connector.key.address(),
+        hashlock: request.hashlock,
+        source_lock_by_ms: planned.legs[0].lock_by_ms,
+        source_expires_at_ms: planned.legs[0].expires_at_ms,
+        target_expires_at_ms: planned.legs[1].expires_at_ms,
+        source_lock_id: None,
+        target_lock_id: None,
+        preimage: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+        version: 0,
+    };
+    let event = TransferEvent {
+        at_ms: now,
+        kind: "created".into(),
+        detail: json!({
+            "sourceLockByMs": transfer.source_lock_by_ms.to_string(),
+            "sourceExpiresAtMs": transfer.source_expires_at_ms.to_string(),
+            "targetExpiresAtMs": transfer.target_expires_at_ms.to_string(),
+            "marginMs": planned.legs[1].margin_ms.to_string(),
+        }),
+    };
+    app.store.create_transfer(&transfer, &event).await?;
+    Ok(transfer)
+}
+
+/// Runs the engine until the process ends: every `tick_ms`, one step of every
+/// active transfer, while this process produces the primary ledger's blocks.
+pub fn spawn_engine(app: Arc<App>, connector: Connector) {
+    tokio::spawn(async move {
+        let tick = Duration::from_millis(connector.config.tick_ms.max(10));
+        loop {
+            tokio::time::sleep(tick).await;
+            if app.producer.sequencer().is_none() {
+                continue;
+            }
+            let active = match app.store.active_transfers(256).await {
+                Ok(active) => active,
+                Err(error) => {
+                    tracing::warn!(%error, "transfer engine: cannot list active transfers");
+                    continue;
+                }
+            };
+            for transfer in active {
+                if let Err(error) = step(&app, &connector, transfer).await {
+                    tracing::warn!(%error, "transfer engine step failed; retrying next tick");
+                }
+            }
+        }
+    });
+}
+
+/// What a connector action came to.
+enum Submitted {
+    Applied,
+    Refused(Rejection),
+}
+
+/// Signs (or reuses the signed, written-ahead) action of `kind` and submits it.
+async fn act(
+    app: &App,
+    connector: &Connector,
+    transfer: &Transfer,
+    kind: &str,
+    chain: ChainId,
+    body: TxBody,
+) -> Result<Submitted, StepError> {
+    let ledger = app.ledger(chain).ok_or(StepError::Ledger)?;
+    let sequencer = ledger.producer.sequencer().ok_or(StepError::NotProducer)?;
+    // A written-ahead action is resubmitted as it is, unless its nonce went
+    // to something else meanwhile (then it is signed anew).
+    let mut signed = None;
+    if let Some(stored) = app.store.action(&transfer.id, kind).await? {
+        if app
+            .store
+            .transaction(chain, stored.tx_hash)
+            .await?
+            .is_some()
+        {
+            return Ok(Submitted::Applied);
+        }
+        let dto: SignedTransactionDto = serde_json::from_str(&stored.signed_tx)
+            .map_err(|e| StepError::Corrupt(e.to_string()))?;
+        signed = Some(
+            dto.to_domain()
+                .map_err(|e| StepError::Corrupt(e.to_string()))?,
+        );
+    }
+    let account = app.store.account(chain, connector.key.address()).await?;
+    let stale = signed
+        .as_ref()
+        .is_some_and(|s| s.transaction.nonce < account.next_nonce);
+    let signed = match signed {
+        Some(signed) if !stale => signed,
+        _ => {
+            let tx = Transaction {
+                chain_id: chain,
+                from: connector.key.address(),
+                nonce: account.next_nonce,
+                body,
+            };
+            let signed = tx
+                .sign(&connector.key)
+                .map_err(|e| StepError::Corrupt(e.to_string()))?;
+            let action = StoredAction {
+                chain_id: chain,
+                tx_hash: signed.transaction.hash(),
+                signed_tx: serde_json::to_string(&SignedTransactionDto::from_domain(&signed))
+                    .unwrap_or_default(),
+            };
+            app.store
+                .put_action(&transfer.id, kind, &action, now_ms())
+                .await?;
+            signed
+        }
+    };
+    let verified = signed
+        .verify()
+        .map_err(|e| StepError::Corrupt(e.to_string()))?;
+    let hash = verified.hash();
+    let receipt = sequencer
+        .submit(vec![verified])
+        .await
+        .map_err(|e| StepError::Submit(e.to_string()))?;
+    match receipt.outcomes.first() {
+        Some(Outcome::Applied) => Ok(Submitted::Applied),
+        Some(Outcome::Rejected(Rejection::NonceReplay { .. }))
+            if app.store.transaction(chain, hash).await?.is_some() =>
+        {
+            Ok(Submitted::Applied)
+        }
+        Some(Outcome::Rejected(rejection)) => Ok(Submitted::Refused(*rejection)),
+        None => Err(StepError::Submit("no outcome".into())),
+    }
+}
+
+/// A step that could not finish; retried on the next tick.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A ledger of the transfer is not hosted any more.
+    #[error("ledger not hosted")]
+    Ledger,
+    /// This process does not produce the ledger's blocks.
+    #[error("not the block producer of the ledger")]
+    NotProducer,
+    /// Submitting failed.
+    #[error("submit: {0}")]
+    Submit(String),
+    /// Stored data does not decode.
+    #[error("corrupt: {0}")]
+    Corrupt(String),
+}
+
+async fn advance(
+    app: &App,
+    transfer: &Transfer,
+    next: Transfer,
+    kind: &str,
+    detail: serde_json::Value,
+) -> Result<(), StepError> {
+    let now = now_ms();
+    let next = Transfer {
+        version: transfer.version + 1,
+        updated_at_ms: now,
+        ..next
+    };
+    let event = TransferEvent {
+        at_ms: now,
+        kind: kind.to_string(),
+        detail,
+    };
+    // Another writer got there first: the next tick sees its state.
+    app.store
+        .update_transfer(&next, transfer.version, &event)
+        .await?;
+    Ok(())
+}
+
+async fn lock_of(app: &App, chain: ChainId, id: Option<LockId>) -> Result<Option<Htlc>, StepError> {
+    match id {
+        Some(id) => Ok(app.store.htlc(chain, id).await?),
+        None => Ok(None),
+    }
+}
+
+/// One step of one transfer's state machine.
+pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Result<(), StepError> {
+    let now = now_ms();
+    let t = &transfer;
+    match t.state {
+        TransferState::AwaitingSourceLock => {
+            let found = app
+                .store
+                .find_open_lock(t.source_chain_id, t.connector, t.hashlock)
+                .await?;
+            let valid = found.filter(|lock| {
+                lock.sender == t.sender
+                    && lock.asset == t.source_asset
+                    && lock.amount == t.amount
+                    && lock.expires_at_ms >= t.source_expires_at_ms
+            });
+            if let Some(lock) = valid {
+                let detail = json!({ "lockId": lock.id.to_string(), "expiresAtMs": lock.expires_at_ms.to_string() });
+                let next = Transfer {
+                    state: TransferState::SourceLocked,
+                    source_lock_id: Some(lock.id),
+                    ..t.clone()
+                };
+                return advance(app, t, next, "source_locked", detail).await;
+            }
+            if now >= t.source_lock_by_ms {
+                let next = Transfer {
+                    state: TransferState::Cancelled,
+                    ..t.clone()
+                };
+                return advance(
+                    app,
+                    t,
+                    next,
+                    "cancelled",
+                    json!({ "reason": "the sender did not lock by sourceLockByMs" }),
+                )
+                .await;
+            }
+            Ok(())
+        }
+        TransferState::SourceLocked => {
+            // Too late to give the recipient its full window: unwind instead.
+            let lock_by = t.source_lock_by_ms
+                + connector.config.commit_ms_max
+                + connector
+                    .config
+                    .reaction_ms_max
+                    .max(connector.config.tick_ms);
+            if now > lock_by {
+                let next = Transfer {
+                    state: TransferState::Refunding,
+                    ..t.clone()
+                };
+                return advance(
+                    app,
+                    t,
+                    next,
+                    "unwinding",
+                    json!({ "reason": "the target lock could not be made in time" }),
+                )
+                .await;
+            }
+            let body = TxBody::HtlcLock {
+                asset: t.target_asset,
+                recipient: t.recipient,
+                amount: t.amount,
+                hashlock: t.hashlock,
+                expires_at_ms: t.target_expires_at_ms,
+            };
+            match act(app, connector, t, "target-lock", t.target_chain_id, body).await? {
+                Submitted::Applied => {
+                    let action = app
+                        .store
+                        .action(&t.id, "target-lock")
+                        .await?
+                        .ok_or(StepError::Corrupt("action vanished".into()))?;
+                    let lock_id = LockId::from(action.tx_hash);
+                    let next = Transfer {
+                        state: TransferState::TargetLocked,
+                        target_lock_id: Some(lock_id),
+                        ..t.clone()
+                    };
+                    advance(
+                        app,
+                        t,
+                        next,
+                        "target_locked",
+                        json!({ "lockId": lock_id.to_string() }),
+                    )
+                    .await
+                }
+                Submitted::Refused(rejection) => {
+                    let next = Transfer {
+                        state: TransferState::Refunding,
+                        ..t.clone()
+                    };
+                    advance(
+                        app,
+                        t,
+                        next,
+                        "unwinding",
+                        json!({ "reason": format!("the target lock was refused: {rejection}") }),
+                    )
+                    .await
+                }
+            }
+        }
+        TransferState::TargetLocked => {
+            let target = lock_of(app, t.target_chain_id, t.target_lock_id).await?;
+            match target.map(|l| l.status) {
+                Some(HtlcStatus::Claimed { preimage }) => {
+                    let next = Transfer {
+                        state: TransferState::ClaimingSource,
+                        preimage: Some(preimage),
+                        ..t.clone()
+                    };
+                    advance(
+                        app,
+                        t,
+                        next,
+                        "target_claimed",
+                        json!({ "preimage": format!("0x{}", hex::encode(preimage)) }),
+                    )
+                    .await
+                }
+                Some(HtlcStatus::Locked) if now >= t.target_expires_at_ms => {
+                    let next = Transfer {
+                        state: TransferState::Refunding,
+                        ..t.clone()
+                    };
+                    advance(app, t, next, "unwinding", json!({ "reason": "the recipient did not claim before the target lock expired" })).await
+                }
+                _ => Ok(()),
+            }
+        }
+        TransferState::ClaimingSource => {
+            let (Some(lock_id), Some(preimage)) = (t.source_lock_id, t.preimage) else {
+                return Err(StepError::Corrupt(
+                    "claiming without lock or preimage".into(),
+                ));
+            };
+            let source = lock_of(app, t.source_chain_id, Some(lock_id)).await?;
+            if matches!(source.map(|l| l.status), Some(HtlcStatus::Claimed { .. })) {
+                let next = Transfer {
+                    state: TransferState::Completed,
+                    ..t.clone()
+                };
+                return advance(app, t, next, "completed", json!({})).await;
+            }
+            let body = TxBody::HtlcClaim {
+                lock_id,
+                preimage: Preimage::new(preimage.to_vec())
+                    .map_err(|e| StepError::Corrupt(e.to_string()))?,
+            };
+            match act(app, connector, t, "source-claim", t.source_chain_id, body).await? {
+                Submitted::Applied => {
+                    let next = Transfer {
+                        state: TransferState::Completed,
+                        ..t.clone()
+                    };
+                    advance(app, t, next, "completed", json!({})).await
+                }
+                Submitted::Refused(rejection) => {
+                    // By the plan this cannot happen; it needs an operator.
+                    tracing::error!(transfer = %t.id, %rejection, "the source claim was refused");
+                    Err(StepError::Submit(format!(
+                        "source claim refused: {rejection}"
+                    )))
+                }
+            }
+        }
+        TransferState::Refunding => {
+            // A recipient who claimed at the last moment still gets the
+            // connector paid on the source.
+            let target = lock_of(app, t.target_chain_id, t.target_lock_id).await?;
+            if let Some(HtlcStatus::Claimed { preimage }) = target.map(|l| l.status) {
+                let next = Transfer {
+                    state: TransferState::ClaimingSource,
+                    preimage: Some(preimage),
+                    ..t.clone()
+                };
+                return advance(
+                    app,
+                    t,
+                    next,
+                    "target_claimed",
+                    json!({ "preimage": format!("0x{}", hex::encode(preimage)) }),
+                )
+                .await;
+            }
+            let mut target_done = true;
+            if let Some(lock) = target
+                && lock.status == HtlcStatus::Locked
+            {
+                target_done = false;
+                if now >= lock.expires_at_ms
+                    && let Submitted::Refused(rejection) = act(
+                        app,
+                        connector,
+                        t,
+                        "target-refund",
+                        t.target_chain_id,
+                        TxBody::HtlcRefund { lock_id: lock.id },
+                    )
+                    .await?
+                {
+                    return Err(StepError::Submit(format!(
+                        "target refund refused: {rejection}"
+                    )));
+                }
+            }
+            let source = lock_of(app, t.source_chain_id, t.source_lock_id).await?;
+            let mut source_done = true;
+            if let Some(lock) = source
+                && lock.status == HtlcStatus::Locked
+            {
+                source_done = false;
+                // Anyone may refund an expired lock; the funds go back to the sender.
+                if now >= lock.expires_at_ms
+                    && let Submitted::Refused(rejection) = act(
+                        app,
+                        connector,
+                        t,
+                        "source-refund",
+                        t.source_chain_id,
+                        TxBody::HtlcRefund { lock_id: lock.id },
+                    )
+                    .await?
+                {
+                    return Err(StepError::Submit(format!(
+                        "source refund refused: {rejection}"
+                    )));
+                }
+            }
+            if target_done && source_done {
+                let next = Transfer {
+                    state: TransferState::Refunded,
+                    ..t.clone()
+                };
+                return advance(app, t, next, "refunded", json!({})).await;
+            }
+            Ok(())
+        }
+        TransferState::Completed | TransferState::Refunded | TransferState::Cancelled => Ok(()),
+    }
+}

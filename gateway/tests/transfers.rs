@@ -1,0 +1,281 @@
+//! Cross-ledger transfers with the gateway as connector between two of its
+//! ledgers, over real HTTP on SQLite and PostgreSQL: the claim path (the
+//! recipient's claim on the target reveals the preimage and the connector
+//! claims the source), the refund path (nobody claims: both legs refunded
+//! at their expiries), cancellation, tenant isolation and idempotency.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use ledger_core::{Amount, ChainId, Hashlock, LockId, TxBody};
+use lockgate::auth::Scope;
+use serde_json::json;
+use support::*;
+
+const TARGET: u64 = CHAIN + 1;
+
+async fn gateway(kind: Db) -> Gateway {
+    let db = TestDb::new(kind).await;
+    Gateway::start_on(db, |config| {
+        config.extra_ledgers.push(lockgate::config::LedgerConfig {
+            chain_id: TARGET,
+            batch_wait_ms: 1,
+            ..lockgate::config::LedgerConfig::default()
+        });
+        // Short timelocks so the refund path runs in seconds.
+        config.transfers.commit_ms_max = 300;
+        config.transfers.reaction_ms_max = 200;
+        config.transfers.safety_margin_ms = 100;
+        config.transfers.claim_window_ms = 700;
+        config.transfers.tick_ms = 50;
+    })
+    .await
+}
+
+fn target() -> ChainId {
+    ChainId::new(TARGET).unwrap()
+}
+
+/// EUR for alice on the source; EURT liquidity for the connector on the target.
+async fn setup(gateway: &Gateway) {
+    let (issuer, alice) = (key(1), key(2));
+    fund(gateway, &[&alice], 1_000).await;
+    let connector = gateway.app.connector.key.address();
+    assert_eq!(
+        gateway
+            .submit(&sign_on(target(), &issuer, 0, register("EURT")))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        gateway
+            .submit(&sign_on(
+                target(),
+                &issuer,
+                1,
+                issue("EURT", connector, 10_000)
+            ))
+            .await
+            .0,
+        201
+    );
+}
+
+async fn balance(gateway: &Gateway, chain: u64, who: ledger_core::Address, asset: &str) -> u128 {
+    let (_, account) = gateway
+        .get(
+            &format!("/v1/ledger/accounts/{who}?chainId={chain}"),
+            &gateway.admin(),
+        )
+        .await;
+    account["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["asset"] == asset)
+        .map(|b| b["amount"].as_str().unwrap().parse().unwrap())
+        .unwrap_or(0)
+}
+
+async fn wait_for(gateway: &Gateway, id: &str, state: &str) -> serde_json::Value {
+    for _ in 0..200 {
+        let (status, view) = gateway
+            .get(&format!("/v1/transfers/{id}"), &gateway.admin())
+            .await;
+        assert_eq!(status, 200, "{view}");
+        if view["state"] == state {
+            return view;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, view) = gateway
+        .get(&format!("/v1/transfers/{id}"), &gateway.admin())
+        .await;
+    panic!("transfer never reached {state}: {view:#}");
+}
+
+async fn create(gateway: &Gateway, hashlock: Hashlock) -> serde_json::Value {
+    let body = json!({
+        "sourceChainId": CHAIN.to_string(), "targetChainId": TARGET.to_string(),
+        "sourceAsset": "EUR", "targetAsset": "EURT", "amount": "500",
+        "sender": key(2).address().to_string(), "recipient": key(3).address().to_string(),
+        "hashlock": hashlock.to_string(),
+    });
+    let (status, view) = gateway.post("/v1/transfers", &gateway.admin(), &body).await;
+    assert_eq!(status, 201, "{view}");
+    assert_eq!(view["state"], "awaiting_source_lock");
+    view
+}
+
+/// The sender's lock, exactly as the transfer asks for it.
+async fn sender_locks(gateway: &Gateway, view: &serde_json::Value, hashlock: Hashlock) {
+    let lock = TxBody::HtlcLock {
+        asset: asset("EUR"),
+        recipient: view["connector"].as_str().unwrap().parse().unwrap(),
+        amount: Amount::from_minor_units(500),
+        hashlock,
+        expires_at_ms: view["sourceExpiresAtMs"].as_str().unwrap().parse().unwrap(),
+    };
+    let (status, body) = gateway.submit(&sign(&key(2), 0, lock)).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+fn kinds(view: &serde_json::Value) -> Vec<String> {
+    view["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn claim_path(kind: Db) {
+    let gateway = gateway(kind).await;
+    setup(&gateway).await;
+    let connector = gateway.app.connector.key.address();
+    let (alice, bob) = (key(2), key(3));
+    let secret = [0x42u8; 32];
+    let hashlock = Hashlock::of_preimage(&secret);
+    let view = create(&gateway, hashlock).await;
+    let id = view["id"].as_str().unwrap();
+    assert!(
+        view["targetExpiresAtMs"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            < view["sourceExpiresAtMs"].as_str().unwrap().parse().unwrap()
+    );
+
+    sender_locks(&gateway, &view, hashlock).await;
+    let view = wait_for(&gateway, id, "target_locked").await;
+    let target_lock: LockId = view["targetLockId"].as_str().unwrap().parse().unwrap();
+    // The recipient claims on the target with the preimage.
+    let (status, body) = gateway
+        .submit(&sign_on(target(), &bob, 0, claim(target_lock, &secret)))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let view = wait_for(&gateway, id, "completed").await;
+    assert_eq!(
+        kinds(&view),
+        [
+            "created",
+            "source_locked",
+            "target_locked",
+            "target_claimed",
+            "completed"
+        ]
+    );
+
+    assert_eq!(balance(&gateway, CHAIN, alice.address(), "EUR").await, 500);
+    assert_eq!(balance(&gateway, CHAIN, connector, "EUR").await, 500);
+    assert_eq!(balance(&gateway, TARGET, bob.address(), "EURT").await, 500);
+    assert_eq!(balance(&gateway, TARGET, connector, "EURT").await, 9_500);
+}
+
+async fn refund_path(kind: Db) {
+    let gateway = gateway(kind).await;
+    setup(&gateway).await;
+    let connector = gateway.app.connector.key.address();
+    let hashlock = Hashlock::of_preimage(&[0x43u8; 32]);
+    let view = create(&gateway, hashlock).await;
+    let id = view["id"].as_str().unwrap();
+    sender_locks(&gateway, &view, hashlock).await;
+    wait_for(&gateway, id, "target_locked").await;
+    // Nobody claims: both legs come back at their expiries.
+    let view = wait_for(&gateway, id, "refunded").await;
+    assert_eq!(
+        kinds(&view),
+        [
+            "created",
+            "source_locked",
+            "target_locked",
+            "unwinding",
+            "refunded"
+        ]
+    );
+    assert_eq!(
+        balance(&gateway, CHAIN, key(2).address(), "EUR").await,
+        1_000
+    );
+    assert_eq!(balance(&gateway, CHAIN, connector, "EUR").await, 0);
+    assert_eq!(balance(&gateway, TARGET, connector, "EURT").await, 10_000);
+    assert_eq!(balance(&gateway, TARGET, key(3).address(), "EURT").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_path_on_sqlite() {
+    claim_path(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_path_on_postgres() {
+    claim_path(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refund_path_on_sqlite() {
+    refund_path(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refund_path_on_postgres() {
+    refund_path(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_lock_in_time_cancels_and_other_tenants_see_nothing() {
+    let gateway = gateway(Db::Sqlite).await;
+    setup(&gateway).await;
+    let view = create(&gateway, Hashlock::of_preimage(&[1; 32])).await;
+    let id = view["id"].as_str().unwrap();
+    let view = wait_for(&gateway, id, "cancelled").await;
+    assert_eq!(kinds(&view), ["created", "cancelled"]);
+    assert_eq!(
+        balance(
+            &gateway,
+            TARGET,
+            gateway.app.connector.key.address(),
+            "EURT"
+        )
+        .await,
+        10_000
+    );
+
+    let now = lockgate::sequencer::now_ms() / 1000;
+    let stranger = gateway
+        .app
+        .auth
+        .mint("x", "tenant-b", &[Scope::TransfersRead], &[], now, 60)
+        .unwrap();
+    let (status, _) = gateway.get(&format!("/v1/transfers/{id}"), &stranger).await;
+    assert_eq!(status, 404);
+    let (status, page) = gateway.get("/v1/transfers", &stranger).await;
+    assert_eq!((status, page["items"].as_array().unwrap().len()), (200, 0));
+    let (_, page) = gateway.get("/v1/transfers", &gateway.admin()).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+
+    // Refused routes.
+    let body = json!({
+        "sourceChainId": CHAIN.to_string(), "targetChainId": "999", "sourceAsset": "EUR", "targetAsset": "EURT",
+        "amount": "5", "sender": key(2).address().to_string(), "recipient": key(3).address().to_string(),
+        "hashlock": Hashlock::of_preimage(&[2; 32]).to_string(),
+    });
+    let (status, problem) = gateway.post("/v1/transfers", &gateway.admin(), &body).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (422, Some("urn:lockgate:problem:route-refused"))
+    );
+    let (status, _) = gateway
+        .post(
+            "/v1/transfers",
+            &gateway.token(&[Scope::TransfersRead], &[]),
+            &body,
+        )
+        .await;
+    assert_eq!(status, 403);
+}

@@ -1,0 +1,48 @@
+-- Cross-ledger transfers run by this gateway as a connector between two of
+-- its built-in ledgers: the transfer, its append-only event history, and the
+-- ledger actions it takes, written before they are submitted (write-ahead).
+
+CREATE TABLE transfers (
+    id                    TEXT          PRIMARY KEY,
+    tenant                TEXT          NOT NULL,
+    state                 TEXT          NOT NULL,
+    source_chain_id       BIGINT        NOT NULL,
+    target_chain_id       BIGINT        NOT NULL,
+    source_asset          TEXT          NOT NULL,
+    target_asset          TEXT          NOT NULL,
+    amount                NUMERIC(39,0) NOT NULL CHECK (amount > 0),
+    sender                BYTEA         NOT NULL CHECK (length(sender) = 20),
+    recipient             BYTEA         NOT NULL CHECK (length(recipient) = 20),
+    connector             BYTEA         NOT NULL CHECK (length(connector) = 20),
+    hashlock              BYTEA         NOT NULL CHECK (length(hashlock) = 32),
+    source_lock_by_ms     BIGINT        NOT NULL,
+    source_expires_at_ms  BIGINT        NOT NULL,
+    target_expires_at_ms  BIGINT        NOT NULL,
+    source_lock_id        BYTEA         NULL,
+    target_lock_id        BYTEA         NULL,
+    preimage              BYTEA         NULL,
+    created_at_ms         BIGINT        NOT NULL,
+    updated_at_ms         BIGINT        NOT NULL,
+    version               BIGINT        NOT NULL
+);
+CREATE INDEX transfers_active ON transfers (state) WHERE state NOT IN ('completed', 'refunded', 'cancelled');
+CREATE INDEX transfers_by_tenant ON transfers (tenant, created_at_ms);
+
+CREATE TABLE transfer_events (
+    transfer_id TEXT   NOT NULL REFERENCES transfers (id),
+    seq         BIGINT NOT NULL,
+    at_ms       BIGINT NOT NULL,
+    kind        TEXT   NOT NULL,
+    detail      TEXT   NOT NULL,
+    PRIMARY KEY (transfer_id, seq)
+);
+
+CREATE TABLE transfer_actions (
+    transfer_id TEXT   NOT NULL REFERENCES transfers (id),
+    kind        TEXT   NOT NULL,
+    chain_id    BIGINT NOT NULL,
+    tx_hash     BYTEA  NOT NULL CHECK (length(tx_hash) = 32),
+    signed_tx   TEXT   NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (transfer_id, kind)
+);
