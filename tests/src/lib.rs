@@ -102,6 +102,8 @@ pub struct Env {
     pub data_dir: tempfile::TempDir,
     pub block_key: SigningKey,
     pub jwt_secret_hex: String,
+    /// A configuration file passed to every process (`LOCKGATE_CONFIG`).
+    pub config_file: Option<PathBuf>,
 }
 
 impl Env {
@@ -111,7 +113,16 @@ impl Env {
             data_dir: tempfile::tempdir().unwrap(),
             block_key: SigningKey::from_bytes(sha256(b"e2e-block-key")).unwrap(),
             jwt_secret_hex: hex::encode(sha256(b"e2e-jwt-secret")),
+            config_file: None,
         }
+    }
+
+    /// Writes `toml` into the data directory and passes it to every process.
+    pub fn with_config(mut self, toml: &str) -> Self {
+        let path = self.data_dir.path().join("lockgate.toml");
+        std::fs::write(&path, toml).unwrap();
+        self.config_file = Some(path);
+        self
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -129,6 +140,9 @@ impl Env {
             .env("LOCKGATE_BATCH_WAIT_MS", "1")
             .env("RUST_LOG", "warn")
             .kill_on_drop(true);
+        if let Some(path) = &self.config_file {
+            command.env("LOCKGATE_CONFIG", path);
+        }
         command
     }
 

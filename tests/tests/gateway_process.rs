@@ -425,3 +425,170 @@ async fn serve_with_no_configuration_runs_on_embedded_sqlite() {
     child.start_kill().unwrap();
     let _ = child.wait().await;
 }
+
+/// A cross-ledger transfer survives `kill -9`: the gateway (connector
+/// between its two ledgers) dies with both locks in place; after the
+/// restart the engine picks the transfer up from the database, sees the
+/// recipient's claim, and claims the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transfer_resumes_after_kill_9() {
+    let db = PgDatabase::new().await;
+    let connector_secret = ledger_core::hash::sha256(b"e2e-connector");
+    let connector = ledger_core::SigningKey::from_bytes(connector_secret)
+        .unwrap()
+        .address();
+    let env = Env::new(&db.url).with_config(&format!(
+        "[[extra_ledgers]]\nchain_id = 4202\nblock_key = \"0x{}\"\nbatch_wait_ms = 1\n\n\
+         [transfers]\nconnector_key = \"0x{}\"\ntick_ms = 100\nreaction_ms_max = 1000\ncommit_ms_max = 500\n\
+         claim_window_ms = 20000\nsafety_margin_ms = 500\n",
+        hex::encode(ledger_core::hash::sha256(b"e2e-second-ledger")),
+        hex::encode(connector_secret),
+    ));
+    let mut process = env.start().await;
+    let token = env.token().await;
+    let target = ledger_core::ChainId::new(4202).unwrap();
+    let (issuer, alice, bob) = (key(1), key(2), key(3));
+    let on_target = |key: &ledger_core::SigningKey, nonce, body| {
+        ledger_core::Transaction {
+            chain_id: target,
+            from: key.address(),
+            nonce,
+            body,
+        }
+        .sign(key)
+        .unwrap()
+    };
+    for tx in [
+        sign(
+            &issuer,
+            0,
+            TxBody::RegisterAsset {
+                code: eur(),
+                scale: Scale::new(2).unwrap(),
+            },
+        ),
+        sign(
+            &issuer,
+            1,
+            TxBody::Issue {
+                asset: eur(),
+                to: alice.address(),
+                amount: Amount::from_minor_units(1_000),
+            },
+        ),
+        on_target(
+            &issuer,
+            0,
+            TxBody::RegisterAsset {
+                code: eur(),
+                scale: Scale::new(2).unwrap(),
+            },
+        ),
+        on_target(
+            &issuer,
+            1,
+            TxBody::Issue {
+                asset: eur(),
+                to: connector,
+                amount: Amount::from_minor_units(10_000),
+            },
+        ),
+    ] {
+        let (status, body) = process.submit(&token, &tx).await.unwrap();
+        assert_eq!(status, 201, "{body}");
+    }
+    let secret = [0x77u8; 32];
+    let hashlock = Hashlock::of_preimage(&secret);
+    let response = process
+        .http
+        .post(format!("{}/v1/transfers", process.base))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "sourceChainId": "4201", "targetChainId": "4202", "sourceAsset": "EUR", "targetAsset": "EUR",
+            "amount": "300", "sender": alice.address().to_string(), "recipient": bob.address().to_string(),
+            "hashlock": hashlock.to_string(),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let view: serde_json::Value = response.json().await.unwrap();
+    let id = view["id"].as_str().unwrap().to_string();
+    let lock = sign(
+        &alice,
+        0,
+        TxBody::HtlcLock {
+            asset: eur(),
+            recipient: connector,
+            amount: Amount::from_minor_units(300),
+            hashlock,
+            expires_at_ms: view["sourceExpiresAtMs"].as_str().unwrap().parse().unwrap(),
+        },
+    );
+    assert_eq!(process.submit(&token, &lock).await.unwrap().0, 201);
+    let wait = |process: &Process, state: &'static str| {
+        let token = token.clone();
+        let id = id.clone();
+        let http = process.http.clone();
+        let base = process.base.clone();
+        async move {
+            for _ in 0..300 {
+                let view: serde_json::Value = http
+                    .get(format!("{base}/v1/transfers/{id}"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if view["state"] == state {
+                    return view;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("transfer never reached {state}");
+        }
+    };
+    let view = wait(&process, "target_locked").await;
+    let target_lock: LockId = view["targetLockId"].as_str().unwrap().parse().unwrap();
+
+    // The gateway dies with both locks in place.
+    process.kill9().await;
+    let process = env.start().await;
+    // The recipient claims on the target; the restarted engine claims the source.
+    let claim = on_target(
+        &bob,
+        0,
+        TxBody::HtlcClaim {
+            lock_id: target_lock,
+            preimage: Preimage::new(secret.to_vec()).unwrap(),
+        },
+    );
+    let (status, body) = process.submit(&token, &claim).await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    let view = wait(&process, "completed").await;
+    let kinds: Vec<&str> = view["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "source_locked",
+            "target_locked",
+            "target_claimed",
+            "completed"
+        ]
+    );
+    let (_, account) = process
+        .get(&format!("/v1/ledger/accounts/{connector}"), &token)
+        .await;
+    assert_eq!(
+        account["balances"][0]["amount"], "300",
+        "the connector was paid on the source"
+    );
+}
