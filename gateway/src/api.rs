@@ -54,7 +54,8 @@ type AppState = Arc<App>;
         submit_transaction, submit_batch, get_transaction, get_account, list_assets, register_asset,
         get_asset, list_blocks, get_block, get_htlc, export_chain, list_ledgers,
         crate::transfers::http::create_transfer, crate::transfers::http::get_transfer,
-        crate::transfers::http::list_transfers, healthz, readyz, metrics,
+        crate::transfers::http::list_transfers, crate::transfers::http::cancel_transfer,
+        healthz, readyz, metrics,
     ),
     components(schemas(
         SignedTransactionDto, crate::dto::TxKindDto, crate::dto::AddressText, crate::dto::RegisterAssetMessage,
@@ -240,6 +241,10 @@ pub fn router(app: AppState) -> Router {
             post(crate::transfers::http::create_transfer).get(crate::transfers::http::list_transfers),
         )
         .route("/v1/transfers/{id}", get(crate::transfers::http::get_transfer))
+        .route(
+            "/v1/transfers/{id}/cancel",
+            post(crate::transfers::http::cancel_transfer),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

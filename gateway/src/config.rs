@@ -20,6 +20,7 @@
 //! | `transfers.connector_key` | `LOCKGATE_CONNECTOR_KEY` | generated into `<data_dir>/connector-key.hex` |
 //! | `transfers.reaction_ms_max` / `claim_window_ms` / `safety_margin_ms` / `commit_ms_max` | — | 5000 / 60000 / 5000 / 5000 |
 //! | `transfers.timelock_ms_max` / `tick_ms` | — | 86400000 / 200 |
+//! | `transfers.tenant_locked_max` | — | 1000000000000 (minor units of one target asset, per tenant) |
 //! | `auth.issuer` | `LOCKGATE_JWT_ISSUER` | `lockgate-dev` |
 //! | `auth.audience` | `LOCKGATE_JWT_AUDIENCE` | `lockgate` |
 //! | `auth.hs256_secret` | `LOCKGATE_JWT_SECRET` | generated into `<data_dir>/jwt-dev-secret.hex` |
@@ -127,6 +128,9 @@ pub struct TransfersConfig {
     pub timelock_ms_max: u64,
     /// How often the engine looks at active transfers.
     pub tick_ms: u64,
+    /// Most minor units of one target asset that one tenant's unfinished
+    /// transfers may hold locked at once (the connector's exposure to it).
+    pub tenant_locked_max: u64,
 }
 
 impl Default for TransfersConfig {
@@ -139,6 +143,7 @@ impl Default for TransfersConfig {
             commit_ms_max: 5_000,
             timelock_ms_max: 86_400_000,
             tick_ms: 200,
+            tenant_locked_max: 1_000_000_000_000,
         }
     }
 }

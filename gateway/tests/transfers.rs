@@ -279,3 +279,75 @@ async fn no_lock_in_time_cancels_and_other_tenants_see_nothing() {
         .await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_until_locked_and_a_tenant_limit_on_locked_value() {
+    let db = TestDb::new(Db::Postgres).await;
+    let gateway = Gateway::start_on(db, |config| {
+        config.extra_ledgers.push(lockgate::config::LedgerConfig {
+            chain_id: TARGET,
+            batch_wait_ms: 1,
+            ..lockgate::config::LedgerConfig::default()
+        });
+        config.transfers.tenant_locked_max = 700;
+    })
+    .await;
+    setup(&gateway).await;
+    let token = gateway.admin();
+
+    // 500 of 700 is fine; another 500 would pass the limit.
+    let first = create(&gateway, Hashlock::of_preimage(&[10; 32])).await;
+    let body = json!({
+        "sourceChainId": CHAIN.to_string(), "targetChainId": TARGET.to_string(), "sourceAsset": "EUR", "targetAsset": "EURT",
+        "amount": "500", "sender": key(2).address().to_string(), "recipient": key(3).address().to_string(),
+        "hashlock": Hashlock::of_preimage(&[11; 32]).to_string(),
+    });
+    let (status, problem) = gateway.post("/v1/transfers", &token, &body).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (422, Some("urn:lockgate:problem:limit-exceeded")),
+        "{problem}"
+    );
+
+    // Cancelled while awaiting the sender's lock: twice is harmless, and it frees the limit.
+    let id = first["id"].as_str().unwrap();
+    for _ in 0..2 {
+        let (status, view) = gateway
+            .post(&format!("/v1/transfers/{id}/cancel"), &token, &json!({}))
+            .await;
+        assert_eq!(
+            (status, view["state"].as_str()),
+            (200, Some("cancelled")),
+            "{view}"
+        );
+    }
+    let (status, second) = gateway.post("/v1/transfers", &token, &body).await;
+    assert_eq!(status, 201, "{second}");
+
+    // Once the sender's lock is in place, it cannot be cancelled.
+    sender_locks(&gateway, &second, Hashlock::of_preimage(&[11; 32])).await;
+    let second_id = second["id"].as_str().unwrap();
+    wait_for(&gateway, second_id, "target_locked").await;
+    let (status, problem) = gateway
+        .post(
+            &format!("/v1/transfers/{second_id}/cancel"),
+            &token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (409, Some("urn:lockgate:problem:transfer-locked"))
+    );
+
+    let (_, cancelled) = gateway.get("/v1/transfers?state=cancelled", &token).await;
+    let ids: Vec<&str> = cancelled["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [id]);
+    let (status, _) = gateway.get("/v1/transfers?state=nonsense", &token).await;
+    assert_eq!(status, 400);
+}

@@ -197,6 +197,12 @@ async fn create_one(
                     "Route refused",
                     error.to_string(),
                 ),
+                CreateError::LimitExceeded { .. } => Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "limit-exceeded",
+                    "Limit exceeded",
+                    error.to_string(),
+                ),
                 CreateError::Plan(plan) => Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "route-too-slow",
@@ -279,6 +285,42 @@ pub async fn get_transfer(
     Ok(axum::Json(view(&transfer, &events)))
 }
 
+/// Cancel a transfer that still awaits the sender's lock.
+///
+/// Once the sender's lock is in place a transfer runs to completion or
+/// refund; cancelling it then answers 409. Cancelling twice is harmless.
+#[utoipa::path(
+    post, path = "/v1/transfers/{id}/cancel", tag = "transfers",
+    params(("id" = String, Path, description = "Transfer id", pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")),
+    responses(
+        (status = 200, description = "Cancelled", body = TransferView),
+        (status = 404, description = "Unknown, or another tenant's", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already locked or over", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn cancel_transfer(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<TransferView>, Problem> {
+    caller.require(Scope::TransfersWrite)?;
+    let transfer = super::cancel(&app, &caller.tenant, &id)
+        .await
+        .map_err(|error| match error {
+            super::CancelError::NotFound => Problem::not_found(format!("no transfer {id}")),
+            super::CancelError::TooLate(_) => Problem::new(
+                StatusCode::CONFLICT,
+                "transfer-locked",
+                "Transfer cannot be cancelled",
+                error.to_string(),
+            ),
+            super::CancelError::Store(store) => Problem::from(store),
+        })?;
+    let events = app.store.transfer_events(&id).await?;
+    Ok(axum::Json(view(&transfer, &events)))
+}
+
 /// Paging of transfers.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -290,6 +332,9 @@ pub struct TransferPageParams {
     /// Page size, 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
+    /// Only transfers in this state.
+    #[param(pattern = r"^[a-z_]{1,32}$")]
+    state: Option<String>,
 }
 
 /// List the caller's transfers, newest first.
@@ -329,10 +374,32 @@ pub async fn list_transfers(
         }
         None => None,
     };
-    let transfers = app
+    let state = match &params.state {
+        Some(name) => Some(super::TransferState::from_name(name).ok_or_else(|| {
+            Problem::invalid_parameter("state", format!("{name} is not a transfer state"))
+        })?),
+        None => None,
+    };
+    let mut transfers = app
         .store
         .transfers(&caller.tenant, before, limit + 1)
         .await?;
+    if let Some(state) = state {
+        // The filter applies within the page, so the cursor still names the
+        // last transfer looked at, whether it matched or not.
+        let more = transfers.len() > limit as usize;
+        let last = transfers
+            .get(limit as usize - 1)
+            .map(|t| format!("{}~{}", t.created_at_ms, t.id));
+        transfers.truncate(limit as usize);
+        let items = transfers
+            .iter()
+            .filter(|t| t.state == state)
+            .map(|t| view(t, &[]))
+            .collect();
+        let next_cursor = if more { last } else { None };
+        return Ok(axum::Json(TransferPage { items, next_cursor }));
+    }
     let more = transfers.len() > limit as usize;
     let items: Vec<TransferView> = transfers
         .iter()

@@ -200,6 +200,14 @@ pub enum CreateError {
     /// No safe plan within the limits.
     #[error(transparent)]
     Plan(#[from] adapters::planner::PlanError),
+    /// The tenant would hold more locked than allowed.
+    #[error(
+        "the tenant's unfinished transfers of this asset would hold more than {max} minor units locked"
+    )]
+    LimitExceeded {
+        /// The limit.
+        max: u64,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -282,8 +290,67 @@ pub async fn create(
             "marginMs": planned.legs[1].margin_ms.to_string(),
         }),
     };
-    app.store.create_transfer(&transfer, &event).await?;
+    let max = connector.config.tenant_locked_max;
+    if !app
+        .store
+        .create_transfer(&transfer, &event, u128::from(max))
+        .await?
+    {
+        return Err(CreateError::LimitExceeded { max });
+    }
     Ok(transfer)
+}
+
+/// Why a transfer cannot be cancelled.
+#[derive(Debug, thiserror::Error)]
+pub enum CancelError {
+    /// No such transfer (for this tenant).
+    #[error("no such transfer")]
+    NotFound,
+    /// The sender's lock is already in place (or the transfer is over).
+    #[error("a transfer can be cancelled only while it awaits the sender's lock; it is {0}")]
+    TooLate(&'static str),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Cancels a transfer that still awaits the sender's lock.
+pub async fn cancel(app: &App, tenant: &str, id: &str) -> Result<Transfer, CancelError> {
+    for _ in 0..3 {
+        let transfer = app
+            .store
+            .transfer(id)
+            .await?
+            .filter(|t| t.tenant == tenant)
+            .ok_or(CancelError::NotFound)?;
+        match transfer.state {
+            TransferState::Cancelled => return Ok(transfer),
+            TransferState::AwaitingSourceLock => {}
+            other => return Err(CancelError::TooLate(other.name())),
+        }
+        let now = now_ms();
+        let next = Transfer {
+            state: TransferState::Cancelled,
+            version: transfer.version + 1,
+            updated_at_ms: now,
+            ..transfer.clone()
+        };
+        let event = TransferEvent {
+            at_ms: now,
+            kind: "cancelled".into(),
+            detail: json!({ "reason": "cancelled by the client" }),
+        };
+        if app
+            .store
+            .update_transfer(&next, transfer.version, &event)
+            .await?
+        {
+            return Ok(next);
+        }
+        // The engine moved it meanwhile: look again.
+    }
+    Err(CancelError::TooLate("changing"))
 }
 
 /// Runs the engine until the process ends: every `tick_ms`, one step of every

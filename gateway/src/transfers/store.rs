@@ -26,12 +26,16 @@ pub struct StoredAction {
 
 /// The transfer store contract.
 pub trait TransferStore: Send + Sync {
-    /// Inserts a new transfer with its first event.
+    /// Inserts a new transfer with its first event, unless the tenant's
+    /// unfinished transfers to the same target asset, with this one, would
+    /// hold more than `locked_max` (checked and inserted atomically); returns
+    /// false, writing nothing, when the limit would be passed.
     fn create_transfer(
         &self,
         transfer: &Transfer,
         event: &TransferEvent,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        locked_max: u128,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// A transfer.
     fn transfer(
         &self,
@@ -148,8 +152,36 @@ macro_rules! impl_transfer_store {
         }
 
         impl TransferStore for $store {
-            async fn create_transfer(&self, t: &Transfer, event: &TransferEvent) -> Result<(), StoreError> {
-                let mut db = self.pool().begin().await?;
+            async fn create_transfer(&self, t: &Transfer, event: &TransferEvent, locked_max: u128) -> Result<bool, StoreError> {
+                // One tenant's creations are serialised so the limit holds.
+                let mut db = if $dialect_pg {
+                    self.pool().begin().await?
+                } else {
+                    self.pool().begin_with("BEGIN IMMEDIATE").await?
+                };
+                if $dialect_pg {
+                    let digest = ledger_core::hash::sha256(t.tenant.as_bytes());
+                    let mut eight = [0u8; 8];
+                    eight.copy_from_slice(&digest[..8]);
+                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                        .bind(i64::from_be_bytes(eight))
+                        .execute(&mut *db)
+                        .await?;
+                }
+                let rows = sqlx::query(Self::tsql("SELECT amount::text AS amount FROM transfers WHERE tenant = $1 AND target_chain_id = $2 AND target_asset = $3 AND state NOT IN ('completed', 'refunded', 'cancelled')"))
+                    .bind(&t.tenant)
+                    .bind(to_i64(t.target_chain_id.get(), "chain id")?)
+                    .bind(t.target_asset.as_str())
+                    .fetch_all(&mut *db)
+                    .await?;
+                let mut locked: u128 = t.amount.minor_units();
+                for row in rows {
+                    locked = locked.saturating_add(amount(&row.get_string("amount")?)?.minor_units());
+                }
+                if locked > locked_max {
+                    db.rollback().await?;
+                    return Ok(false);
+                }
                 sqlx::query(Self::tsql("INSERT INTO transfers (id, tenant, state, source_chain_id, target_chain_id, source_asset, target_asset, amount, sender, recipient, connector, hashlock, source_lock_by_ms, source_expires_at_ms, target_expires_at_ms, source_lock_id, target_lock_id, preimage, created_at_ms, updated_at_ms, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::numeric, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"))
                     .bind(&t.id)
                     .bind(&t.tenant)
@@ -176,7 +208,7 @@ macro_rules! impl_transfer_store {
                     .await?;
                 Self::insert_event(&mut db, &t.id, 0, event).await?;
                 db.commit().await?;
-                Ok(())
+                Ok(true)
             }
 
             async fn transfer(&self, id: &str) -> Result<Option<Transfer>, StoreError> {
@@ -312,8 +344,9 @@ impl TransferStore for AnyStore {
         &self,
         transfer: &Transfer,
         event: &TransferEvent,
-    ) -> Result<(), StoreError> {
-        delegate!(self, s => s.create_transfer(transfer, event))
+        locked_max: u128,
+    ) -> Result<bool, StoreError> {
+        delegate!(self, s => s.create_transfer(transfer, event, locked_max))
     }
     async fn transfer(&self, id: &str) -> Result<Option<Transfer>, StoreError> {
         delegate!(self, s => s.transfer(id))
