@@ -515,6 +515,32 @@ async fn lock_of(app: &App, chain: ChainId, id: Option<LockId>) -> Result<Option
     }
 }
 
+/// Refunds `lock` once it has expired; true when there is nothing (left) to
+/// refund: no lock, or one already settled.
+async fn refund_when_expired(
+    app: &App,
+    connector: &Connector,
+    transfer: &Transfer,
+    kind: &str,
+    chain: ChainId,
+    lock: Option<Htlc>,
+    now: u64,
+) -> Result<bool, StepError> {
+    let Some(lock) = lock.filter(|l| l.status == HtlcStatus::Locked) else {
+        return Ok(true);
+    };
+    if now >= lock.expires_at_ms {
+        let body = TxBody::HtlcRefund { lock_id: lock.id };
+        if let Submitted::Refused(rejection) =
+            act(app, connector, transfer, kind, chain, body).await?
+        {
+            return Err(StepError::Submit(format!("{kind} refused: {rejection}")));
+        }
+    }
+    // Settled only when a later step sees the lock refunded.
+    Ok(false)
+}
+
 /// One step of one transfer's state machine.
 pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Result<(), StepError> {
     let now = now_ms();
@@ -706,50 +732,28 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
                 )
                 .await;
             }
-            let mut target_done = true;
-            if let Some(lock) = target
-                && lock.status == HtlcStatus::Locked
-            {
-                target_done = false;
-                if now >= lock.expires_at_ms
-                    && let Submitted::Refused(rejection) = act(
-                        app,
-                        connector,
-                        t,
-                        "target-refund",
-                        t.target_chain_id,
-                        TxBody::HtlcRefund { lock_id: lock.id },
-                    )
-                    .await?
-                {
-                    return Err(StepError::Submit(format!(
-                        "target refund refused: {rejection}"
-                    )));
-                }
-            }
+            let target_done = refund_when_expired(
+                app,
+                connector,
+                t,
+                "target-refund",
+                t.target_chain_id,
+                target,
+                now,
+            )
+            .await?;
+            // Anyone may refund an expired lock; the source's funds go back to the sender.
             let source = lock_of(app, t.source_chain_id, t.source_lock_id).await?;
-            let mut source_done = true;
-            if let Some(lock) = source
-                && lock.status == HtlcStatus::Locked
-            {
-                source_done = false;
-                // Anyone may refund an expired lock; the funds go back to the sender.
-                if now >= lock.expires_at_ms
-                    && let Submitted::Refused(rejection) = act(
-                        app,
-                        connector,
-                        t,
-                        "source-refund",
-                        t.source_chain_id,
-                        TxBody::HtlcRefund { lock_id: lock.id },
-                    )
-                    .await?
-                {
-                    return Err(StepError::Submit(format!(
-                        "source refund refused: {rejection}"
-                    )));
-                }
-            }
+            let source_done = refund_when_expired(
+                app,
+                connector,
+                t,
+                "source-refund",
+                t.source_chain_id,
+                source,
+                now,
+            )
+            .await?;
             if target_done && source_done {
                 let next = Transfer {
                     state: TransferState::Refunded,
