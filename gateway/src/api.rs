@@ -54,7 +54,7 @@ type AppState = Arc<App>;
         submit_transaction, submit_batch, get_transaction, get_account, list_assets, register_asset,
         get_asset, list_blocks, get_block, get_htlc, export_chain, list_ledgers,
         crate::transfers::http::create_transfer, crate::transfers::http::get_transfer,
-        crate::transfers::http::list_transfers, crate::transfers::http::cancel_transfer,
+        crate::transfers::http::list_transfers, crate::transfers::http::cancel_transfer, crate::transfers::http::stream_transfers,
         healthz, readyz, metrics,
     ),
     components(schemas(
@@ -240,6 +240,7 @@ pub fn router(app: AppState) -> Router {
             "/v1/transfers",
             post(crate::transfers::http::create_transfer).get(crate::transfers::http::list_transfers),
         )
+        .route("/v1/transfers/stream", get(crate::transfers::http::stream_transfers))
         .route("/v1/transfers/{id}", get(crate::transfers::http::get_transfer))
         .route(
             "/v1/transfers/{id}/cancel",

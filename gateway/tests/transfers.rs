@@ -351,3 +351,59 @@ async fn cancel_until_locked_and_a_tenant_limit_on_locked_value() {
     let (status, _) = gateway.get("/v1/transfers?state=nonsense", &token).await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_carries_each_history_entry() {
+    let gateway = gateway(Db::Sqlite).await;
+    setup(&gateway).await;
+    let token = gateway.admin();
+    let mut stream = gateway
+        .http
+        .get(format!("{}/v1/transfers/stream", gateway.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let view = create(&gateway, Hashlock::of_preimage(&[20; 32])).await;
+    let id = view["id"].as_str().unwrap().to_string();
+    let (status, _) = gateway
+        .post(&format!("/v1/transfers/{id}/cancel"), &token, &json!({}))
+        .await;
+    assert_eq!(status, 200);
+
+    let mut text = String::new();
+    let mut seen: Vec<(u64, String)> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.len() < 2 && tokio::time::Instant::now() < deadline {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let frame: String = text.drain(..end + 2).collect();
+            if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
+                let event: serde_json::Value = serde_json::from_str(data).unwrap();
+                assert!(frame.contains("event: transfer"));
+                if event["transferId"] == id.as_str() {
+                    seen.push((
+                        event["seq"].as_u64().unwrap(),
+                        event["kind"].as_str().unwrap().to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![(0, "created".to_string()), (1, "cancelled".to_string())]
+    );
+}

@@ -415,3 +415,130 @@ pub async fn list_transfers(
     };
     Ok(axum::Json(TransferPage { items, next_cursor }))
 }
+
+/// Streams opened and not yet closed, across the process.
+static OPEN_STREAMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Most streams one process serves at once.
+const STREAMS_MAX: usize = 256;
+/// How far back each poll looks, to catch changes whose commit lagged their timestamp.
+const STREAM_OVERLAP_MS: u64 = 5_000;
+
+/// Stream parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    /// Start with the changes made at or after this time (ms since the Unix
+    /// epoch); default: now. On reconnect, pass the last event id received.
+    #[param(pattern = r"^[0-9]{1,19}$")]
+    since: Option<String>,
+}
+
+struct StreamGuard;
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        OPEN_STREAMS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Server-sent events of the caller's transfers.
+///
+/// One `transfer` event per history entry, as it is written:
+/// `{"transferId", "seq", "state", "kind", "at", "detail"}` with the SSE id
+/// the entry's time in ms. Delivery is at least once (a reconnect with
+/// `since` = the last id may repeat entries); `(transferId, seq)` identifies
+/// an entry. Comments keep the connection alive every 15 s.
+#[utoipa::path(
+    get, path = "/v1/transfers/stream", tag = "transfers",
+    params(StreamParams),
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 503, description = "Too many open streams", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn stream_transfers(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    uri: axum::http::Uri,
+) -> Result<Response, Problem> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use std::collections::HashMap;
+    caller.require(Scope::TransfersRead)?;
+    let params: StreamParams = query(uri.query())?;
+    let since: u64 = match params.since {
+        Some(text) => text
+            .parse()
+            .map_err(|_| Problem::invalid_parameter("since", "since is a time in ms"))?,
+        None => crate::sequencer::now_ms(),
+    };
+    if OPEN_STREAMS.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= STREAMS_MAX {
+        OPEN_STREAMS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        return Err(Problem::unavailable(
+            "overloaded",
+            "too many open event streams; retry later",
+        ));
+    }
+    let guard = StreamGuard;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Event>(64);
+    let tenant = caller.tenant.clone();
+    tokio::spawn(async move {
+        let _guard = guard;
+        // Per transfer, how many history entries were sent already.
+        let mut sent: HashMap<String, usize> = HashMap::new();
+        let mut cursor = since;
+        loop {
+            let now = crate::sequencer::now_ms();
+            let from = cursor.saturating_sub(STREAM_OVERLAP_MS);
+            let changed = match app.store.transfers_changed_since(&tenant, from, 500).await {
+                Ok(changed) => changed,
+                Err(error) => {
+                    tracing::warn!(%error, "transfer stream: cannot read changes");
+                    Vec::new()
+                }
+            };
+            for transfer in changed {
+                let Ok(events) = app.store.transfer_events(&transfer.id).await else {
+                    continue;
+                };
+                let done = sent.entry(transfer.id.clone()).or_insert(0);
+                for (seq, event) in events.iter().enumerate().skip(*done) {
+                    if event.at_ms < since {
+                        continue;
+                    }
+                    let data = serde_json::json!({
+                        "transferId": transfer.id,
+                        "seq": seq,
+                        "state": transfer.state.name(),
+                        "kind": event.kind,
+                        "at": rfc3339(event.at_ms),
+                        "detail": event.detail,
+                    });
+                    let sse = Event::default()
+                        .event("transfer")
+                        .id(event.at_ms.to_string())
+                        .data(data.to_string());
+                    if sender.send(sse).await.is_err() {
+                        return;
+                    }
+                }
+                *done = events.len();
+            }
+            cursor = now;
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            if sender.is_closed() {
+                return;
+            }
+        }
+    });
+    let mut receiver = receiver;
+    let stream = futures_util::stream::poll_fn(move |cx| {
+        receiver
+            .poll_recv(cx)
+            .map(|event| event.map(Ok::<_, std::convert::Infallible>))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)))
+        .into_response())
+}

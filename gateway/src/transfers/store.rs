@@ -48,6 +48,13 @@ pub trait TransferStore: Send + Sync {
         before: Option<(u64, String)>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Transfer>, StoreError>> + Send;
+    /// A tenant's transfers changed at or after `since_ms`, oldest change first.
+    fn transfers_changed_since(
+        &self,
+        tenant: &str,
+        since_ms: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Transfer>, StoreError>> + Send;
     /// Transfers not in a final state, oldest first.
     fn active_transfers(
         &self,
@@ -234,6 +241,16 @@ macro_rules! impl_transfer_store {
                 rows.iter().map(transfer_from_row).collect()
             }
 
+            async fn transfers_changed_since(&self, tenant: &str, since_ms: u64, limit: u32) -> Result<Vec<Transfer>, StoreError> {
+                let rows = sqlx::query(Self::tsql(const_format(SELECT_TRANSFER, " WHERE tenant = $1 AND updated_at_ms >= $2 ORDER BY updated_at_ms, id LIMIT $3")))
+                    .bind(tenant)
+                    .bind(to_i64(since_ms, "time")?)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.pool())
+                    .await?;
+                rows.iter().map(transfer_from_row).collect()
+            }
+
             async fn active_transfers(&self, limit: u32) -> Result<Vec<Transfer>, StoreError> {
                 let rows = sqlx::query(Self::tsql(const_format(SELECT_TRANSFER, " WHERE state NOT IN ('completed', 'refunded', 'cancelled') ORDER BY created_at_ms LIMIT $1")))
                     .bind(i64::from(limit))
@@ -358,6 +375,14 @@ impl TransferStore for AnyStore {
         limit: u32,
     ) -> Result<Vec<Transfer>, StoreError> {
         delegate!(self, s => s.transfers(tenant, before.clone(), limit))
+    }
+    async fn transfers_changed_since(
+        &self,
+        tenant: &str,
+        since_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<Transfer>, StoreError> {
+        delegate!(self, s => s.transfers_changed_since(tenant, since_ms, limit))
     }
     async fn active_transfers(&self, limit: u32) -> Result<Vec<Transfer>, StoreError> {
         delegate!(self, s => s.active_transfers(limit))
