@@ -101,7 +101,7 @@ impl utoipa::Modify for BearerAuth {
 /// Adds what every operation shares, so the document matches behaviour
 /// without repeating it on each route: the `x-request-id` header on every
 /// response; a 500 problem on every operation; for operations behind
-/// authentication also 401, 403 and a 503 problem (database unavailable,
+/// authentication also 400, 401, 403 (and 404 on reads) and a 503 problem (database unavailable,
 /// timeout) and, on writes, 413, 415, the 409 of an `Idempotency-Key` in use
 /// and the 422 of one reused with another request; `Retry-After` on 409
 /// and 503; `Idempotent-Replayed` on the answers of writes.
@@ -151,6 +151,14 @@ impl utoipa::Modify for CommonResponses {
                     problem("Internal error (the cause is logged under the request id)")
                 });
                 if secured {
+                    responses
+                        .entry("400".into())
+                        .or_insert_with(|| problem("A malformed parameter or body"));
+                    if !write {
+                        responses.entry("404".into()).or_insert_with(|| {
+                            problem("No such resource, or no such hosted ledger (chainId)")
+                        });
+                    }
                     responses.entry("401".into()).or_insert_with(|| {
                         problem("Not authenticated (missing, expired or invalid token)")
                     });

@@ -407,3 +407,94 @@ async fn the_event_stream_carries_each_history_entry() {
         vec![(0, "created".to_string()), (1, "cancelled".to_string())]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_off_the_terms_is_not_taken_and_a_hashlock_serves_once() {
+    let gateway = gateway(Db::Postgres).await;
+    setup(&gateway).await;
+    let token = gateway.admin();
+    let hashlock = Hashlock::of_preimage(&[30; 32]);
+    let view = create(&gateway, hashlock).await;
+    let id = view["id"].as_str().unwrap();
+    // The planned margin separates the two expiries.
+    let source: u64 = view["sourceExpiresAtMs"].as_str().unwrap().parse().unwrap();
+    let target_expiry: u64 = view["targetExpiresAtMs"].as_str().unwrap().parse().unwrap();
+    let margin: u64 = view["events"][0]["detail"]["marginMs"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        margin >= 300 + 2 * 50 + 300 + 100,
+        "margin {margin} covers both finalities, reaction and safety"
+    );
+    assert_eq!(source - target_expiry, margin);
+
+    // The same hashlock for a second transfer is refused.
+    let body = json!({
+        "sourceChainId": CHAIN.to_string(), "targetChainId": TARGET.to_string(), "sourceAsset": "EUR", "targetAsset": "EURT",
+        "amount": "500", "sender": key(2).address().to_string(), "recipient": key(3).address().to_string(),
+        "hashlock": hashlock.to_string(),
+    });
+    let (status, problem) = gateway.post("/v1/transfers", &token, &body).await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (409, Some("urn:lockgate:problem:hashlock-in-use")),
+        "{problem}"
+    );
+
+    // A sender lock expiring too early is not taken: the transfer is cancelled at its deadline.
+    let short = TxBody::HtlcLock {
+        asset: asset("EUR"),
+        recipient: gateway.app.connector.key.address(),
+        amount: Amount::from_minor_units(500),
+        hashlock,
+        expires_at_ms: source - 1,
+    };
+    assert_eq!(gateway.submit(&sign(&key(2), 0, short)).await.0, 201);
+    let view = wait_for(&gateway, id, "cancelled").await;
+    assert_eq!(kinds(&view), ["created", "cancelled"]);
+    assert_eq!(
+        balance(
+            &gateway,
+            TARGET,
+            gateway.app.connector.key.address(),
+            "EURT"
+        )
+        .await,
+        10_000,
+        "the connector locked nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_after_the_sender_locked_is_refused() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let gateway = Gateway::start_on(db, |config| {
+        config.extra_ledgers.push(lockgate::config::LedgerConfig {
+            chain_id: TARGET,
+            batch_wait_ms: 1,
+            ..lockgate::config::LedgerConfig::default()
+        });
+        // A slow engine, so the sender's lock is on the ledger before it looks.
+        config.transfers.tick_ms = 60_000;
+    })
+    .await;
+    setup(&gateway).await;
+    let hashlock = Hashlock::of_preimage(&[31; 32]);
+    let view = create(&gateway, hashlock).await;
+    sender_locks(&gateway, &view, hashlock).await;
+    let id = view["id"].as_str().unwrap();
+    let (status, problem) = gateway
+        .post(
+            &format!("/v1/transfers/{id}/cancel"),
+            &gateway.admin(),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (409, Some("urn:lockgate:problem:transfer-locked")),
+        "{problem}"
+    );
+}

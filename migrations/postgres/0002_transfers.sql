@@ -25,8 +25,12 @@ CREATE TABLE transfers (
     updated_at_ms         BIGINT        NOT NULL,
     version               BIGINT        NOT NULL
 );
-CREATE INDEX transfers_active ON transfers (state) WHERE state NOT IN ('completed', 'refunded', 'cancelled');
+CREATE INDEX transfers_active ON transfers (state) WHERE state NOT IN ('completed', 'refunded', 'cancelled', 'failed');
 CREATE INDEX transfers_by_tenant ON transfers (tenant, created_at_ms);
+-- A hashlock serves one transfer only, ever: a second transfer under it
+-- could be backed by the same sender lock and make the connector pay twice.
+CREATE UNIQUE INDEX transfers_one_per_hashlock ON transfers (source_chain_id, hashlock);
+CREATE UNIQUE INDEX transfers_one_per_source_lock ON transfers (source_chain_id, source_lock_id);
 
 CREATE TABLE transfer_events (
     transfer_id TEXT   NOT NULL REFERENCES transfers (id),

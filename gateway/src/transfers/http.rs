@@ -197,6 +197,12 @@ async fn create_one(
                     "Route refused",
                     error.to_string(),
                 ),
+                CreateError::HashlockInUse => Problem::new(
+                    StatusCode::CONFLICT,
+                    "hashlock-in-use",
+                    "Hashlock in use",
+                    error.to_string(),
+                ),
                 CreateError::LimitExceeded { .. } => Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "limit-exceeded",
@@ -333,7 +339,9 @@ pub struct TransferPageParams {
     #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
     /// Only transfers in this state.
-    #[param(pattern = r"^[a-z_]{1,32}$")]
+    #[param(
+        pattern = r"^(awaiting_source_lock|source_locked|target_locked|claiming_source|completed|refunding|refunded|cancelled|failed)$"
+    )]
     state: Option<String>,
 }
 
@@ -498,6 +506,11 @@ pub async fn stream_transfers(
                     Vec::new()
                 }
             };
+            let full = changed.len() == 500;
+            let last_seen = changed
+                .last()
+                .map(|t| t.updated_at_ms + STREAM_OVERLAP_MS)
+                .unwrap_or(now);
             for transfer in changed {
                 let Ok(events) = app.store.transfer_events(&transfer.id).await else {
                     continue;
@@ -525,7 +538,9 @@ pub async fn stream_transfers(
                 }
                 *done = events.len();
             }
-            cursor = now;
+            // A full read may have left changes behind: read on from the
+            // last one seen rather than from now.
+            cursor = if full { last_seen } else { now };
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             if sender.is_closed() {
                 return;

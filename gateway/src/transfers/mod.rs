@@ -64,10 +64,13 @@ pub enum TransferState {
     Refunded,
     /// The sender did not lock in time; nothing was locked by the connector.
     Cancelled,
+    /// Stopped in a state the engine cannot leave by itself (a claim the
+    /// ledger refused against the plan); needs an operator.
+    Failed,
 }
 
 impl TransferState {
-    const ALL: [TransferState; 8] = [
+    const ALL: [TransferState; 9] = [
         TransferState::AwaitingSourceLock,
         TransferState::SourceLocked,
         TransferState::TargetLocked,
@@ -76,6 +79,7 @@ impl TransferState {
         TransferState::Refunding,
         TransferState::Refunded,
         TransferState::Cancelled,
+        TransferState::Failed,
     ];
 
     /// The state's name on the wire and in the database.
@@ -89,6 +93,7 @@ impl TransferState {
             TransferState::Refunding => "refunding",
             TransferState::Refunded => "refunded",
             TransferState::Cancelled => "cancelled",
+            TransferState::Failed => "failed",
         }
     }
 
@@ -101,7 +106,10 @@ impl TransferState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            TransferState::Completed | TransferState::Refunded | TransferState::Cancelled
+            TransferState::Completed
+                | TransferState::Refunded
+                | TransferState::Cancelled
+                | TransferState::Failed
         )
     }
 }
@@ -200,6 +208,11 @@ pub enum CreateError {
     /// No safe plan within the limits.
     #[error(transparent)]
     Plan(#[from] adapters::planner::PlanError),
+    /// The hashlock already serves a transfer.
+    #[error(
+        "this hashlock already serves a transfer from this ledger; every transfer needs a fresh preimage"
+    )]
+    HashlockInUse,
     /// The tenant would hold more locked than allowed.
     #[error(
         "the tenant's unfinished transfers of this asset would hold more than {max} minor units locked"
@@ -220,6 +233,12 @@ pub struct Connector {
     pub key: SigningKey,
     /// The engine's settings.
     pub config: crate::config::TransfersConfig,
+}
+
+/// The engine's worst-case reaction: the configured bound, and never less
+/// than two ticks (one to see an event, one to act on it).
+fn reaction_ms(config: &crate::config::TransfersConfig) -> u64 {
+    config.reaction_ms_max.max(config.tick_ms.saturating_mul(2))
 }
 
 fn leg(config: &crate::config::TransfersConfig) -> LegSpec {
@@ -252,7 +271,7 @@ pub async fn create(
     let config = &connector.config;
     let params = PlanParams {
         now_ms: now,
-        reaction_ms_max: config.reaction_ms_max.max(config.tick_ms),
+        reaction_ms_max: reaction_ms(config),
         claim_window_ms: config.claim_window_ms,
         safety_margin_ms: config.safety_margin_ms,
     };
@@ -291,14 +310,15 @@ pub async fn create(
         }),
     };
     let max = connector.config.tenant_locked_max;
-    if !app
+    match app
         .store
         .create_transfer(&transfer, &event, u128::from(max))
         .await?
     {
-        return Err(CreateError::LimitExceeded { max });
+        store::Created::Created => Ok(transfer),
+        store::Created::LimitExceeded => Err(CreateError::LimitExceeded { max }),
+        store::Created::HashlockInUse => Err(CreateError::HashlockInUse),
     }
-    Ok(transfer)
 }
 
 /// Why a transfer cannot be cancelled.
@@ -315,6 +335,39 @@ pub enum CancelError {
     Store(#[from] StoreError),
 }
 
+/// The sender's lock a transfer waits for.
+fn wanted_lock(t: &Transfer) -> store::LockWanted {
+    store::LockWanted {
+        chain_id: t.source_chain_id,
+        sender: t.sender,
+        recipient: t.connector,
+        asset: t.source_asset,
+        amount: t.amount,
+        hashlock: t.hashlock,
+        expires_at_ms_min: t.source_expires_at_ms,
+    }
+}
+
+/// The connector's target lock: the recorded one, or the one its
+/// written-ahead action committed (a crash may have come between the two).
+async fn target_lock_id(app: &App, t: &Transfer) -> Result<Option<LockId>, StepError> {
+    if t.target_lock_id.is_some() {
+        return Ok(t.target_lock_id);
+    }
+    match app.store.action(&t.id, "target-lock").await? {
+        Some(action)
+            if app
+                .store
+                .transaction(action.chain_id, action.tx_hash)
+                .await?
+                .is_some() =>
+        {
+            Ok(Some(LockId::from(action.tx_hash)))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Cancels a transfer that still awaits the sender's lock.
 pub async fn cancel(app: &App, tenant: &str, id: &str) -> Result<Transfer, CancelError> {
     for _ in 0..3 {
@@ -328,6 +381,15 @@ pub async fn cancel(app: &App, tenant: &str, id: &str) -> Result<Transfer, Cance
             TransferState::Cancelled => return Ok(transfer),
             TransferState::AwaitingSourceLock => {}
             other => return Err(CancelError::TooLate(other.name())),
+        }
+        if app
+            .store
+            .find_open_lock(&wanted_lock(&transfer))
+            .await?
+            .is_some()
+        {
+            // The sender's lock is on the ledger: the engine will take it up.
+            return Err(CancelError::TooLate("source_locked"));
         }
         let now = now_ms();
         let next = Transfer {
@@ -354,25 +416,39 @@ pub async fn cancel(app: &App, tenant: &str, id: &str) -> Result<Transfer, Cance
 }
 
 /// Runs the engine until the process ends: every `tick_ms`, one step of every
-/// active transfer, while this process produces the primary ledger's blocks.
+/// active transfer whose two ledgers this process produces blocks for.
 pub fn spawn_engine(app: Arc<App>, connector: Connector) {
     tokio::spawn(async move {
         let tick = Duration::from_millis(connector.config.tick_ms.max(10));
         loop {
             tokio::time::sleep(tick).await;
-            if app.producer.sequencer().is_none() {
-                continue;
-            }
-            let active = match app.store.active_transfers(256).await {
-                Ok(active) => active,
-                Err(error) => {
-                    tracing::warn!(%error, "transfer engine: cannot list active transfers");
-                    continue;
+            let mut after = None;
+            loop {
+                let page = match app.store.active_transfers(after.clone(), 256).await {
+                    Ok(page) => page,
+                    Err(error) => {
+                        tracing::warn!(%error, "transfer engine: cannot list active transfers");
+                        break;
+                    }
+                };
+                let full = page.len() == 256;
+                after = page.last().map(|t| (t.created_at_ms, t.id.clone()));
+                for transfer in page {
+                    // Only where both ledgers' blocks are produced can the
+                    // engine act on both.
+                    let here = |chain| {
+                        app.ledger(chain)
+                            .is_some_and(|l| l.producer.sequencer().is_some())
+                    };
+                    if !here(transfer.source_chain_id) || !here(transfer.target_chain_id) {
+                        continue;
+                    }
+                    if let Err(error) = step(&app, &connector, transfer).await {
+                        tracing::warn!(%error, "transfer engine step failed; retrying next tick");
+                    }
                 }
-            };
-            for transfer in active {
-                if let Err(error) = step(&app, &connector, transfer).await {
-                    tracing::warn!(%error, "transfer engine step failed; retrying next tick");
+                if !full {
+                    break;
                 }
             }
         }
@@ -398,6 +474,9 @@ async fn act(
     let sequencer = ledger.producer.sequencer().ok_or(StepError::NotProducer)?;
     // A written-ahead action is resubmitted as it is, unless its nonce went
     // to something else meanwhile (then it is signed anew).
+    // The nonce is read before the written-ahead action is looked at, so an
+    // action that commits in between is seen as committed, never re-signed.
+    let account = app.store.account(chain, connector.key.address()).await?;
     let mut signed = None;
     if let Some(stored) = app.store.action(&transfer.id, kind).await? {
         if app
@@ -415,7 +494,6 @@ async fn act(
                 .map_err(|e| StepError::Corrupt(e.to_string()))?,
         );
     }
-    let account = app.store.account(chain, connector.key.address()).await?;
     let stale = signed
         .as_ref()
         .is_some_and(|s| s.transaction.nonce < account.next_nonce);
@@ -547,17 +625,7 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
     let t = &transfer;
     match t.state {
         TransferState::AwaitingSourceLock => {
-            let found = app
-                .store
-                .find_open_lock(t.source_chain_id, t.connector, t.hashlock)
-                .await?;
-            let valid = found.filter(|lock| {
-                lock.sender == t.sender
-                    && lock.asset == t.source_asset
-                    && lock.amount == t.amount
-                    && lock.expires_at_ms >= t.source_expires_at_ms
-            });
-            if let Some(lock) = valid {
+            if let Some(lock) = app.store.find_open_lock(&wanted_lock(t)).await? {
                 let detail = json!({ "lockId": lock.id.to_string(), "expiresAtMs": lock.expires_at_ms.to_string() });
                 let next = Transfer {
                     state: TransferState::SourceLocked,
@@ -583,13 +651,27 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
             Ok(())
         }
         TransferState::SourceLocked => {
+            // A target lock already committed (the process died before it
+            // recorded so) is taken up, whatever the clock says.
+            if let Some(lock_id) = target_lock_id(app, t).await? {
+                let next = Transfer {
+                    state: TransferState::TargetLocked,
+                    target_lock_id: Some(lock_id),
+                    ..t.clone()
+                };
+                return advance(
+                    app,
+                    t,
+                    next,
+                    "target_locked",
+                    json!({ "lockId": lock_id.to_string() }),
+                )
+                .await;
+            }
             // Too late to give the recipient its full window: unwind instead.
             let lock_by = t.source_lock_by_ms
                 + connector.config.commit_ms_max
-                + connector
-                    .config
-                    .reaction_ms_max
-                    .max(connector.config.tick_ms);
+                + reaction_ms(&connector.config);
             if now > lock_by {
                 let next = Transfer {
                     state: TransferState::Refunding,
@@ -674,7 +756,23 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
                     };
                     advance(app, t, next, "unwinding", json!({ "reason": "the recipient did not claim before the target lock expired" })).await
                 }
-                _ => Ok(()),
+                Some(HtlcStatus::Locked) => Ok(()),
+                // Refunded by someone else (anyone may, after expiry), or gone:
+                // unwind the source too.
+                Some(HtlcStatus::Refunded) | None => {
+                    let next = Transfer {
+                        state: TransferState::Refunding,
+                        ..t.clone()
+                    };
+                    advance(
+                        app,
+                        t,
+                        next,
+                        "unwinding",
+                        json!({ "reason": "the target lock is no longer open" }),
+                    )
+                    .await
+                }
             }
         }
         TransferState::ClaimingSource => {
@@ -707,16 +805,25 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
                 Submitted::Refused(rejection) => {
                     // By the plan this cannot happen; it needs an operator.
                     tracing::error!(transfer = %t.id, %rejection, "the source claim was refused");
-                    Err(StepError::Submit(format!(
-                        "source claim refused: {rejection}"
-                    )))
+                    let next = Transfer {
+                        state: TransferState::Failed,
+                        ..t.clone()
+                    };
+                    advance(
+                        app,
+                        t,
+                        next,
+                        "failed",
+                        json!({ "reason": format!("the source claim was refused: {rejection}") }),
+                    )
+                    .await
                 }
             }
         }
         TransferState::Refunding => {
             // A recipient who claimed at the last moment still gets the
             // connector paid on the source.
-            let target = lock_of(app, t.target_chain_id, t.target_lock_id).await?;
+            let target = lock_of(app, t.target_chain_id, target_lock_id(app, t).await?).await?;
             if let Some(HtlcStatus::Claimed { preimage }) = target.map(|l| l.status) {
                 let next = Transfer {
                     state: TransferState::ClaimingSource,
@@ -763,6 +870,9 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
             }
             Ok(())
         }
-        TransferState::Completed | TransferState::Refunded | TransferState::Cancelled => Ok(()),
+        TransferState::Completed
+        | TransferState::Refunded
+        | TransferState::Cancelled
+        | TransferState::Failed => Ok(()),
     }
 }

@@ -28,14 +28,14 @@ pub struct StoredAction {
 pub trait TransferStore: Send + Sync {
     /// Inserts a new transfer with its first event, unless the tenant's
     /// unfinished transfers to the same target asset, with this one, would
-    /// hold more than `locked_max` (checked and inserted atomically); returns
-    /// false, writing nothing, when the limit would be passed.
+    /// hold more than `locked_max` (checked and inserted atomically), or the
+    /// hashlock already serves a transfer; nothing is written then.
     fn create_transfer(
         &self,
         transfer: &Transfer,
         event: &TransferEvent,
         locked_max: u128,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Created, StoreError>> + Send;
     /// A transfer.
     fn transfer(
         &self,
@@ -55,9 +55,11 @@ pub trait TransferStore: Send + Sync {
         since_ms: u64,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Transfer>, StoreError>> + Send;
-    /// Transfers not in a final state, oldest first.
+    /// Transfers not in a final state, in creation order, after `after`
+    /// (a `(created_at_ms, id)` cursor), at most `limit`.
     fn active_transfers(
         &self,
+        after: Option<(u64, String)>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Transfer>, StoreError>> + Send;
     /// Writes `transfer` (whose `version` is one more than `expected_version`)
@@ -88,13 +90,41 @@ pub trait TransferStore: Send + Sync {
         transfer_id: &str,
         kind: &str,
     ) -> impl Future<Output = Result<Option<StoredAction>, StoreError>> + Send;
-    /// An open HTLC paying `recipient` under `hashlock` on a ledger.
+    /// An open HTLC with exactly these terms (expiring no earlier than asked).
     fn find_open_lock(
         &self,
-        chain_id: ChainId,
-        recipient: Address,
-        hashlock: Hashlock,
+        wanted: &LockWanted,
     ) -> impl Future<Output = Result<Option<Htlc>, StoreError>> + Send;
+}
+
+/// What creating a transfer came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// Created.
+    Created,
+    /// The tenant's locked-value limit would be passed.
+    LimitExceeded,
+    /// The hashlock already serves a transfer from this source ledger.
+    HashlockInUse,
+}
+
+/// The terms of the sender's lock a transfer waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockWanted {
+    /// The ledger.
+    pub chain_id: ChainId,
+    /// Who locks.
+    pub sender: Address,
+    /// Who is paid on claim (the connector).
+    pub recipient: Address,
+    /// The asset.
+    pub asset: ledger_core::AssetCode,
+    /// Exactly this amount.
+    pub amount: ledger_core::Amount,
+    /// The hashlock.
+    pub hashlock: Hashlock,
+    /// Expiring no earlier than this.
+    pub expires_at_ms_min: u64,
 }
 
 const SELECT_TRANSFER: &str = "SELECT id, tenant, state, source_chain_id, target_chain_id, source_asset, target_asset, amount::text AS amount, sender, recipient, connector, hashlock, source_lock_by_ms, source_expires_at_ms, target_expires_at_ms, source_lock_id, target_lock_id, preimage, created_at_ms, updated_at_ms, version FROM transfers";
@@ -159,7 +189,7 @@ macro_rules! impl_transfer_store {
         }
 
         impl TransferStore for $store {
-            async fn create_transfer(&self, t: &Transfer, event: &TransferEvent, locked_max: u128) -> Result<bool, StoreError> {
+            async fn create_transfer(&self, t: &Transfer, event: &TransferEvent, locked_max: u128) -> Result<Created, StoreError> {
                 // One tenant's creations are serialised so the limit holds.
                 let mut db = if $dialect_pg {
                     self.pool().begin().await?
@@ -175,7 +205,7 @@ macro_rules! impl_transfer_store {
                         .execute(&mut *db)
                         .await?;
                 }
-                let rows = sqlx::query(Self::tsql("SELECT amount::text AS amount FROM transfers WHERE tenant = $1 AND target_chain_id = $2 AND target_asset = $3 AND state NOT IN ('completed', 'refunded', 'cancelled')"))
+                let rows = sqlx::query(Self::tsql("SELECT amount::text AS amount FROM transfers WHERE tenant = $1 AND target_chain_id = $2 AND target_asset = $3 AND state NOT IN ('completed', 'refunded', 'cancelled', 'failed')"))
                     .bind(&t.tenant)
                     .bind(to_i64(t.target_chain_id.get(), "chain id")?)
                     .bind(t.target_asset.as_str())
@@ -187,9 +217,9 @@ macro_rules! impl_transfer_store {
                 }
                 if locked > locked_max {
                     db.rollback().await?;
-                    return Ok(false);
+                    return Ok(Created::LimitExceeded);
                 }
-                sqlx::query(Self::tsql("INSERT INTO transfers (id, tenant, state, source_chain_id, target_chain_id, source_asset, target_asset, amount, sender, recipient, connector, hashlock, source_lock_by_ms, source_expires_at_ms, target_expires_at_ms, source_lock_id, target_lock_id, preimage, created_at_ms, updated_at_ms, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::numeric, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"))
+                let inserted = sqlx::query(Self::tsql("INSERT INTO transfers (id, tenant, state, source_chain_id, target_chain_id, source_asset, target_asset, amount, sender, recipient, connector, hashlock, source_lock_by_ms, source_expires_at_ms, target_expires_at_ms, source_lock_id, target_lock_id, preimage, created_at_ms, updated_at_ms, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::numeric, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"))
                     .bind(&t.id)
                     .bind(&t.tenant)
                     .bind(t.state.name())
@@ -212,10 +242,18 @@ macro_rules! impl_transfer_store {
                     .bind(to_i64(t.updated_at_ms, "time")?)
                     .bind(t.version)
                     .execute(&mut *db)
-                    .await?;
+                    .await;
+                match inserted {
+                    Ok(_) => {}
+                    Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                        db.rollback().await?;
+                        return Ok(Created::HashlockInUse);
+                    }
+                    Err(error) => return Err(error.into()),
+                }
                 Self::insert_event(&mut db, &t.id, 0, event).await?;
                 db.commit().await?;
-                Ok(true)
+                Ok(Created::Created)
             }
 
             async fn transfer(&self, id: &str) -> Result<Option<Transfer>, StoreError> {
@@ -251,8 +289,14 @@ macro_rules! impl_transfer_store {
                 rows.iter().map(transfer_from_row).collect()
             }
 
-            async fn active_transfers(&self, limit: u32) -> Result<Vec<Transfer>, StoreError> {
-                let rows = sqlx::query(Self::tsql(const_format(SELECT_TRANSFER, " WHERE state NOT IN ('completed', 'refunded', 'cancelled') ORDER BY created_at_ms LIMIT $1")))
+            async fn active_transfers(&self, after: Option<(u64, String)>, limit: u32) -> Result<Vec<Transfer>, StoreError> {
+                let (after_ms, after_id) = match after {
+                    Some((ms, id)) => (to_i64(ms, "time")?, id),
+                    None => (-1, String::new()),
+                };
+                let rows = sqlx::query(Self::tsql(const_format(SELECT_TRANSFER, " WHERE state NOT IN ('completed', 'refunded', 'cancelled', 'failed') AND (created_at_ms > $1 OR (created_at_ms = $1 AND id > $2)) ORDER BY created_at_ms, id LIMIT $3")))
+                    .bind(after_ms)
+                    .bind(after_id)
                     .bind(i64::from(limit))
                     .fetch_all(self.pool())
                     .await?;
@@ -331,11 +375,17 @@ macro_rules! impl_transfer_store {
                 .transpose()
             }
 
-            async fn find_open_lock(&self, chain_id: ChainId, recipient: Address, hashlock: Hashlock) -> Result<Option<Htlc>, StoreError> {
-                let row = sqlx::query(Self::tsql(const_format(SELECT_HTLC, " WHERE chain_id = $1 AND recipient = $2 AND hashlock = $3 AND status = 'locked' ORDER BY expires_at_ms DESC LIMIT 1")))
-                    .bind(to_i64(chain_id.get(), "chain id")?)
-                    .bind(recipient.as_bytes().to_vec())
-                    .bind(hashlock.as_bytes().to_vec())
+            async fn find_open_lock(&self, w: &LockWanted) -> Result<Option<Htlc>, StoreError> {
+                // Every term is matched in the query, so a decoy lock under the
+                // same hashlock cannot hide the one that fits.
+                let row = sqlx::query(Self::tsql(const_format(SELECT_HTLC, " WHERE chain_id = $1 AND recipient = $2 AND hashlock = $3 AND status = 'locked' AND sender = $4 AND asset = $5 AND amount = $6::numeric AND expires_at_ms >= $7 ORDER BY expires_at_ms LIMIT 1")))
+                    .bind(to_i64(w.chain_id.get(), "chain id")?)
+                    .bind(w.recipient.as_bytes().to_vec())
+                    .bind(w.hashlock.as_bytes().to_vec())
+                    .bind(w.sender.as_bytes().to_vec())
+                    .bind(w.asset.as_str())
+                    .bind(w.amount.to_string())
+                    .bind(to_i64(w.expires_at_ms_min, "time")?)
                     .fetch_optional(self.pool())
                     .await?;
                 row.map(|row| htlc_from_row(&row)).transpose()
@@ -362,7 +412,7 @@ impl TransferStore for AnyStore {
         transfer: &Transfer,
         event: &TransferEvent,
         locked_max: u128,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Created, StoreError> {
         delegate!(self, s => s.create_transfer(transfer, event, locked_max))
     }
     async fn transfer(&self, id: &str) -> Result<Option<Transfer>, StoreError> {
@@ -384,8 +434,12 @@ impl TransferStore for AnyStore {
     ) -> Result<Vec<Transfer>, StoreError> {
         delegate!(self, s => s.transfers_changed_since(tenant, since_ms, limit))
     }
-    async fn active_transfers(&self, limit: u32) -> Result<Vec<Transfer>, StoreError> {
-        delegate!(self, s => s.active_transfers(limit))
+    async fn active_transfers(
+        &self,
+        after: Option<(u64, String)>,
+        limit: u32,
+    ) -> Result<Vec<Transfer>, StoreError> {
+        delegate!(self, s => s.active_transfers(after.clone(), limit))
     }
     async fn update_transfer(
         &self,
@@ -414,12 +468,7 @@ impl TransferStore for AnyStore {
     ) -> Result<Option<StoredAction>, StoreError> {
         delegate!(self, s => s.action(transfer_id, kind))
     }
-    async fn find_open_lock(
-        &self,
-        chain_id: ChainId,
-        recipient: Address,
-        hashlock: Hashlock,
-    ) -> Result<Option<Htlc>, StoreError> {
-        delegate!(self, s => s.find_open_lock(chain_id, recipient, hashlock))
+    async fn find_open_lock(&self, wanted: &LockWanted) -> Result<Option<Htlc>, StoreError> {
+        delegate!(self, s => s.find_open_lock(wanted))
     }
 }
