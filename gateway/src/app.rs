@@ -213,6 +213,9 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
         ledgers,
         connector: connector.clone(),
     });
+    if let Some(step) = &connector.config.fault_step {
+        tracing::warn!(%step, "fault injection is set: the transfer engine halts at this step (crash tests only)");
+    }
     crate::transfers::spawn_engine(app.clone(), connector);
     Ok(app)
 }

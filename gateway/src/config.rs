@@ -21,6 +21,7 @@
 //! | `transfers.reaction_ms_max` / `claim_window_ms` / `safety_margin_ms` / `commit_ms_max` | — | 5000 / 60000 / 5000 / 5000 |
 //! | `transfers.timelock_ms_max` / `tick_ms` | — | 86400000 / 200 |
 //! | `transfers.tenant_locked_max` | — | 1000000000000 (minor units of one target asset, per tenant) |
+//! | `transfers.fault_step` | `LOCKGATE_FAULT_STEP` | unset; crash tests only, see `transfers::fault` |
 //! | `auth.issuer` | `LOCKGATE_JWT_ISSUER` | `lockgate-dev` |
 //! | `auth.audience` | `LOCKGATE_JWT_AUDIENCE` | `lockgate` |
 //! | `auth.hs256_secret` | `LOCKGATE_JWT_SECRET` | generated into `<data_dir>/jwt-dev-secret.hex` |
@@ -131,6 +132,9 @@ pub struct TransfersConfig {
     /// Most minor units of one target asset that one tenant's unfinished
     /// transfers may hold locked at once (the connector's exposure to it).
     pub tenant_locked_max: u64,
+    /// Crash tests only: the engine step at which to halt, see
+    /// [`crate::transfers::fault`].
+    pub fault_step: Option<crate::transfers::fault::FaultStep>,
 }
 
 impl Default for TransfersConfig {
@@ -144,6 +148,7 @@ impl Default for TransfersConfig {
             timelock_ms_max: 86_400_000,
             tick_ms: 200,
             tenant_locked_max: 1_000_000_000_000,
+            fault_step: None,
         }
     }
 }
@@ -316,6 +321,14 @@ impl Config {
         env_parse("LOCKGATE_QUEUE_TXS_MAX", &mut self.ledger.queue_txs_max)?;
         if let Ok(key) = std::env::var("LOCKGATE_CONNECTOR_KEY") {
             self.transfers.connector_key = Some(Secret::new(key));
+        }
+        if let Ok(step) = std::env::var("LOCKGATE_FAULT_STEP") {
+            self.transfers.fault_step = Some(step.parse().map_err(
+                |e: crate::transfers::fault::BadFaultStep| ConfigError::Env {
+                    name: "LOCKGATE_FAULT_STEP",
+                    reason: e.to_string(),
+                },
+            )?);
         }
         if let Ok(issuer) = std::env::var("LOCKGATE_JWT_ISSUER") {
             self.auth.issuer = issuer;

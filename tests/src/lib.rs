@@ -162,8 +162,16 @@ impl Env {
 
     /// Starts `lockgate serve` on a free port and waits until it answers.
     pub async fn start(&self) -> Process {
-        let mut child = self
-            .command(&["serve", "--listen", "127.0.0.1:0"])
+        self.start_with_env(&[]).await
+    }
+
+    /// [`Env::start`] with extra environment variables for this process only.
+    pub async fn start_with_env(&self, vars: &[(&str, &str)]) -> Process {
+        let mut command = self.command(&["serve", "--listen", "127.0.0.1:0"]);
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -180,12 +188,19 @@ impl Env {
         })
         .await
         .expect("lockgate did not start within 30 s");
-        // Keep draining stdout so the process never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Keep draining stdout so the process never blocks on a full pipe;
+        // every later line goes to `Process::stdout_line`.
+        let (lines_tx, lines_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = lines_tx.send(line);
+            }
+        });
         Process {
             child,
             base,
             http: reqwest::Client::new(),
+            stdout: lines_rx,
         }
     }
 
@@ -213,6 +228,8 @@ pub struct Process {
     pub child: Child,
     pub base: String,
     pub http: reqwest::Client,
+    /// Lines the process printed on stdout after its listening line.
+    pub stdout: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
 impl Process {
@@ -255,6 +272,21 @@ impl Process {
     pub async fn is_producer(&self) -> bool {
         let (_, health) = self.get("/healthz", "").await;
         health["blockProducer"] == true
+    }
+
+    /// Waits up to `within` for a stdout line that starts with `prefix`.
+    pub async fn stdout_line(&mut self, prefix: &str, within: Duration) -> Option<String> {
+        tokio::time::timeout(within, async {
+            while let Some(line) = self.stdout.recv().await {
+                if line.starts_with(prefix) {
+                    return Some(line);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// SIGKILL: no shutdown code runs.

@@ -25,8 +25,11 @@
 //! where the last committed step left off. Only the process that holds the
 //! primary ledger's block-producer role runs the engine.
 
+pub mod fault;
 pub mod http;
 pub mod store;
+
+use fault::FaultPoint;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -472,6 +475,7 @@ async fn act(
 ) -> Result<Submitted, StepError> {
     let ledger = app.ledger(chain).ok_or(StepError::Ledger)?;
     let sequencer = ledger.producer.sequencer().ok_or(StepError::NotProducer)?;
+    let fault_step = connector.config.fault_step.as_ref();
     // A written-ahead action is resubmitted as it is, unless its nonce went
     // to something else meanwhile (then it is signed anew).
     // The nonce is read before the written-ahead action is looked at, so an
@@ -515,9 +519,11 @@ async fn act(
                 signed_tx: serde_json::to_string(&SignedTransactionDto::from_domain(&signed))
                     .unwrap_or_default(),
             };
+            fault::reach(fault_step, FaultPoint::BeforeWriteAhead, kind, &transfer.id).await;
             app.store
                 .put_action(&transfer.id, kind, &action, now_ms())
                 .await?;
+            fault::reach(fault_step, FaultPoint::AfterWriteAhead, kind, &transfer.id).await;
             signed
         }
     };
@@ -530,7 +536,10 @@ async fn act(
         .await
         .map_err(|e| StepError::Submit(e.to_string()))?;
     match receipt.outcomes.first() {
-        Some(Outcome::Applied) => Ok(Submitted::Applied),
+        Some(Outcome::Applied) => {
+            fault::reach(fault_step, FaultPoint::AfterSubmit, kind, &transfer.id).await;
+            Ok(Submitted::Applied)
+        }
         Some(Outcome::Rejected(Rejection::NonceReplay { .. }))
             if app.store.transaction(chain, hash).await?.is_some() =>
         {
