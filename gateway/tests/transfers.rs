@@ -498,3 +498,71 @@ async fn cancelling_after_the_sender_locked_is_refused() {
         "{problem}"
     );
 }
+
+/// A retried `POST /v1/transfers` with the same `Idempotency-Key` returns the
+/// same transfer (marked replayed) and makes no second one; the key with a
+/// different request is refused and changes nothing.
+async fn a_retried_create_returns_the_same_transfer(kind: Db) {
+    let gateway = gateway(kind).await;
+    setup(&gateway).await;
+    let hashlock = Hashlock::of_preimage(&[0x31; 32]);
+    let body = json!({
+        "sourceChainId": CHAIN.to_string(), "targetChainId": TARGET.to_string(),
+        "sourceAsset": "EUR", "targetAsset": "EURT", "amount": "500",
+        "sender": key(2).address().to_string(), "recipient": key(3).address().to_string(),
+        "hashlock": hashlock.to_string(),
+    });
+    let send = |body: serde_json::Value| {
+        let request = gateway
+            .http
+            .post(format!("{}/v1/transfers", gateway.base))
+            .bearer_auth(gateway.admin())
+            .header("Idempotency-Key", "create-once")
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let replayed = response
+                .headers()
+                .get("idempotent-replayed")
+                .map(|v| v.to_str().unwrap().to_string());
+            let view: serde_json::Value = response.json().await.unwrap();
+            (status, replayed, view)
+        }
+    };
+    let (status, replayed, first) = send(body.clone()).await;
+    assert_eq!((status, replayed), (201, None), "{first}");
+    let (status, replayed, second) = send(body.clone()).await;
+    assert_eq!(
+        (status, replayed.as_deref()),
+        (201, Some("true")),
+        "{second}"
+    );
+    assert_eq!(second["id"], first["id"]);
+    assert_eq!(second["sourceExpiresAtMs"], first["sourceExpiresAtMs"]);
+
+    let mut other = body;
+    other["amount"] = json!("400");
+    let (status, _, problem) = send(other).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(
+        problem["type"],
+        "urn:lockgate:problem:idempotency-key-reused"
+    );
+
+    let (status, page) = gateway.get("/v1/transfers", &gateway.admin()).await;
+    assert_eq!(status, 200, "{page}");
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{page}");
+    assert_eq!(items[0]["id"], first["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_create_returns_the_same_transfer_on_sqlite() {
+    a_retried_create_returns_the_same_transfer(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_create_returns_the_same_transfer_on_postgres() {
+    a_retried_create_returns_the_same_transfer(Db::Postgres).await;
+}
