@@ -1,11 +1,12 @@
 //! `adapters`: what the cross-ledger transfer engine knows of a ledger.
 //!
-//! Today: each ledger's [`finality::FinalityModel`] and the
+//! The [`ledger::LedgerAdapter`] trait (describe, lock, claim, refund, lock
+//! status, finding a counterparty's lock; every action idempotent under an
+//! operation key), each ledger's [`finality::FinalityModel`], and the
 //! [`planner`] that derives every leg's HTLC expiry from those models, so
-//! that each party can always claim after the preimage appears. The
-//! `LedgerAdapter` trait (describe, lock, claim, refund, status, events,
-//! proofs) and its `local`, `peer` and `evm` implementations arrive with the
-//! transfer engine (issue #4) and the EVM adapter (issue #5).
+//! that each party can always claim after the preimage appears. The `local`
+//! implementation lives in the gateway (it drives the gateway's store);
+//! `peer` and `evm` arrive with topologies (b)/(c) and issue #5.
 //!
 //! The [`satp`] module holds the building blocks of the gateway-to-gateway
 //! protocol's wire format: RFC 8785 canonical JSON, JWS ES256 signatures,
@@ -16,5 +17,6 @@
 #![forbid(unsafe_code)]
 
 pub mod finality;
+pub mod ledger;
 pub mod planner;
 pub mod satp;

@@ -18,35 +18,35 @@
 //!    leg. A sender who never locks by `sourceLockByMs` gets `cancelled`.
 //!
 //! **Durability.** The transfer row and its append-only event history are the
-//! state machine; every ledger action the connector takes is signed and
-//! written to `transfer_actions` *before* it is submitted, and resubmitted
-//! as the very same transaction after a restart (a duplicate answers like the
-//! original). Each step re-reads the ledgers, so a restart resumes exactly
-//! where the last committed step left off. Only the process that holds the
-//! primary ledger's block-producer role runs the engine.
+//! state machine. The engine sees each ledger only through
+//! `adapters::ledger::LedgerAdapter` (here [`local::LocalLedger`]): every
+//! ledger action the connector takes is signed and written to
+//! `transfer_actions` *before* it is submitted, and resubmitted as the very
+//! same transaction after a restart (a duplicate answers like the original).
+//! Each step re-reads the ledgers, so a restart resumes exactly where the
+//! last committed step left off. The engine acts on a transfer only in the
+//! process that produces both its ledgers' blocks.
 
 pub mod fault;
 pub mod http;
+pub mod local;
 pub mod store;
-
-use fault::FaultPoint;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use adapters::finality::FinalityModel;
-use adapters::planner::{LegSpec, PlanParams, plan};
-use ledger_core::{
-    Address, Amount, AssetCode, ChainId, Hashlock, Htlc, HtlcStatus, LockId, Outcome, Preimage,
-    Rejection, SigningKey, Transaction, TxBody,
+use adapters::ledger::{
+    Acted, AdapterError, LedgerAdapter, LockInfo, LockState, LockTerms, OperationKey,
 };
+use adapters::planner::{LegSpec, PlanParams, plan};
+use ledger_core::{Address, Amount, AssetCode, ChainId, Hashlock, LockId, SigningKey};
 use serde_json::json;
 
 use crate::app::App;
-use crate::dto::SignedTransactionDto;
 use crate::sequencer::now_ms;
-use crate::store::{LedgerStore, StoreError};
-use store::{StoredAction, TransferStore};
+use crate::store::StoreError;
+use local::LocalLedger;
+use store::TransferStore;
 
 /// Where a transfer stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,10 +244,10 @@ fn reaction_ms(config: &crate::config::TransfersConfig) -> u64 {
     config.reaction_ms_max.max(config.tick_ms.saturating_mul(2))
 }
 
-fn leg(config: &crate::config::TransfersConfig) -> LegSpec {
+/// A leg on `ledger`, planned with the finality its adapter states.
+fn leg(ledger: &impl LedgerAdapter, config: &crate::config::TransfersConfig) -> LegSpec {
     LegSpec {
-        // Built-in ledgers of one gateway share its clock, so no drift.
-        finality: FinalityModel::built_in(config.commit_ms_max, 0),
+        finality: ledger.describe().finality,
         timelock_ms_max: config.timelock_ms_max,
     }
 }
@@ -278,7 +278,9 @@ pub async fn create(
         claim_window_ms: config.claim_window_ms,
         safety_margin_ms: config.safety_margin_ms,
     };
-    let planned = plan(&[leg(config), leg(config)], &params)?;
+    let legs = [request.source_chain_id, request.target_chain_id]
+        .map(|chain| leg(&LocalLedger::new(app, connector, chain), config));
+    let planned = plan(&legs, &params)?;
     let transfer = Transfer {
         id: uuid::Uuid::new_v4().to_string(),
         tenant: tenant.to_string(),
@@ -353,21 +355,21 @@ fn wanted_lock(t: &Transfer) -> store::LockWanted {
 
 /// The connector's target lock: the recorded one, or the one its
 /// written-ahead action committed (a crash may have come between the two).
-async fn target_lock_id(app: &App, t: &Transfer) -> Result<Option<LockId>, StepError> {
+async fn target_lock_id(
+    target: &impl LedgerAdapter,
+    t: &Transfer,
+) -> Result<Option<LockId>, StepError> {
     if t.target_lock_id.is_some() {
         return Ok(t.target_lock_id);
     }
-    match app.store.action(&t.id, "target-lock").await? {
-        Some(action)
-            if app
-                .store
-                .transaction(action.chain_id, action.tx_hash)
-                .await?
-                .is_some() =>
-        {
-            Ok(Some(LockId::from(action.tx_hash)))
-        }
-        _ => Ok(None),
+    Ok(target.committed_lock(op(t, "target-lock")).await?)
+}
+
+/// The operation key of `action` of transfer `t`.
+fn op<'a>(t: &'a Transfer, action: &'a str) -> OperationKey<'a> {
+    OperationKey {
+        transfer_id: &t.id,
+        action,
     }
 }
 
@@ -458,113 +460,19 @@ pub fn spawn_engine(app: Arc<App>, connector: Connector) {
     });
 }
 
-/// What a connector action came to.
-enum Submitted {
-    Applied,
-    Refused(Rejection),
-}
-
-/// Signs (or reuses the signed, written-ahead) action of `kind` and submits it.
-async fn act(
-    app: &App,
-    connector: &Connector,
-    transfer: &Transfer,
-    kind: &str,
-    chain: ChainId,
-    body: TxBody,
-) -> Result<Submitted, StepError> {
-    let ledger = app.ledger(chain).ok_or(StepError::Ledger)?;
-    let sequencer = ledger.producer.sequencer().ok_or(StepError::NotProducer)?;
-    let fault_step = connector.config.fault_step.as_ref();
-    // A written-ahead action is resubmitted as it is, unless its nonce went
-    // to something else meanwhile (then it is signed anew).
-    // The nonce is read before the written-ahead action is looked at, so an
-    // action that commits in between is seen as committed, never re-signed.
-    let account = app.store.account(chain, connector.key.address()).await?;
-    let mut signed = None;
-    if let Some(stored) = app.store.action(&transfer.id, kind).await? {
-        if app
-            .store
-            .transaction(chain, stored.tx_hash)
-            .await?
-            .is_some()
-        {
-            return Ok(Submitted::Applied);
-        }
-        let dto: SignedTransactionDto = serde_json::from_str(&stored.signed_tx)
-            .map_err(|e| StepError::Corrupt(e.to_string()))?;
-        signed = Some(
-            dto.to_domain()
-                .map_err(|e| StepError::Corrupt(e.to_string()))?,
-        );
-    }
-    let stale = signed
-        .as_ref()
-        .is_some_and(|s| s.transaction.nonce < account.next_nonce);
-    let signed = match signed {
-        Some(signed) if !stale => signed,
-        _ => {
-            let tx = Transaction {
-                chain_id: chain,
-                from: connector.key.address(),
-                nonce: account.next_nonce,
-                body,
-            };
-            let signed = tx
-                .sign(&connector.key)
-                .map_err(|e| StepError::Corrupt(e.to_string()))?;
-            let action = StoredAction {
-                chain_id: chain,
-                tx_hash: signed.transaction.hash(),
-                signed_tx: serde_json::to_string(&SignedTransactionDto::from_domain(&signed))
-                    .unwrap_or_default(),
-            };
-            fault::reach(fault_step, FaultPoint::BeforeWriteAhead, kind, &transfer.id).await;
-            app.store
-                .put_action(&transfer.id, kind, &action, now_ms())
-                .await?;
-            fault::reach(fault_step, FaultPoint::AfterWriteAhead, kind, &transfer.id).await;
-            signed
-        }
-    };
-    let verified = signed
-        .verify()
-        .map_err(|e| StepError::Corrupt(e.to_string()))?;
-    let hash = verified.hash();
-    let receipt = sequencer
-        .submit(vec![verified])
-        .await
-        .map_err(|e| StepError::Submit(e.to_string()))?;
-    match receipt.outcomes.first() {
-        Some(Outcome::Applied) => {
-            fault::reach(fault_step, FaultPoint::AfterSubmit, kind, &transfer.id).await;
-            Ok(Submitted::Applied)
-        }
-        Some(Outcome::Rejected(Rejection::NonceReplay { .. }))
-            if app.store.transaction(chain, hash).await?.is_some() =>
-        {
-            Ok(Submitted::Applied)
-        }
-        Some(Outcome::Rejected(rejection)) => Ok(Submitted::Refused(*rejection)),
-        None => Err(StepError::Submit("no outcome".into())),
-    }
-}
-
 /// A step that could not finish; retried on the next tick.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A ledger of the transfer is not hosted any more.
-    #[error("ledger not hosted")]
-    Ledger,
-    /// This process does not produce the ledger's blocks.
-    #[error("not the block producer of the ledger")]
-    NotProducer,
-    /// Submitting failed.
-    #[error("submit: {0}")]
-    Submit(String),
+    /// A ledger's adapter could not tell what happened.
+    #[error(transparent)]
+    Adapter(#[from] AdapterError),
+    /// A ledger refused an action the plan needs (retried: the refusal may
+    /// be transient, e.g. a refund judged a moment before the expiry).
+    #[error("refused: {0}")]
+    Refused(String),
     /// Stored data does not decode.
     #[error("corrupt: {0}")]
     Corrupt(String),
@@ -595,9 +503,12 @@ async fn advance(
     Ok(())
 }
 
-async fn lock_of(app: &App, chain: ChainId, id: Option<LockId>) -> Result<Option<Htlc>, StepError> {
+async fn lock_of(
+    ledger: &impl LedgerAdapter,
+    id: Option<LockId>,
+) -> Result<Option<LockInfo>, StepError> {
     match id {
-        Some(id) => Ok(app.store.htlc(chain, id).await?),
+        Some(id) => Ok(ledger.lock_status(id).await?),
         None => Ok(None),
     }
 }
@@ -605,24 +516,19 @@ async fn lock_of(app: &App, chain: ChainId, id: Option<LockId>) -> Result<Option
 /// Refunds `lock` once it has expired; true when there is nothing (left) to
 /// refund: no lock, or one already settled.
 async fn refund_when_expired(
-    app: &App,
-    connector: &Connector,
-    transfer: &Transfer,
+    ledger: &impl LedgerAdapter,
+    t: &Transfer,
     kind: &str,
-    chain: ChainId,
-    lock: Option<Htlc>,
+    lock: Option<LockInfo>,
     now: u64,
 ) -> Result<bool, StepError> {
-    let Some(lock) = lock.filter(|l| l.status == HtlcStatus::Locked) else {
+    let Some(lock) = lock.filter(|l| l.state == LockState::Locked) else {
         return Ok(true);
     };
-    if now >= lock.expires_at_ms {
-        let body = TxBody::HtlcRefund { lock_id: lock.id };
-        if let Submitted::Refused(rejection) =
-            act(app, connector, transfer, kind, chain, body).await?
-        {
-            return Err(StepError::Submit(format!("{kind} refused: {rejection}")));
-        }
+    if now >= lock.terms.expires_at_ms
+        && let Acted::Refused(reason) = ledger.refund(op(t, kind), lock.id).await?
+    {
+        return Err(StepError::Refused(format!("{kind}: {reason}")));
     }
     // Settled only when a later step sees the lock refunded.
     Ok(false)
@@ -632,10 +538,20 @@ async fn refund_when_expired(
 pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Result<(), StepError> {
     let now = now_ms();
     let t = &transfer;
+    let source = LocalLedger::new(app, connector, t.source_chain_id);
+    let target = LocalLedger::new(app, connector, t.target_chain_id);
     match t.state {
         TransferState::AwaitingSourceLock => {
-            if let Some(lock) = app.store.find_open_lock(&wanted_lock(t)).await? {
-                let detail = json!({ "lockId": lock.id.to_string(), "expiresAtMs": lock.expires_at_ms.to_string() });
+            let wanted = LockTerms {
+                sender: t.sender,
+                recipient: t.connector,
+                asset: t.source_asset,
+                amount: t.amount,
+                hashlock: t.hashlock,
+                expires_at_ms: t.source_expires_at_ms,
+            };
+            if let Some(lock) = source.find_open_lock(&wanted).await? {
+                let detail = json!({ "lockId": lock.id.to_string(), "expiresAtMs": lock.terms.expires_at_ms.to_string() });
                 let next = Transfer {
                     state: TransferState::SourceLocked,
                     source_lock_id: Some(lock.id),
@@ -662,7 +578,7 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
         TransferState::SourceLocked => {
             // A target lock already committed (the process died before it
             // recorded so) is taken up, whatever the clock says.
-            if let Some(lock_id) = target_lock_id(app, t).await? {
+            if let Some(lock_id) = target_lock_id(&target, t).await? {
                 let next = Transfer {
                     state: TransferState::TargetLocked,
                     target_lock_id: Some(lock_id),
@@ -695,21 +611,16 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
                 )
                 .await;
             }
-            let body = TxBody::HtlcLock {
-                asset: t.target_asset,
+            let terms = LockTerms {
+                sender: t.connector,
                 recipient: t.recipient,
+                asset: t.target_asset,
                 amount: t.amount,
                 hashlock: t.hashlock,
                 expires_at_ms: t.target_expires_at_ms,
             };
-            match act(app, connector, t, "target-lock", t.target_chain_id, body).await? {
-                Submitted::Applied => {
-                    let action = app
-                        .store
-                        .action(&t.id, "target-lock")
-                        .await?
-                        .ok_or(StepError::Corrupt("action vanished".into()))?;
-                    let lock_id = LockId::from(action.tx_hash);
+            match target.lock(op(t, "target-lock"), &terms).await? {
+                Acted::Done(lock_id) => {
                     let next = Transfer {
                         state: TransferState::TargetLocked,
                         target_lock_id: Some(lock_id),
@@ -724,7 +635,7 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
                     )
                     .await
                 }
-                Submitted::Refused(rejection) => {
+                Acted::Refused(rejection) => {
                     let next = Transfer {
                         state: TransferState::Refunding,
                         ..t.clone()
@@ -741,9 +652,9 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
             }
         }
         TransferState::TargetLocked => {
-            let target = lock_of(app, t.target_chain_id, t.target_lock_id).await?;
-            match target.map(|l| l.status) {
-                Some(HtlcStatus::Claimed { preimage }) => {
+            let target_lock = lock_of(&target, t.target_lock_id).await?;
+            match target_lock.map(|l| l.state) {
+                Some(LockState::Claimed { preimage }) => {
                     let next = Transfer {
                         state: TransferState::ClaimingSource,
                         preimage: Some(preimage),
@@ -758,17 +669,17 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
                     )
                     .await
                 }
-                Some(HtlcStatus::Locked) if now >= t.target_expires_at_ms => {
+                Some(LockState::Locked) if now >= t.target_expires_at_ms => {
                     let next = Transfer {
                         state: TransferState::Refunding,
                         ..t.clone()
                     };
                     advance(app, t, next, "unwinding", json!({ "reason": "the recipient did not claim before the target lock expired" })).await
                 }
-                Some(HtlcStatus::Locked) => Ok(()),
+                Some(LockState::Locked) => Ok(()),
                 // Refunded by someone else (anyone may, after expiry), or gone:
                 // unwind the source too.
-                Some(HtlcStatus::Refunded) | None => {
+                Some(LockState::Refunded) | None => {
                     let next = Transfer {
                         state: TransferState::Refunding,
                         ..t.clone()
@@ -790,28 +701,29 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
                     "claiming without lock or preimage".into(),
                 ));
             };
-            let source = lock_of(app, t.source_chain_id, Some(lock_id)).await?;
-            if matches!(source.map(|l| l.status), Some(HtlcStatus::Claimed { .. })) {
+            let source_lock = lock_of(&source, Some(lock_id)).await?;
+            if matches!(
+                source_lock.map(|l| l.state),
+                Some(LockState::Claimed { .. })
+            ) {
                 let next = Transfer {
                     state: TransferState::Completed,
                     ..t.clone()
                 };
                 return advance(app, t, next, "completed", json!({})).await;
             }
-            let body = TxBody::HtlcClaim {
-                lock_id,
-                preimage: Preimage::new(preimage.to_vec())
-                    .map_err(|e| StepError::Corrupt(e.to_string()))?,
-            };
-            match act(app, connector, t, "source-claim", t.source_chain_id, body).await? {
-                Submitted::Applied => {
+            match source
+                .claim(op(t, "source-claim"), lock_id, preimage)
+                .await?
+            {
+                Acted::Done(()) => {
                     let next = Transfer {
                         state: TransferState::Completed,
                         ..t.clone()
                     };
                     advance(app, t, next, "completed", json!({})).await
                 }
-                Submitted::Refused(rejection) => {
+                Acted::Refused(rejection) => {
                     // By the plan this cannot happen; it needs an operator.
                     tracing::error!(transfer = %t.id, %rejection, "the source claim was refused");
                     let next = Transfer {
@@ -832,8 +744,8 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
         TransferState::Refunding => {
             // A recipient who claimed at the last moment still gets the
             // connector paid on the source.
-            let target = lock_of(app, t.target_chain_id, target_lock_id(app, t).await?).await?;
-            if let Some(HtlcStatus::Claimed { preimage }) = target.map(|l| l.status) {
+            let target_lock = lock_of(&target, target_lock_id(&target, t).await?).await?;
+            if let Some(LockState::Claimed { preimage }) = target_lock.map(|l| l.state) {
                 let next = Transfer {
                     state: TransferState::ClaimingSource,
                     preimage: Some(preimage),
@@ -848,28 +760,12 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
                 )
                 .await;
             }
-            let target_done = refund_when_expired(
-                app,
-                connector,
-                t,
-                "target-refund",
-                t.target_chain_id,
-                target,
-                now,
-            )
-            .await?;
+            let target_done =
+                refund_when_expired(&target, t, "target-refund", target_lock, now).await?;
             // Anyone may refund an expired lock; the source's funds go back to the sender.
-            let source = lock_of(app, t.source_chain_id, t.source_lock_id).await?;
-            let source_done = refund_when_expired(
-                app,
-                connector,
-                t,
-                "source-refund",
-                t.source_chain_id,
-                source,
-                now,
-            )
-            .await?;
+            let source_lock = lock_of(&source, t.source_lock_id).await?;
+            let source_done =
+                refund_when_expired(&source, t, "source-refund", source_lock, now).await?;
             if target_done && source_done {
                 let next = Transfer {
                     state: TransferState::Refunded,
