@@ -66,9 +66,12 @@ type AppState = Arc<App>;
         HealthView, LedgerView, LedgerList,
         crate::transfers::http::CreateTransfer, crate::transfers::http::TransferView,
         crate::transfers::http::TransferEventView, crate::transfers::http::TransferPage,
+        adapters::satp::messages::Message, adapters::satp::messages::TransferInitClaim,
+        adapters::satp::messages::Capabilities, adapters::satp::messages::NetworkLockType,
+        adapters::satp::envelope::Envelope,
     )),
     servers((url = "/", description = "This gateway")),
-    modifiers(&BearerAuth, &CommonResponses),
+    modifiers(&BearerAuth, &CommonResponses, &StrictSatpMessages),
     tags(
         (name = "ledger", description = "The built-in ledger"),
         (name = "transfers", description = "Cross-ledger transfers between the hosted ledgers, this gateway as connector"),
@@ -78,6 +81,28 @@ type AppState = Arc<App>;
 pub struct ApiDoc;
 
 struct BearerAuth;
+
+/// Every SATP message variant refuses unknown fields (the parser does too);
+/// utoipa does not carry `deny_unknown_fields` into tagged enum variants.
+struct StrictSatpMessages;
+
+impl utoipa::Modify for StrictSatpMessages {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{AdditionalProperties, Schema};
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut("Message") {
+            for item in &mut one_of.items {
+                if let RefOr::T(Schema::Object(object)) = item {
+                    object.additional_properties =
+                        Some(Box::new(AdditionalProperties::FreeForm(false)));
+                }
+            }
+        }
+    }
+}
 
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

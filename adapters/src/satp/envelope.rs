@@ -26,6 +26,7 @@ pub const TYP: &str = "satp+json";
 
 /// A signed message on the wire.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Envelope {
     /// base64url of the canonical protected header.

@@ -34,6 +34,7 @@ pub fn hash_json(value: &Value) -> Result<String, JcsError> {
 
 /// A transfer-init claim (section 8.1).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TransferInitClaim {
     /// Globally unique id of the asset in the origin network.
@@ -44,6 +45,10 @@ pub struct TransferInitClaim {
     pub network_lock_type: NetworkLockType,
     /// Lock duration in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 0, maximum = 9007199254740991_u64)
+    )]
     pub asset_lock_expiration_time: Option<u64>,
     /// The originator's identity.
     pub verified_originator_entity_id: String,
@@ -81,6 +86,7 @@ pub struct TransferInitClaim {
 
 /// The lock mechanisms of section 8.1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum NetworkLockType {
     /// Time lock only.
@@ -93,6 +99,7 @@ pub enum NetworkLockType {
 
 /// Gateway and network capabilities (section 8.2).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Capabilities {
     /// The JWS algorithm the gateway signs with (`ES256`).
@@ -103,13 +110,21 @@ pub struct Capabilities {
     /// The lock mechanism of the network.
     pub network_lock_type: NetworkLockType,
     /// Lock duration the network offers, seconds.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 0, maximum = 9007199254740991_u64)
+    )]
     pub network_lock_expiration_time: u64,
     /// TLS 1.3 cipher suite, e.g. `TLS_AES_128_GCM_SHA256`.
     pub gateway_tls_scheme: String,
 }
 
-/// Every SATP core message, tagged by its `messageType` URN.
+/// Every SATP core message (draft-ietf-satp-core-17, JSON wire format),
+/// tagged by its `messageType` URN; it travels as the base64url payload of a
+/// flattened JWS `Envelope` signed with ES256. Hashes are SHA-256 over the
+/// RFC 8785 canonical JSON, 64 lowercase hex digits (`docs/satp.md`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "messageType", deny_unknown_fields)]
 #[allow(clippy::large_enum_variant)] // parsed once per HTTP request
 pub enum Message {
