@@ -113,6 +113,16 @@ pub enum Acted<T> {
     Refused(String),
 }
 
+impl<T> Acted<T> {
+    /// Maps what a `Done` carries.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Acted<U> {
+        match self {
+            Acted::Done(value) => Acted::Done(f(value)),
+            Acted::Refused(reason) => Acted::Refused(reason),
+        }
+    }
+}
+
 /// Why an adapter could not tell what happened; the call may be retried.
 #[derive(Debug, thiserror::Error)]
 pub enum AdapterError {

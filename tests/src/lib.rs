@@ -313,8 +313,13 @@ pub fn key(i: u64) -> SigningKey {
 }
 
 pub fn sign(key: &SigningKey, nonce: u64, body: TxBody) -> SignedTransaction {
+    sign_on(chain(), key, nonce, body)
+}
+
+/// A transaction on ledger `chain_id` (a gateway may host several).
+pub fn sign_on(chain_id: ChainId, key: &SigningKey, nonce: u64, body: TxBody) -> SignedTransaction {
     Transaction {
-        chain_id: chain(),
+        chain_id,
         from: key.address(),
         nonce,
         body,

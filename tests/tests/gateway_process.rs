@@ -448,16 +448,7 @@ async fn a_transfer_resumes_after_kill_9() {
     let token = env.token().await;
     let target = ledger_core::ChainId::new(4202).unwrap();
     let (issuer, alice, bob) = (key(1), key(2), key(3));
-    let on_target = |key: &ledger_core::SigningKey, nonce, body| {
-        ledger_core::Transaction {
-            chain_id: target,
-            from: key.address(),
-            nonce,
-            body,
-        }
-        .sign(key)
-        .unwrap()
-    };
+    let on_target = |key: &ledger_core::SigningKey, nonce, body| sign_on(target, key, nonce, body);
     for tx in [
         sign(
             &issuer,

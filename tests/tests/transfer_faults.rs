@@ -14,8 +14,7 @@
 use std::time::Duration;
 
 use ledger_core::{
-    Address, Amount, AssetCode, ChainId, Hashlock, LockId, Preimage, Scale, SigningKey,
-    Transaction, TxBody,
+    Address, Amount, AssetCode, ChainId, Hashlock, LockId, Preimage, Scale, SigningKey, TxBody,
 };
 use lockgate_e2e::*;
 
@@ -29,14 +28,7 @@ fn eur() -> AssetCode {
 }
 
 fn on(chain: u64, key: &SigningKey, nonce: u64, body: TxBody) -> ledger_core::SignedTransaction {
-    Transaction {
-        chain_id: ChainId::new(chain).unwrap(),
-        from: key.address(),
-        nonce,
-        body,
-    }
-    .sign(key)
-    .unwrap()
+    sign_on(ChainId::new(chain).unwrap(), key, nonce, body)
 }
 
 /// How the transfer is meant to end.

@@ -21,7 +21,7 @@ use adapters::ledger::{
     LockTerms, OperationKey,
 };
 use ledger_core::{
-    ChainId, Htlc, HtlcStatus, LockId, Outcome, Preimage, Rejection, Transaction, TxBody,
+    ChainId, Htlc, HtlcStatus, LockId, Outcome, Preimage, Rejection, Transaction, TxBody, TxHash,
 };
 
 use super::Connector;
@@ -50,8 +50,8 @@ impl<'a> LocalLedger<'a> {
     }
 
     /// Signs (or reuses the signed, written-ahead) action under `op` and
-    /// submits it.
-    async fn act(&self, op: OperationKey<'_>, body: TxBody) -> Result<Acted<()>, AdapterError> {
+    /// submits it; `Done` carries the hash of the transaction that committed.
+    async fn act(&self, op: OperationKey<'_>, body: TxBody) -> Result<Acted<TxHash>, AdapterError> {
         let (app, connector, chain) = (self.app, self.connector, self.chain);
         let ledger = app
             .ledger(chain)
@@ -82,7 +82,7 @@ impl<'a> LocalLedger<'a> {
                 .map_err(unavailable)?
                 .is_some()
             {
-                return Ok(Acted::Done(()));
+                return Ok(Acted::Done(stored.tx_hash));
             }
             let dto: SignedTransactionDto = serde_json::from_str(&stored.signed_tx)
                 .map_err(|e| AdapterError::Corrupt(e.to_string()))?;
@@ -150,7 +150,7 @@ impl<'a> LocalLedger<'a> {
                     op.transfer_id,
                 )
                 .await;
-                Ok(Acted::Done(()))
+                Ok(Acted::Done(hash))
             }
             Some(Outcome::Rejected(Rejection::NonceReplay { .. }))
                 if app
@@ -160,7 +160,7 @@ impl<'a> LocalLedger<'a> {
                     .map_err(unavailable)?
                     .is_some() =>
             {
-                Ok(Acted::Done(()))
+                Ok(Acted::Done(hash))
             }
             Some(Outcome::Rejected(rejection)) => Ok(Acted::Refused(rejection.to_string())),
             None => Err(AdapterError::Unavailable("no outcome".into())),
@@ -218,14 +218,8 @@ impl LedgerAdapter for LocalLedger<'_> {
             hashlock: terms.hashlock,
             expires_at_ms: terms.expires_at_ms,
         };
-        match self.act(op, body).await? {
-            Acted::Done(()) => self
-                .committed_lock(op)
-                .await?
-                .map(Acted::Done)
-                .ok_or_else(|| AdapterError::Corrupt("the lock's record vanished".into())),
-            Acted::Refused(reason) => Ok(Acted::Refused(reason)),
-        }
+        // A built-in lock's id is the hash of its locking transaction.
+        Ok(self.act(op, body).await?.map(LockId::from))
     }
 
     async fn claim(
@@ -236,18 +230,18 @@ impl LedgerAdapter for LocalLedger<'_> {
     ) -> Result<Acted<()>, AdapterError> {
         let preimage =
             Preimage::new(preimage.to_vec()).map_err(|e| AdapterError::Corrupt(e.to_string()))?;
-        self.act(
-            op,
-            TxBody::HtlcClaim {
-                lock_id: lock,
-                preimage,
-            },
-        )
-        .await
+        let body = TxBody::HtlcClaim {
+            lock_id: lock,
+            preimage,
+        };
+        Ok(self.act(op, body).await?.map(|_| ()))
     }
 
     async fn refund(&self, op: OperationKey<'_>, lock: LockId) -> Result<Acted<()>, AdapterError> {
-        self.act(op, TxBody::HtlcRefund { lock_id: lock }).await
+        Ok(self
+            .act(op, TxBody::HtlcRefund { lock_id: lock })
+            .await?
+            .map(|_| ()))
     }
 
     async fn committed_lock(&self, op: OperationKey<'_>) -> Result<Option<LockId>, AdapterError> {
@@ -282,19 +276,10 @@ impl LedgerAdapter for LocalLedger<'_> {
     }
 
     async fn find_open_lock(&self, terms: &LockTerms) -> Result<Option<LockInfo>, AdapterError> {
-        let wanted = LockWanted {
-            chain_id: self.chain,
-            sender: terms.sender,
-            recipient: terms.recipient,
-            asset: terms.asset,
-            amount: terms.amount,
-            hashlock: terms.hashlock,
-            expires_at_ms_min: terms.expires_at_ms,
-        };
         Ok(self
             .app
             .store
-            .find_open_lock(&wanted)
+            .find_open_lock(&LockWanted::new(self.chain, terms))
             .await
             .map_err(unavailable)?
             .map(info))

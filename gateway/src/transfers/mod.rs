@@ -340,16 +340,16 @@ pub enum CancelError {
     Store(#[from] StoreError),
 }
 
-/// The sender's lock a transfer waits for.
-fn wanted_lock(t: &Transfer) -> store::LockWanted {
-    store::LockWanted {
-        chain_id: t.source_chain_id,
+/// The terms of the sender's lock a transfer waits for (its expiry the
+/// earliest acceptable).
+fn sender_lock(t: &Transfer) -> LockTerms {
+    LockTerms {
         sender: t.sender,
         recipient: t.connector,
         asset: t.source_asset,
         amount: t.amount,
         hashlock: t.hashlock,
-        expires_at_ms_min: t.source_expires_at_ms,
+        expires_at_ms: t.source_expires_at_ms,
     }
 }
 
@@ -389,7 +389,10 @@ pub async fn cancel(app: &App, tenant: &str, id: &str) -> Result<Transfer, Cance
         }
         if app
             .store
-            .find_open_lock(&wanted_lock(&transfer))
+            .find_open_lock(&store::LockWanted::new(
+                transfer.source_chain_id,
+                &sender_lock(&transfer),
+            ))
             .await?
             .is_some()
         {
@@ -542,15 +545,7 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
     let target = LocalLedger::new(app, connector, t.target_chain_id);
     match t.state {
         TransferState::AwaitingSourceLock => {
-            let wanted = LockTerms {
-                sender: t.sender,
-                recipient: t.connector,
-                asset: t.source_asset,
-                amount: t.amount,
-                hashlock: t.hashlock,
-                expires_at_ms: t.source_expires_at_ms,
-            };
-            if let Some(lock) = source.find_open_lock(&wanted).await? {
+            if let Some(lock) = source.find_open_lock(&sender_lock(t)).await? {
                 let detail = json!({ "lockId": lock.id.to_string(), "expiresAtMs": lock.terms.expires_at_ms.to_string() });
                 let next = Transfer {
                     state: TransferState::SourceLocked,

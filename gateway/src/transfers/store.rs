@@ -127,6 +127,21 @@ pub struct LockWanted {
     pub expires_at_ms_min: u64,
 }
 
+impl LockWanted {
+    /// A lock on `chain` on `terms`, expiring no earlier than theirs.
+    pub fn new(chain_id: ChainId, terms: &adapters::ledger::LockTerms) -> Self {
+        Self {
+            chain_id,
+            sender: terms.sender,
+            recipient: terms.recipient,
+            asset: terms.asset,
+            amount: terms.amount,
+            hashlock: terms.hashlock,
+            expires_at_ms_min: terms.expires_at_ms,
+        }
+    }
+}
+
 const SELECT_TRANSFER: &str = "SELECT id, tenant, state, source_chain_id, target_chain_id, source_asset, target_asset, amount::text AS amount, sender, recipient, connector, hashlock, source_lock_by_ms, source_expires_at_ms, target_expires_at_ms, source_lock_id, target_lock_id, preimage, created_at_ms, updated_at_ms, version FROM transfers";
 
 fn chain(value: i64) -> Result<ChainId, StoreError> {
