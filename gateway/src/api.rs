@@ -55,6 +55,7 @@ type AppState = Arc<App>;
         get_asset, list_blocks, get_block, get_htlc, export_chain, list_ledgers,
         crate::transfers::http::create_transfer, crate::transfers::http::get_transfer,
         crate::transfers::http::list_transfers, crate::transfers::http::cancel_transfer, crate::transfers::http::stream_transfers,
+        crate::satp::server::receive, crate::satp::server::identity,
         healthz, readyz, metrics,
     ),
     components(schemas(
@@ -68,13 +69,14 @@ type AppState = Arc<App>;
         crate::transfers::http::TransferEventView, crate::transfers::http::TransferPage,
         adapters::satp::messages::Message, adapters::satp::messages::TransferInitClaim,
         adapters::satp::messages::Capabilities, adapters::satp::messages::NetworkLockType,
-        adapters::satp::envelope::Envelope,
+        adapters::satp::envelope::Envelope, crate::satp::problem::SatpError,
     )),
     servers((url = "/", description = "This gateway")),
     modifiers(&BearerAuth, &CommonResponses, &StrictSatpMessages),
     tags(
         (name = "ledger", description = "The built-in ledger"),
         (name = "transfers", description = "Cross-ledger transfers between the hosted ledgers, this gateway as connector"),
+        (name = "satp", description = "Gateway-to-gateway messages (draft-ietf-satp-core-17), authenticated by pinned identity keys, not tokens"),
         (name = "operations", description = "Health, readiness and metrics (no authentication)"),
     ),
 )]
@@ -279,6 +281,8 @@ pub fn router(app: AppState) -> Router {
             "/v1/transfers/{id}/cancel",
             post(crate::transfers::http::cancel_transfer),
         )
+        .route("/v1/satp/messages", post(crate::satp::server::receive))
+        .route("/v1/satp/identity", get(crate::satp::server::identity))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -346,6 +350,14 @@ async fn problem_request_id(request: Request, next: Next) -> Response {
         .and_then(|id| id.header_value().to_str().ok())
         .map(str::to_string);
     let mut response = next.run(request).await;
+    // A signed SATP error is passed as it is: adding to it would break its signature.
+    if response
+        .extensions()
+        .get::<crate::satp::problem::Signed>()
+        .is_some()
+    {
+        return response;
+    }
     let status = response.status();
     if (status.is_client_error() || status.is_server_error())
         && response.extensions().get::<ProblemMarker>().is_none()

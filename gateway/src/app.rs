@@ -35,6 +35,8 @@ pub struct App {
     pub ledgers: Vec<Ledger>,
     /// The connector of cross-ledger transfers between hosted ledgers.
     pub connector: crate::transfers::Connector,
+    /// SATP identity and pinned peers.
+    pub satp: crate::satp::Satp,
 }
 
 /// One hosted built-in ledger.
@@ -129,6 +131,22 @@ pub fn block_key(
     SigningKey::from_bytes(bytes).context("ledger.block_key is not a valid secp256k1 key")
 }
 
+/// The connector's account key (also this gateway's account on peers'
+/// ledgers): configured, or generated into the data directory.
+pub fn connector_key(config: &Config) -> anyhow::Result<SigningKey> {
+    let bytes = match &config.transfers.connector_key {
+        Some(secret) => {
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(secret.expose().trim().trim_start_matches("0x"), &mut bytes)
+                .context("transfers.connector_key must be 32 bytes of hex")?;
+            bytes
+        }
+        None => development_secret(&config.data_dir.join("connector-key.hex"))
+            .context("development connector key")?,
+    };
+    SigningKey::from_bytes(bytes).context("transfers.connector_key is not a valid secp256k1 key")
+}
+
 /// The JWT authenticator: configured secret, or the development one.
 pub fn authenticator(config: &Config) -> anyhow::Result<Authenticator> {
     let secret = match &config.auth.hs256_secret {
@@ -188,21 +206,11 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
         });
     }
     let primary = ledgers[0].clone();
-    let connector_bytes = match &config.transfers.connector_key {
-        Some(secret) => {
-            let mut bytes = [0u8; 32];
-            hex::decode_to_slice(secret.expose().trim().trim_start_matches("0x"), &mut bytes)
-                .context("transfers.connector_key must be 32 bytes of hex")?;
-            bytes
-        }
-        None => development_secret(&config.data_dir.join("connector-key.hex"))
-            .context("development connector key")?,
-    };
     let connector = crate::transfers::Connector {
-        key: SigningKey::from_bytes(connector_bytes)
-            .context("transfers.connector_key is not a valid secp256k1 key")?,
+        key: connector_key(&config)?,
         config: config.transfers.clone(),
     };
+    let satp = crate::satp::Satp::from_config(&config)?;
     let app = Arc::new(App {
         config,
         chain_id: primary.chain_id,
@@ -212,6 +220,7 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
         block_producer: primary.block_producer,
         ledgers,
         connector: connector.clone(),
+        satp,
     });
     if let Some(step) = &connector.config.fault_step {
         tracing::warn!(%step, "fault injection is set: the transfer engine halts at this step (crash tests only)");

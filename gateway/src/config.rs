@@ -22,6 +22,10 @@
 //! | `transfers.timelock_ms_max` / `tick_ms` | — | 86400000 / 200 |
 //! | `transfers.tenant_locked_max` | — | 1000000000000 (minor units of one target asset, per tenant) |
 //! | `transfers.fault_step` | `LOCKGATE_FAULT_STEP` | unset; crash tests only, see `transfers::fault` |
+//! | `satp.gateway_id` | `LOCKGATE_SATP_GATEWAY_ID` | `lockgate-<ledger.chain_id>` |
+//! | `satp.identity_key` (P-256, 32 bytes hex) | `LOCKGATE_SATP_KEY` | generated into `<data_dir>/satp-key.hex` |
+//! | `satp.fault_step` | `LOCKGATE_SATP_FAULT_STEP` | unset; crash tests only, see `satp::fault` |
+//! | `[[peers]]`: `gateway_id`, `url` (`http://`), `identity_key` (JWK text), `chain_id`, `block_producer`, `account`, `token`, `commit_ms_max`, `clock_drift_ms_max` | — | none; see `satp` (`lockgate satp-identity` prints what a peer pins) |
 //! | `auth.issuer` | `LOCKGATE_JWT_ISSUER` | `lockgate-dev` |
 //! | `auth.audience` | `LOCKGATE_JWT_AUDIENCE` | `lockgate` |
 //! | `auth.hs256_secret` | `LOCKGATE_JWT_SECRET` | generated into `<data_dir>/jwt-dev-secret.hex` |
@@ -83,6 +87,11 @@ pub struct Config {
     pub extra_ledgers: Vec<LedgerConfig>,
     /// Cross-ledger transfers between the hosted ledgers.
     pub transfers: TransfersConfig,
+    /// This gateway's SATP identity.
+    pub satp: SatpConfig,
+    /// Other gateways this one exchanges transfers with, each pinned by its
+    /// identity key and its ledger's block key.
+    pub peers: Vec<PeerConfig>,
     /// API authentication.
     pub auth: AuthConfig,
     /// Request limits.
@@ -153,6 +162,62 @@ impl Default for TransfersConfig {
     }
 }
 
+/// This gateway's identity in SATP sessions.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SatpConfig {
+    /// The gateway's id (`senderGatewayId` / `recipientGatewayId`); empty
+    /// for `lockgate-<ledger.chain_id>`.
+    pub gateway_id: String,
+    /// The P-256 key that signs this gateway's SATP messages, 32 bytes hex.
+    pub identity_key: Option<Secret>,
+    /// Crash tests only: the protocol step at which to halt (`satp::fault`).
+    pub fault_step: Option<String>,
+}
+
+/// Another gateway, pinned.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The peer's SATP gateway id.
+    pub gateway_id: String,
+    /// Base URL of the peer's API, `http://host:port` (TLS, where wanted, is
+    /// terminated in front of the gateway).
+    pub url: String,
+    /// The peer's SATP identity key: a P-256 public JWK, as JSON text.
+    pub identity_key: String,
+    /// The chain id of the built-in ledger the peer hosts.
+    pub chain_id: u64,
+    /// The address of the key that signs that ledger's blocks.
+    pub block_producer: String,
+    /// The peer's own account (its connector) on every built-in ledger.
+    pub account: String,
+    /// A token the peer issued to this gateway for its ledger API
+    /// (`ledger:read` and `ledger:submit`, bound to this gateway's account),
+    /// used to claim and refund locks made to this gateway on the peer's
+    /// ledger. Without it this gateway can send transfers to the peer but not
+    /// receive them from it.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// Worst-case time from submitting a transaction to the peer's ledger to
+    /// it being final, network included.
+    #[serde(default = "PeerConfig::default_commit_ms_max")]
+    pub commit_ms_max: u64,
+    /// Largest difference between the peer's clock and this gateway's.
+    #[serde(default = "PeerConfig::default_clock_drift_ms_max")]
+    pub clock_drift_ms_max: u64,
+}
+
+impl PeerConfig {
+    fn default_commit_ms_max() -> u64 {
+        5_000
+    }
+
+    fn default_clock_drift_ms_max() -> u64 {
+        1_000
+    }
+}
+
 /// JWT bearer authentication (HS256, pinned).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -189,6 +254,8 @@ impl Default for Config {
             ledger: LedgerConfig::default(),
             extra_ledgers: Vec::new(),
             transfers: TransfersConfig::default(),
+            satp: SatpConfig::default(),
+            peers: Vec::new(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
         }
@@ -330,6 +397,15 @@ impl Config {
                 },
             )?);
         }
+        if let Ok(id) = std::env::var("LOCKGATE_SATP_GATEWAY_ID") {
+            self.satp.gateway_id = id;
+        }
+        if let Ok(key) = std::env::var("LOCKGATE_SATP_KEY") {
+            self.satp.identity_key = Some(Secret::new(key));
+        }
+        if let Ok(step) = std::env::var("LOCKGATE_SATP_FAULT_STEP") {
+            self.satp.fault_step = Some(step);
+        }
         if let Ok(issuer) = std::env::var("LOCKGATE_JWT_ISSUER") {
             self.auth.issuer = issuer;
         }
@@ -358,6 +434,9 @@ impl Config {
     /// An empty database URL means the embedded default, whether it came
     /// from the file or the environment.
     fn normalize(&mut self) {
+        if self.satp.gateway_id.is_empty() {
+            self.satp.gateway_id = format!("lockgate-{}", self.ledger.chain_id);
+        }
         if self
             .database_url
             .as_ref()
@@ -408,6 +487,30 @@ impl Config {
         }
         if self.database_connections_max == 0 {
             return invalid("database_connections_max must be at least 1");
+        }
+        let mut gateway_ids = std::collections::BTreeSet::from([self.satp.gateway_id.as_str()]);
+        for peer in &self.peers {
+            if !gateway_ids.insert(peer.gateway_id.as_str()) || peer.gateway_id.is_empty() {
+                return invalid(
+                    "every peer needs its own non-empty gateway_id, not this gateway's",
+                );
+            }
+            if !chain_ids.insert(peer.chain_id) {
+                return invalid("a peer's chain_id is already a hosted ledger's or another peer's");
+            }
+            if !peer.url.starts_with("http://") {
+                return invalid(
+                    "a peer's url must start with http:// (terminate TLS in front of the gateway)",
+                );
+            }
+            if adapters::satp::jws::key_from_jwk(&peer.identity_key).is_err() {
+                return invalid("a peer's identity_key must be a P-256 public JWK");
+            }
+            if peer.block_producer.parse::<ledger_core::Address>().is_err()
+                || peer.account.parse::<ledger_core::Address>().is_err()
+            {
+                return invalid("a peer's block_producer and account must be 0x addresses");
+            }
         }
         if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
             return invalid("auth.issuer and auth.audience must not be empty");

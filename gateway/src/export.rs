@@ -170,7 +170,7 @@ pub struct VerifyReport {
     pub summary: ledger_core::ChainSummary,
 }
 
-fn parse_header(view: &BlockHeaderView) -> Result<SignedBlockHeader, String> {
+pub(crate) fn parse_header(view: &BlockHeaderView) -> Result<SignedBlockHeader, String> {
     let chain_id: u64 = view
         .chain_id
         .parse()

@@ -18,6 +18,7 @@ pub mod dto;
 pub mod export;
 pub mod problem;
 pub mod producer;
+pub mod satp;
 pub mod sequencer;
 pub mod store;
 pub mod transfers;

@@ -1,6 +1,6 @@
 //! The `lockgate` command line: `serve` runs the gateway, `token` mints a
 //! development API token, `verify` checks a chain export offline, `openapi`
-//! prints the API document.
+//! prints the API document, `satp-identity` prints what a peer pins.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +60,9 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Print what a peer gateway pins of this one (JSON): gateway id, SATP
+    /// identity key (JWK), primary ledger's chain id and block key, account.
+    SatpIdentity,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
             producers,
             chain_id,
         } => return verify(&file, &producers, chain_id),
+        Command::SatpIdentity => satp_identity(cli.config),
         Command::Openapi => {
             print!("{}", lockgate::api::openapi_json());
             Ok(())
@@ -150,6 +154,22 @@ async fn shutdown() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+}
+
+fn satp_identity(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Config::load(config_file.as_deref())?;
+    let identity = lockgate::satp::identity(&config)?;
+    let block_key = lockgate::app::block_key(&config, &config.ledger)?;
+    let connector = lockgate::app::connector_key(&config)?;
+    let chain = ledger_core::ChainId::new(config.ledger.chain_id).context("chain_id")?;
+    let document = lockgate::satp::identity_document(
+        &identity,
+        chain,
+        block_key.address(),
+        connector.address(),
+    );
+    println!("{document}");
+    Ok(())
 }
 
 fn token(

@@ -104,6 +104,9 @@ pub struct Env {
     pub jwt_secret_hex: String,
     /// A configuration file passed to every process (`LOCKGATE_CONFIG`).
     pub config_file: Option<PathBuf>,
+    /// Environment variables set for every process of this `Env`, after
+    /// (so overriding) the defaults above.
+    pub vars: Vec<(String, String)>,
 }
 
 impl Env {
@@ -114,15 +117,45 @@ impl Env {
             block_key: SigningKey::from_bytes(sha256(b"e2e-block-key")).unwrap(),
             jwt_secret_hex: hex::encode(sha256(b"e2e-jwt-secret")),
             config_file: None,
+            vars: Vec::new(),
         }
+    }
+
+    /// Sets environment variables for every process of this `Env` (a second
+    /// gateway overrides `LOCKGATE_CHAIN_ID`, `LOCKGATE_BLOCK_KEY`, ...).
+    pub fn with_vars(mut self, vars: &[(&str, &str)]) -> Self {
+        self.vars
+            .extend(vars.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+        self
+    }
+
+    /// Runs `lockgate ARGS` to completion; its stdout (the command must succeed).
+    pub async fn run(&self, args: &[&str]) -> String {
+        let output = self.command(args).output().await.unwrap();
+        assert!(
+            output.status.success(),
+            "lockgate {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Starts `lockgate serve` on `listen` (`127.0.0.1:PORT`).
+    pub async fn start_at(&self, listen: &str, vars: &[(&str, &str)]) -> Process {
+        self.spawn(listen, vars).await
     }
 
     /// Writes `toml` into the data directory and passes it to every process.
     pub fn with_config(mut self, toml: &str) -> Self {
+        self.write_config(toml);
+        self
+    }
+
+    /// [`Env::with_config`] in place.
+    pub fn write_config(&mut self, toml: &str) {
         let path = self.data_dir.path().join("lockgate.toml");
         std::fs::write(&path, toml).unwrap();
         self.config_file = Some(path);
-        self
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -142,6 +175,9 @@ impl Env {
             .kill_on_drop(true);
         if let Some(path) = &self.config_file {
             command.env("LOCKGATE_CONFIG", path);
+        }
+        for (name, value) in &self.vars {
+            command.env(name, value);
         }
         command
     }
@@ -167,7 +203,11 @@ impl Env {
 
     /// [`Env::start`] with extra environment variables for this process only.
     pub async fn start_with_env(&self, vars: &[(&str, &str)]) -> Process {
-        let mut command = self.command(&["serve", "--listen", "127.0.0.1:0"]);
+        self.spawn("127.0.0.1:0", vars).await
+    }
+
+    async fn spawn(&self, listen: &str, vars: &[(&str, &str)]) -> Process {
+        let mut command = self.command(&["serve", "--listen", listen]);
         for (name, value) in vars {
             command.env(name, value);
         }
@@ -306,6 +346,16 @@ impl Process {
         assert_eq!(response.status(), 200);
         std::fs::write(into, response.bytes().await.unwrap()).unwrap();
     }
+}
+
+/// A free 127.0.0.1 port (for gateways that must know each other's address
+/// before they start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn key(i: u64) -> SigningKey {

@@ -4,9 +4,10 @@
 //! algorithm the draft makes mandatory); [`messages`] (the stage 1-3
 //! messages of draft-ietf-satp-core-17 with their URNs and fields),
 //! [`envelope`] (how a message travels signed) and [`session`] (the order
-//! and hash chain of a session, with the draft's error codes). The transfer
-//! engine drives sessions over HTTP (issue #4).
+//! and hash chain of a session, with the draft's error codes). [`context`] carries the HTLC terms in
+//! `transferContextId`. The gateway drives sessions over HTTP.
 
+pub mod context;
 pub mod envelope;
 pub mod jcs;
 pub mod jws;

@@ -215,6 +215,18 @@ async fn create_one(
                     "No safe timelocks",
                     plan.to_string(),
                 ),
+                CreateError::PeerRefused(_) => Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "peer-refused",
+                    "Peer gateway refused",
+                    error.to_string(),
+                ),
+                CreateError::PeerUnavailable(_) => Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "peer-unavailable",
+                    "Peer gateway unavailable",
+                    error.to_string(),
+                ),
                 CreateError::Store(store) => Problem::from(store),
             })?;
         let events = app.store.transfer_events(&transfer.id).await?;

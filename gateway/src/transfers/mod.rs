@@ -224,9 +224,26 @@ pub enum CreateError {
         /// The limit.
         max: u64,
     },
+    /// The peer gateway hosting the target ledger refused the transfer.
+    #[error("{0}")]
+    PeerRefused(String),
+    /// The peer gateway hosting the target ledger could not be reached.
+    #[error("{0}")]
+    PeerUnavailable(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<crate::satp::client::OpenError> for CreateError {
+    fn from(error: crate::satp::client::OpenError) -> Self {
+        use crate::satp::client::OpenError;
+        match error {
+            OpenError::Refused(_) => CreateError::PeerRefused(error.to_string()),
+            OpenError::Unavailable(_) => CreateError::PeerUnavailable(error.to_string()),
+            OpenError::Store(e) => CreateError::Store(e),
+        }
+    }
 }
 
 /// The connector: its key and the engine's settings.
@@ -240,7 +257,7 @@ pub struct Connector {
 
 /// The engine's worst-case reaction: the configured bound, and never less
 /// than two ticks (one to see an event, one to act on it).
-fn reaction_ms(config: &crate::config::TransfersConfig) -> u64 {
+pub(crate) fn reaction_ms(config: &crate::config::TransfersConfig) -> u64 {
     config.reaction_ms_max.max(config.tick_ms.saturating_mul(2))
 }
 
@@ -259,10 +276,14 @@ pub async fn create(
     tenant: &str,
     request: &TransferRequest,
 ) -> Result<Transfer, CreateError> {
-    for chain in [request.source_chain_id, request.target_chain_id] {
-        if app.ledger(chain).is_none() {
-            return Err(CreateError::UnknownLedger(chain));
-        }
+    // The source is hosted here; the target is hosted here (this gateway
+    // is the connector) or by a pinned peer (SATP, the peer is).
+    if app.ledger(request.source_chain_id).is_none() {
+        return Err(CreateError::UnknownLedger(request.source_chain_id));
+    }
+    let peer = app.satp.peer_for_chain(request.target_chain_id);
+    if app.ledger(request.target_chain_id).is_none() && peer.is_none() {
+        return Err(CreateError::UnknownLedger(request.target_chain_id));
     }
     if request.source_chain_id == request.target_chain_id {
         return Err(CreateError::SameLedger);
@@ -278,8 +299,23 @@ pub async fn create(
         claim_window_ms: config.claim_window_ms,
         safety_margin_ms: config.safety_margin_ms,
     };
-    let legs = [request.source_chain_id, request.target_chain_id]
-        .map(|chain| leg(&LocalLedger::new(app, connector, chain), config));
+    let target_leg = match peer {
+        Some(peer) => LegSpec {
+            finality: peer.finality,
+            timelock_ms_max: config.timelock_ms_max,
+        },
+        None => leg(
+            &LocalLedger::new(app, connector, request.target_chain_id),
+            config,
+        ),
+    };
+    let legs = [
+        leg(
+            &LocalLedger::new(app, connector, request.source_chain_id),
+            config,
+        ),
+        target_leg,
+    ];
     let planned = plan(&legs, &params)?;
     let transfer = Transfer {
         id: uuid::Uuid::new_v4().to_string(),
@@ -292,7 +328,9 @@ pub async fn create(
         amount: request.amount,
         sender: request.sender,
         recipient: request.recipient,
-        connector: connector.key.address(),
+        // The account the sender locks to: this gateway's, or the peer's
+        // when the peer provides the target leg.
+        connector: peer.map_or(connector.key.address(), |p| p.account),
         hashlock: request.hashlock,
         source_lock_by_ms: planned.legs[0].lock_by_ms,
         source_expires_at_ms: planned.legs[0].expires_at_ms,
@@ -314,12 +352,23 @@ pub async fn create(
             "marginMs": planned.legs[1].margin_ms.to_string(),
         }),
     };
+    let session = match peer {
+        Some(peer) => Some((peer, crate::satp::client::open(app, peer, &transfer).await?)),
+        None => None,
+    };
     let max = connector.config.tenant_locked_max;
-    match app
+    let created = app
         .store
         .create_transfer(&transfer, &event, u128::from(max))
-        .await?
+        .await;
+    if let (
+        Some((peer, session)),
+        Ok(store::Created::LimitExceeded | store::Created::HashlockInUse) | Err(_),
+    ) = (&session, &created)
     {
+        crate::satp::client::abort(app, peer, session).await;
+    }
+    match created? {
         store::Created::Created => Ok(transfer),
         store::Created::LimitExceeded => Err(CreateError::LimitExceeded { max }),
         store::Created::HashlockInUse => Err(CreateError::HashlockInUse),
@@ -342,7 +391,7 @@ pub enum CancelError {
 
 /// The terms of the sender's lock a transfer waits for (its expiry the
 /// earliest acceptable).
-fn sender_lock(t: &Transfer) -> LockTerms {
+pub(crate) fn sender_lock(t: &Transfer) -> LockTerms {
     LockTerms {
         sender: t.sender,
         recipient: t.connector,
@@ -442,13 +491,19 @@ pub fn spawn_engine(app: Arc<App>, connector: Connector) {
                 let full = page.len() == 256;
                 after = page.last().map(|t| (t.created_at_ms, t.id.clone()));
                 for transfer in page {
-                    // Only where both ledgers' blocks are produced can the
-                    // engine act on both.
+                    // Only where the hosted ledgers' blocks are produced can
+                    // the engine act on them; the other ledger is hosted here
+                    // too, or by a pinned peer.
                     let here = |chain| {
                         app.ledger(chain)
                             .is_some_and(|l| l.producer.sequencer().is_some())
                     };
-                    if !here(transfer.source_chain_id) || !here(transfer.target_chain_id) {
+                    let peer = |chain| app.satp.peer_for_chain(chain).is_some();
+                    let (source, target) = (transfer.source_chain_id, transfer.target_chain_id);
+                    let ours = (here(source) && here(target))
+                        || (here(source) && peer(target))
+                        || (peer(source) && here(target));
+                    if !ours {
                         continue;
                     }
                     if let Err(error) = step(&app, &connector, transfer).await {
@@ -481,7 +536,7 @@ pub enum StepError {
     Corrupt(String),
 }
 
-async fn advance(
+pub(crate) async fn advance(
     app: &App,
     transfer: &Transfer,
     next: Transfer,
@@ -537,12 +592,62 @@ async fn refund_when_expired(
     Ok(false)
 }
 
-/// One step of one transfer's state machine.
+/// One step of one transfer's state machine: this gateway as connector
+/// between two hosted ledgers, as the originating gateway of a SATP
+/// transfer ([`crate::satp::client::step`]), or as the receiving one (the
+/// connector's machine with the source ledger reached through the peer,
+/// locking the target only when the peer's commit-prepare asks).
 pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Result<(), StepError> {
+    let remote = app
+        .satp
+        .peer_for_chain(transfer.source_chain_id)
+        .or_else(|| app.satp.peer_for_chain(transfer.target_chain_id));
+    if remote.is_none() {
+        let source = LocalLedger::new(app, connector, transfer.source_chain_id);
+        let target = LocalLedger::new(app, connector, transfer.target_chain_id);
+        return step_with(app, connector, transfer, &source, &target, false).await;
+    }
+    use crate::satp::store::{Role, SatpStore};
+    let session = app
+        .store
+        .session_of_transfer(&transfer.id)
+        .await?
+        .ok_or_else(|| {
+            StepError::Corrupt(format!("transfer {} has no SATP session", transfer.id))
+        })?;
+    let peer = app.satp.peer(&session.peer).ok_or_else(|| {
+        StepError::Corrupt(format!("peer {} is no longer configured", session.peer))
+    })?;
+    match session.role {
+        Role::Client => crate::satp::client::step(app, connector, &transfer, &session, peer).await,
+        Role::Server => {
+            let asserted = session
+                .source_lock_id
+                .as_deref()
+                .map(str::parse::<LockId>)
+                .transpose()
+                .map_err(|_| StepError::Corrupt("stored lock id".into()))?;
+            let source = crate::satp::peer::PeerLedger::new(app, peer, &connector.key)
+                .with_asserted(asserted);
+            let target = LocalLedger::new(app, connector, transfer.target_chain_id);
+            step_with(app, connector, transfer, &source, &target, true).await
+        }
+    }
+}
+
+/// The connector's state machine over any two adapters. With `satp_server`
+/// the target lock is made only by the peer's commit-prepare
+/// ([`crate::satp::server`]); the engine only gives up when it comes too late.
+async fn step_with(
+    app: &App,
+    connector: &Connector,
+    transfer: Transfer,
+    source: &impl LedgerAdapter,
+    target: &impl LedgerAdapter,
+    satp_server: bool,
+) -> Result<(), StepError> {
     let now = now_ms();
     let t = &transfer;
-    let source = LocalLedger::new(app, connector, t.source_chain_id);
-    let target = LocalLedger::new(app, connector, t.target_chain_id);
     match t.state {
         TransferState::AwaitingSourceLock => {
             if let Some(lock) = source.find_open_lock(&sender_lock(t)).await? {
@@ -573,7 +678,7 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
         TransferState::SourceLocked => {
             // A target lock already committed (the process died before it
             // recorded so) is taken up, whatever the clock says.
-            if let Some(lock_id) = target_lock_id(&target, t).await? {
+            if let Some(lock_id) = target_lock_id(target, t).await? {
                 let next = Transfer {
                     state: TransferState::TargetLocked,
                     target_lock_id: Some(lock_id),
@@ -605,6 +710,9 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
                     json!({ "reason": "the target lock could not be made in time" }),
                 )
                 .await;
+            }
+            if satp_server {
+                return Ok(());
             }
             let terms = LockTerms {
                 sender: t.connector,
@@ -647,7 +755,7 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
             }
         }
         TransferState::TargetLocked => {
-            let target_lock = lock_of(&target, t.target_lock_id).await?;
+            let target_lock = lock_of(target, t.target_lock_id).await?;
             match target_lock.map(|l| l.state) {
                 Some(LockState::Claimed { preimage }) => {
                     let next = Transfer {
@@ -696,7 +804,7 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
                     "claiming without lock or preimage".into(),
                 ));
             };
-            let source_lock = lock_of(&source, Some(lock_id)).await?;
+            let source_lock = lock_of(source, Some(lock_id)).await?;
             if matches!(
                 source_lock.map(|l| l.state),
                 Some(LockState::Claimed { .. })
@@ -712,6 +820,20 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
                 .await?
             {
                 Acted::Done(()) => {
+                    let next = Transfer {
+                        state: TransferState::Completed,
+                        ..t.clone()
+                    };
+                    advance(app, t, next, "completed", json!({})).await
+                }
+                Acted::Refused(rejection)
+                    if matches!(
+                        lock_of(source, Some(lock_id)).await?.map(|l| l.state),
+                        Some(LockState::Claimed { .. })
+                    ) =>
+                {
+                    // Someone else claimed it (anyone may): paid all the same.
+                    tracing::info!(transfer = %t.id, %rejection, "the source lock was claimed by another submitter");
                     let next = Transfer {
                         state: TransferState::Completed,
                         ..t.clone()
@@ -739,7 +861,7 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
         TransferState::Refunding => {
             // A recipient who claimed at the last moment still gets the
             // connector paid on the source.
-            let target_lock = lock_of(&target, target_lock_id(&target, t).await?).await?;
+            let target_lock = lock_of(target, target_lock_id(target, t).await?).await?;
             if let Some(LockState::Claimed { preimage }) = target_lock.map(|l| l.state) {
                 let next = Transfer {
                     state: TransferState::ClaimingSource,
@@ -756,11 +878,11 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
                 .await;
             }
             let target_done =
-                refund_when_expired(&target, t, "target-refund", target_lock, now).await?;
+                refund_when_expired(target, t, "target-refund", target_lock, now).await?;
             // Anyone may refund an expired lock; the source's funds go back to the sender.
-            let source_lock = lock_of(&source, t.source_lock_id).await?;
+            let source_lock = lock_of(source, t.source_lock_id).await?;
             let source_done =
-                refund_when_expired(&source, t, "source-refund", source_lock, now).await?;
+                refund_when_expired(source, t, "source-refund", source_lock, now).await?;
             if target_done && source_done {
                 let next = Transfer {
                     state: TransferState::Refunded,

@@ -1,0 +1,750 @@
+//! The originating end of SATP (G1): opens a session when a transfer to a
+//! peer's ledger is created, and drives it from the transfer engine.
+//!
+//! Every message is signed, appended to `satp_messages` (write-ahead) and
+//! bracketed by recovery-log entries before it is sent; the answer is
+//! checked (signature with the pinned key, place in the session, hashes)
+//! and stored before anything acts on it. After a crash, the engine looks
+//! at the last stored message: an unanswered message of its own is sent
+//! again byte for byte (the peer answers a repeat with its stored answer),
+//! otherwise the next message follows from the peer's last answer.
+
+use adapters::ledger::{Acted, LedgerAdapter, LockState, LockTerms, OperationKey};
+use adapters::satp::context::TransferContext;
+use adapters::satp::envelope::{self, Envelope};
+use adapters::satp::messages::{
+    Capabilities, Message, NetworkLockType, Sender, TransferInitClaim, VERSION, hash_json,
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use super::Peer;
+use super::evidence;
+use super::fault;
+use super::log::{self, Operation};
+use super::problem;
+use super::server::{asset_id, replay, stored};
+use super::store::{Role, SatpStore, SessionRow, SessionStatus};
+use crate::app::App;
+use crate::sequencer::now_ms;
+use crate::store::StoreError;
+use crate::transfers::local::LocalLedger;
+use crate::transfers::{Connector, StepError, Transfer, TransferState, advance};
+
+/// Why an exchange did not produce the peer's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// The peer could not be reached (or did not answer in time).
+    #[error("peer unreachable: {0}")]
+    Unreachable(String),
+    /// The peer refused the message with a signed SATP error.
+    #[error("peer refused ({status}): {code}: {detail}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The error's `type` URN.
+        code: String,
+        /// Its detail.
+        detail: String,
+    },
+    /// The peer answered something this gateway cannot accept.
+    #[error("peer's answer refused: {0}")]
+    Protocol(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ExchangeError {
+    /// True when sending again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ExchangeError::Refused { status, .. } => *status == 503,
+            ExchangeError::Unreachable(_) | ExchangeError::Store(_) => true,
+            ExchangeError::Protocol(_) => false,
+        }
+    }
+}
+
+impl From<ExchangeError> for StepError {
+    fn from(error: ExchangeError) -> Self {
+        match error {
+            ExchangeError::Store(e) => StepError::Store(e),
+            other => StepError::Refused(other.to_string()),
+        }
+    }
+}
+
+/// What an exchange came to.
+#[derive(Debug)]
+pub enum Exchanged {
+    /// The peer's answer (its JSON), verified and stored.
+    Answer(Value),
+    /// The peer took it without an answer (transfer-complete, session-abort).
+    NoContent,
+}
+
+fn protocol(error: impl std::fmt::Display) -> ExchangeError {
+    ExchangeError::Protocol(error.to_string())
+}
+
+/// Sends `message` as the next client message of `session` (or, when the
+/// last stored message is an unanswered one of the same type, sends that
+/// one again unchanged) and stores the verified answer.
+pub async fn exchange(
+    app: &App,
+    peer: &Peer,
+    session: &SessionRow,
+    message: Message,
+) -> Result<Exchanged, ExchangeError> {
+    let store = &app.store;
+    let identity = &app.satp.identity;
+    let fault_step = app.satp.fault.as_ref();
+    let session_id = session.session_id.as_str();
+    let messages = store.messages(session_id).await?;
+    let mut state = replay(&messages).map_err(protocol)?;
+    let (envelope, seq, hash) = match messages.last() {
+        Some(last) if last.sender == Role::Client && last.message_type == message.type_name() => (
+            serde_json::from_str::<Envelope>(&last.envelope).map_err(protocol)?,
+            last.seq,
+            last.hash.clone(),
+        ),
+        _ => {
+            let json = message.to_json();
+            state.accept(&message, &json, Sender::Client).map_err(|e| {
+                protocol(format!("this gateway's own message is out of place: {e}"))
+            })?;
+            let hash = hash_json(&json).map_err(protocol)?;
+            let sealed = envelope::seal(&message, &identity.key).map_err(protocol)?;
+            let seq = messages.len() as u64;
+            log::append(
+                store,
+                identity,
+                session_id,
+                message.type_name(),
+                Operation::Init,
+                &hash,
+                now_ms(),
+            )
+            .await?;
+            let row = stored(seq, Role::Client, &message, &sealed, hash.clone());
+            if !store
+                .append_messages(session_id, &[row], None, None)
+                .await?
+            {
+                return Err(protocol("another task wrote to this session first"));
+            }
+            fault::reach(
+                fault_step,
+                "after-write-ahead",
+                message.type_name(),
+                session_id,
+            )
+            .await;
+            (sealed, seq, hash)
+        }
+    };
+    log::append(
+        store,
+        identity,
+        session_id,
+        message.type_name(),
+        Operation::Exec,
+        &hash,
+        now_ms(),
+    )
+    .await?;
+    let response = app
+        .satp
+        .http
+        .post(format!("{}/v1/satp/messages", peer.url))
+        .json(&envelope)
+        .send()
+        .await
+        .map_err(|e| ExchangeError::Unreachable(e.to_string()))?;
+    let status = response.status();
+    if status == StatusCode::NO_CONTENT {
+        let closed = match message {
+            Message::TransferComplete { .. } => SessionStatus::Complete,
+            Message::SessionAbort { .. } => SessionStatus::Aborted,
+            _ => {
+                return Err(protocol(
+                    "the peer answered 204 to a message that needs an answer",
+                ));
+            }
+        };
+        store
+            .append_messages(session_id, &[], Some(closed), None)
+            .await?;
+        log::append(
+            store,
+            identity,
+            session_id,
+            message.type_name(),
+            Operation::Done,
+            &hash,
+            now_ms(),
+        )
+        .await?;
+        return Ok(Exchanged::NoContent);
+    }
+    let body: Value = response
+        .json()
+        .await
+        .map_err(|e| ExchangeError::Unreachable(format!("reading the answer: {e}")))?;
+    if status != StatusCode::OK {
+        log::append(
+            store,
+            identity,
+            session_id,
+            message.type_name(),
+            Operation::Fail,
+            &hash,
+            now_ms(),
+        )
+        .await?;
+        return match problem::verify(&body, &peer.key) {
+            Ok((code, detail)) => Err(ExchangeError::Refused {
+                status: status.as_u16(),
+                code,
+                detail,
+            }),
+            Err(e) => Err(protocol(format!("{status}: {e}"))),
+        };
+    }
+    let answer_envelope: Envelope = serde_json::from_value(body).map_err(protocol)?;
+    let (answer, json) = envelope::open(&answer_envelope, &peer.key).map_err(protocol)?;
+    state
+        .accept(&answer, &json, Sender::Server)
+        .map_err(|e| protocol(format!("the answer is out of place: {e}")))?;
+    fault::reach(fault_step, "after-send", message.type_name(), session_id).await;
+    let answer_hash = hash_json(&json).map_err(protocol)?;
+    let row = stored(
+        seq + 1,
+        Role::Server,
+        &answer,
+        &answer_envelope,
+        answer_hash.clone(),
+    );
+    // A concurrent task may have stored the very same answer: that is fine.
+    store
+        .append_messages(session_id, &[row], None, None)
+        .await?;
+    log::append(
+        store,
+        identity,
+        session_id,
+        answer.type_name(),
+        Operation::Ack,
+        &answer_hash,
+        now_ms(),
+    )
+    .await?;
+    Ok(Exchanged::Answer(json))
+}
+
+/// Why a session could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The peer refused the transfer.
+    #[error("the peer gateway refused the transfer: {0}")]
+    Refused(String),
+    /// The peer could not be reached or answered wrongly.
+    #[error("the peer gateway is unavailable: {0}")]
+    Unavailable(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ExchangeError> for OpenError {
+    fn from(error: ExchangeError) -> Self {
+        match error {
+            ExchangeError::Store(e) => OpenError::Store(e),
+            ExchangeError::Refused {
+                status,
+                code,
+                detail,
+            } if status != 503 => OpenError::Refused(format!("{code}: {detail}")),
+            other => OpenError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// The transfer context of a client transfer.
+pub fn context(t: &Transfer) -> TransferContext {
+    TransferContext {
+        transfer_id: t.id.clone(),
+        source_chain_id: t.source_chain_id,
+        target_chain_id: t.target_chain_id,
+        source_asset: t.source_asset,
+        target_asset: t.target_asset,
+        amount: t.amount,
+        sender: t.sender,
+        recipient: t.recipient,
+        source_lock_recipient: t.connector,
+        hashlock: t.hashlock,
+        source_lock_by_ms: t.source_lock_by_ms,
+        source_expires_at_ms: t.source_expires_at_ms,
+        target_expires_at_ms: t.target_expires_at_ms,
+    }
+}
+
+/// Stage 1 for a new transfer `t` to `peer`'s ledger: proposal, receipt,
+/// commence, ack. Returns the session.
+pub async fn open(app: &App, peer: &Peer, t: &Transfer) -> Result<SessionRow, OpenError> {
+    let identity = &app.satp.identity;
+    let context_id = context(t).encode();
+    let session = SessionRow {
+        session_id: uuid::Uuid::new_v4().to_string(),
+        transfer_id: t.id.clone(),
+        role: Role::Client,
+        peer: peer.gateway_id.clone(),
+        context_id: context_id.clone(),
+        status: SessionStatus::Open,
+        source_lock_id: None,
+        created_at_ms: now_ms(),
+    };
+    if !app.store.create_session(&session, &[]).await? {
+        return Err(OpenError::Unavailable("session id collision".into()));
+    }
+    let claim = TransferInitClaim {
+        digital_asset_id: asset_id(t.source_chain_id, &t.source_asset),
+        asset_profile_id: asset_id(t.target_chain_id, &t.target_asset),
+        network_lock_type: NetworkLockType::HashTimeLock,
+        asset_lock_expiration_time: Some(t.source_expires_at_ms.saturating_sub(now_ms()) / 1000),
+        verified_originator_entity_id: t.sender.to_string(),
+        verified_beneficiary_entity_id: t.recipient.to_string(),
+        originator_public_key: t.sender.to_string(),
+        beneficiary_public_key: t.recipient.to_string(),
+        sender_gateway_signature_public_key: identity.jwk.to_string(),
+        receiver_gateway_signature_public_key: peer.jwk_text.clone(),
+        sender_gateway_id: identity.gateway_id.clone(),
+        recipient_gateway_id: peer.gateway_id.clone(),
+        sender_gateway_network_id: t.source_chain_id.get().to_string(),
+        recipient_gateway_network_id: t.target_chain_id.get().to_string(),
+        sender_gateway_device_identity_public_key: None,
+        receiver_gateway_device_identity_public_key: None,
+        sender_gateway_owner_id: None,
+        receiver_gateway_owner_id: None,
+    };
+    let hash_claim = hash_json(
+        &serde_json::to_value(&claim).map_err(|e| OpenError::Unavailable(e.to_string()))?,
+    )
+    .map_err(|e| OpenError::Unavailable(e.to_string()))?;
+    let proposal = Message::TransferProposal {
+        version: VERSION.into(),
+        session_id: session.session_id.clone(),
+        transfer_context_id: context_id.clone(),
+        transfer_init_claim_format: "TRANSFER_INIT_CLAIM_FORMAT_1".into(),
+        transfer_init_claim: claim,
+        gateway_and_network_capabilities: Capabilities {
+            gateway_default_signature_algorithm: "ES256".into(),
+            gateway_supported_signature_algorithms: Some(vec!["ES256".into()]),
+            network_lock_type: NetworkLockType::HashTimeLock,
+            network_lock_expiration_time: app.connector.config.timelock_ms_max / 1000,
+            gateway_tls_scheme: "TLS_AES_128_GCM_SHA256".into(),
+        },
+    };
+    let Exchanged::Answer(receipt) = exchange(app, peer, &session, proposal).await? else {
+        return Err(OpenError::Unavailable("no proposal receipt".into()));
+    };
+    let commence = Message::TransferCommence {
+        session_id: session.session_id.clone(),
+        transfer_context_id: context_id,
+        hash_transfer_init_claim: hash_claim,
+        hash_prev_message: hash_json(&receipt)
+            .map_err(|e| OpenError::Unavailable(e.to_string()))?,
+    };
+    exchange(app, peer, &session, commence).await?;
+    Ok(session)
+}
+
+/// Sends a session-abort unless the session is over; failures are logged
+/// only (each side unwinds by its own timelocks anyway).
+pub async fn abort(app: &App, peer: &Peer, session: &SessionRow) {
+    if session.status != SessionStatus::Open {
+        return;
+    }
+    let message = Message::SessionAbort {
+        session_id: session.session_id.clone(),
+    };
+    if let Err(error) = exchange(app, peer, session, message).await {
+        tracing::info!(%error, session = %session.session_id, "session-abort not delivered");
+    }
+}
+
+fn last_hash(messages: &[super::store::StoredMessage]) -> String {
+    messages.last().map(|m| m.hash.clone()).unwrap_or_default()
+}
+
+/// One step of a transfer this gateway originated towards `peer`.
+pub async fn step(
+    app: &App,
+    connector: &Connector,
+    t: &Transfer,
+    session: &SessionRow,
+    peer: &Peer,
+) -> Result<(), StepError> {
+    let now = now_ms();
+    let source = LocalLedger::new(app, connector, t.source_chain_id);
+    let sender_lock = crate::transfers::sender_lock(t);
+    let reaction = crate::transfers::reaction_ms(&connector.config);
+    let session_id = session.session_id.clone();
+    let context_id = session.context_id.clone();
+    match t.state {
+        TransferState::AwaitingSourceLock => {
+            if let Some(lock) = source.find_open_lock(&sender_lock).await? {
+                let next = Transfer {
+                    state: TransferState::SourceLocked,
+                    source_lock_id: Some(lock.id),
+                    ..t.clone()
+                };
+                let detail = json!({ "lockId": lock.id.to_string(), "expiresAtMs": lock.terms.expires_at_ms.to_string() });
+                return advance(app, t, next, "source_locked", detail).await;
+            }
+            if now >= t.source_lock_by_ms {
+                let next = Transfer {
+                    state: TransferState::Cancelled,
+                    ..t.clone()
+                };
+                advance(
+                    app,
+                    t,
+                    next,
+                    "cancelled",
+                    json!({ "reason": "the sender did not lock by sourceLockByMs" }),
+                )
+                .await?;
+                abort(app, peer, session).await;
+            }
+            Ok(())
+        }
+        TransferState::SourceLocked => {
+            let Some(source_lock) = t.source_lock_id else {
+                return Err(StepError::Corrupt("source_locked without a lock".into()));
+            };
+            // Stage 2 and the first half of stage 3, resumed from the last
+            // stored message.
+            for _ in 0..4 {
+                let messages = app.store.messages(&session_id).await?;
+                let last_server = messages
+                    .iter()
+                    .rev()
+                    .find(|m| m.sender == Role::Server)
+                    .map(|m| m.message_type.as_str());
+                let unanswered = messages.last().is_some_and(|m| m.sender == Role::Client);
+                let lock_by = t.source_lock_by_ms + connector.config.commit_ms_max + reaction;
+                let message = match last_server {
+                    Some("ack-commence-msg") | Some("assertion-receipt-msg")
+                        if !unanswered && now > lock_by =>
+                    {
+                        let next = Transfer {
+                            state: TransferState::Refunding,
+                            ..t.clone()
+                        };
+                        advance(
+                            app,
+                            t,
+                            next,
+                            "unwinding",
+                            json!({ "reason": "the peer could not lock on the target in time" }),
+                        )
+                        .await?;
+                        abort(app, peer, session).await;
+                        return Ok(());
+                    }
+                    Some("ack-commence-msg") => {
+                        let tx = ledger_core::TxHash::from_bytes(*source_lock.as_bytes());
+                        let claim = evidence::inclusion(app, t.source_chain_id, tx)
+                            .await?
+                            .ok_or_else(|| {
+                                StepError::Corrupt("the source lock is not committed".into())
+                            })?;
+                        Message::LockAssert {
+                            session_id: session_id.clone(),
+                            transfer_context_id: context_id.clone(),
+                            lock_assertion_claim_format: evidence::INCLUSION.into(),
+                            lock_assertion_claim: claim,
+                            lock_assertion_expiration: super::rfc3339_ms(t.source_expires_at_ms),
+                            hash_prev_message: last_hash(&messages),
+                        }
+                    }
+                    Some("assertion-receipt-msg") => Message::CommitPrepare {
+                        session_id: session_id.clone(),
+                        transfer_context_id: context_id.clone(),
+                        hash_prev_message: last_hash(&messages),
+                    },
+                    Some("commit-ready-msg") => {
+                        let Some(ready) = messages
+                            .iter()
+                            .rev()
+                            .find(|m| m.message_type == "commit-ready-msg")
+                        else {
+                            return Err(StepError::Corrupt("commit-ready vanished".into()));
+                        };
+                        let envelope: Envelope = serde_json::from_str(&ready.envelope)
+                            .map_err(|e| StepError::Corrupt(e.to_string()))?;
+                        let json = envelope::peek(&envelope).unwrap_or_default();
+                        let (Some(format), Some(claim)) = (
+                            json.get("mintAssertionFormat").and_then(Value::as_str),
+                            json.get("mintAssertionClaim"),
+                        ) else {
+                            return Err(StepError::Corrupt("commit-ready without a claim".into()));
+                        };
+                        let terms = LockTerms {
+                            sender: peer.account,
+                            recipient: t.recipient,
+                            asset: t.target_asset,
+                            amount: t.amount,
+                            hashlock: t.hashlock,
+                            expires_at_ms: t.target_expires_at_ms,
+                        };
+                        let checked = if format == evidence::INCLUSION {
+                            evidence::verify_lock(
+                                claim,
+                                t.target_chain_id,
+                                peer.block_producer,
+                                &terms,
+                                true,
+                            )
+                            .map_err(|e| e.to_string())
+                        } else {
+                            Err(format!("unsupported mintAssertionFormat {format}"))
+                        };
+                        return match checked {
+                            Ok(lock) => {
+                                let next = Transfer {
+                                    state: TransferState::TargetLocked,
+                                    target_lock_id: Some(lock),
+                                    ..t.clone()
+                                };
+                                advance(app, t, next, "target_locked", json!({ "lockId": lock.to_string(), "peer": peer.gateway_id, "evidence": "commit-ready" })).await
+                            }
+                            Err(reason) => {
+                                // The peer's lock is not what was agreed: do not
+                                // count on it; unwind (the source refunds at expiry).
+                                tracing::error!(transfer = %t.id, %reason, "the peer's commit-ready evidence is refused");
+                                let next = Transfer {
+                                    state: TransferState::Refunding,
+                                    ..t.clone()
+                                };
+                                advance(app, t, next, "unwinding", json!({ "reason": format!("the peer's target lock is not proven: {reason}") })).await?;
+                                abort(app, peer, session).await;
+                                Ok(())
+                            }
+                        };
+                    }
+                    other => {
+                        return Err(StepError::Corrupt(format!(
+                            "session {session_id} stands at {other:?} while the source is locked"
+                        )));
+                    }
+                };
+                match exchange(app, peer, session, message).await {
+                    Ok(_) => continue,
+                    Err(error) if error.is_transient() => return Err(error.into()),
+                    Err(error) => {
+                        tracing::warn!(transfer = %t.id, %error, "the peer refused; unwinding");
+                        let next = Transfer {
+                            state: TransferState::Refunding,
+                            ..t.clone()
+                        };
+                        advance(
+                            app,
+                            t,
+                            next,
+                            "unwinding",
+                            json!({ "reason": error.to_string() }),
+                        )
+                        .await?;
+                        abort(app, peer, session).await;
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        }
+        TransferState::TargetLocked => {
+            let lock = match t.source_lock_id {
+                Some(id) => source.lock_status(id).await?,
+                None => None,
+            };
+            match lock.map(|l| l.state) {
+                Some(LockState::Claimed { preimage }) => {
+                    let next = Transfer {
+                        state: TransferState::ClaimingSource,
+                        preimage: Some(preimage),
+                        ..t.clone()
+                    };
+                    advance(
+                        app,
+                        t,
+                        next,
+                        "source_claimed",
+                        json!({ "preimage": format!("0x{}", hex::encode(preimage)), "by": "peer" }),
+                    )
+                    .await
+                }
+                Some(LockState::Locked) if now < t.source_expires_at_ms => Ok(()),
+                _ => {
+                    let next = Transfer {
+                        state: TransferState::Refunding,
+                        ..t.clone()
+                    };
+                    advance(
+                        app,
+                        t,
+                        next,
+                        "unwinding",
+                        json!({ "reason": "the source lock was not claimed before it expired" }),
+                    )
+                    .await
+                }
+            }
+        }
+        TransferState::ClaimingSource => {
+            // The source is claimed (that is how the preimage came): stage 3 closes.
+            let (Some(source_lock), Some(target_lock), Some(preimage)) =
+                (t.source_lock_id, t.target_lock_id, t.preimage)
+            else {
+                return Err(StepError::Corrupt(
+                    "claimed without locks or preimage".into(),
+                ));
+            };
+            for _ in 0..3 {
+                let messages = app.store.messages(&session_id).await?;
+                let last_server = messages
+                    .iter()
+                    .rev()
+                    .find(|m| m.sender == Role::Server)
+                    .map(|m| m.message_type.clone());
+                let message = match last_server.as_deref() {
+                    Some("commit-ready-msg") => Message::CommitFinal {
+                        session_id: session_id.clone(),
+                        transfer_context_id: context_id.clone(),
+                        hash_prev_message: last_hash(&messages),
+                        burn_assertion_claim_format: evidence::SETTLEMENT.into(),
+                        burn_assertion_claim: evidence::settlement(
+                            t.source_chain_id,
+                            source_lock,
+                            preimage,
+                        ),
+                    },
+                    Some("ack-commit-final-msg") => {
+                        let Some(ack) = messages
+                            .iter()
+                            .rev()
+                            .find(|m| m.message_type == "ack-commit-final-msg")
+                        else {
+                            return Err(StepError::Corrupt("ack-commit-final vanished".into()));
+                        };
+                        let envelope: Envelope = serde_json::from_str(&ack.envelope)
+                            .map_err(|e| StepError::Corrupt(e.to_string()))?;
+                        let json = envelope::peek(&envelope).unwrap_or_default();
+                        let claim = json
+                            .get("assignmentAssertionClaim")
+                            .cloned()
+                            .unwrap_or_default();
+                        if let Err(error) = evidence::verify_settlement(
+                            &claim,
+                            t.target_chain_id,
+                            target_lock,
+                            t.hashlock,
+                        ) {
+                            tracing::error!(transfer = %t.id, %error, "the peer's assignment evidence is refused");
+                        }
+                        let commence = messages
+                            .iter()
+                            .find(|m| m.message_type == "transfer-commence-msg")
+                            .map(|m| m.hash.clone())
+                            .unwrap_or_default();
+                        Message::TransferComplete {
+                            session_id: session_id.clone(),
+                            transfer_context_id: context_id.clone(),
+                            hash_prev_message: last_hash(&messages),
+                            hash_transfer_commence: commence,
+                        }
+                    }
+                    other => {
+                        return Err(StepError::Corrupt(format!(
+                            "session {session_id} stands at {other:?} while closing"
+                        )));
+                    }
+                };
+                let is_complete = matches!(message, Message::TransferComplete { .. });
+                match exchange(app, peer, session, message).await {
+                    Ok(_) if is_complete => {
+                        let next = Transfer {
+                            state: TransferState::Completed,
+                            ..t.clone()
+                        };
+                        return advance(
+                            app,
+                            t,
+                            next,
+                            "completed",
+                            json!({ "sessionId": session_id }),
+                        )
+                        .await;
+                    }
+                    Ok(_) => continue,
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            Ok(())
+        }
+        TransferState::Refunding => {
+            let lock = match t.source_lock_id {
+                Some(id) => source.lock_status(id).await?,
+                None => None,
+            };
+            match lock {
+                Some(lock) => match lock.state {
+                    // A claim at the last moment: the transfer completes after all.
+                    LockState::Claimed { preimage } if t.target_lock_id.is_some() => {
+                        let next = Transfer {
+                            state: TransferState::ClaimingSource,
+                            preimage: Some(preimage),
+                            ..t.clone()
+                        };
+                        advance(app, t, next, "source_claimed", json!({ "preimage": format!("0x{}", hex::encode(preimage)), "by": "peer" })).await
+                    }
+                    LockState::Locked if now >= lock.terms.expires_at_ms => {
+                        let op = OperationKey {
+                            transfer_id: &t.id,
+                            action: "source-refund",
+                        };
+                        if let Acted::Refused(reason) = source.refund(op, lock.id).await? {
+                            return Err(StepError::Refused(format!("source-refund: {reason}")));
+                        }
+                        Ok(())
+                    }
+                    LockState::Locked => Ok(()),
+                    _ => {
+                        let next = Transfer {
+                            state: TransferState::Refunded,
+                            ..t.clone()
+                        };
+                        advance(app, t, next, "refunded", json!({})).await?;
+                        abort(app, peer, session).await;
+                        Ok(())
+                    }
+                },
+                None => {
+                    let next = Transfer {
+                        state: TransferState::Refunded,
+                        ..t.clone()
+                    };
+                    advance(app, t, next, "refunded", json!({})).await?;
+                    abort(app, peer, session).await;
+                    Ok(())
+                }
+            }
+        }
+        TransferState::Completed
+        | TransferState::Refunded
+        | TransferState::Cancelled
+        | TransferState::Failed => Ok(()),
+    }
+}

@@ -1,0 +1,226 @@
+//! Transfers between two gateways over SATP (draft-ietf-satp-core-17):
+//! topology (b) of DESIGN.md, each gateway with its own built-in ledger and
+//! its own database.
+//!
+//! **Roles.** The originating gateway G1 (the SATP *client*) hosts the
+//! source ledger and takes `POST /v1/transfers` from its client; the
+//! receiving gateway G2 (the *server*) hosts the target ledger and provides
+//! the liquidity there, as a connector does in topology (a). The sender
+//! locks on the source ledger to G2's own account (every built-in ledger
+//! accepts any secp256k1 account); G2 locks the same amount on the target
+//! ledger to the recipient under the same hashlock with an earlier expiry;
+//! the recipient's claim on the target reveals the preimage and G2 claims
+//! the source lock with it. So no gateway ever holds another's funds, and a
+//! transfer completes on both ledgers or is refunded on both.
+//!
+//! **Messages** (`client` sends each over `POST /v1/satp/messages`; the
+//! server answers in the HTTP response):
+//!
+//! | stage | client → server | server → client | what happens |
+//! |---|---|---|---|
+//! | 1 | transfer-proposal | proposal-receipt, or a signed reject | G2 checks the terms in `transferContextId` ([`adapters::satp::context`]) and its margins, and records the transfer |
+//! | 1 | transfer-commence | ack-commence | |
+//! | 2 | lock-assert | assertion-receipt | G1 sends the sender's lock transaction with its inclusion proof; G2 checks it against G1's pinned block key |
+//! | 3 | commit-prepare | commit-ready | G2 locks on the target ledger and sends that lock with its inclusion proof; G1 checks it against G2's pinned block key |
+//! | 3 | commit-final | ack-commit-final | once the source lock is claimed (G2's claim reveals the preimage), each side shows the settled lock and its preimage |
+//! | 3 | transfer-complete | (204) | the session closes |
+//! | any | session-abort | (204) | the session ends; each side unwinds what it locked (refund at expiry) |
+//!
+//! **Trust.** A peer is configured (`[[peers]]`) with its SATP identity key
+//! (a P-256 JWK), the block key of its ledger, its account and a token for
+//! its ledger API; nothing is taken from a message that the pinned keys do
+//! not prove. Every message travels as a flattened JWS signed by the
+//! sender's identity key; an error is a signed problem document
+//! ([`problem`]). Every message sent and received is stored in order
+//! (`satp_messages`), and each step is bracketed by signed, hash-chained
+//! recovery-log entries (`satp_log`, [`log`]).
+
+pub mod client;
+pub mod evidence;
+pub mod fault;
+pub mod log;
+pub mod peer;
+pub mod problem;
+pub mod server;
+pub mod store;
+
+use adapters::finality::FinalityModel;
+use adapters::satp::jws;
+use anyhow::Context as _;
+use ledger_core::{Address, ChainId};
+use p256::ecdsa::{SigningKey, VerifyingKey};
+use serde_json::Value;
+
+use crate::config::{Config, PeerConfig, Secret, development_secret};
+
+/// This gateway's SATP identity.
+#[derive(Clone)]
+pub struct Identity {
+    /// Its gateway id.
+    pub gateway_id: String,
+    /// The key that signs its messages.
+    pub key: SigningKey,
+    /// The public key as a JWK.
+    pub jwk: Value,
+    /// The RFC 7638 thumbprint (`kid`).
+    pub kid: String,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("gateway_id", &self.gateway_id)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A pinned peer gateway.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// Its gateway id.
+    pub gateway_id: String,
+    /// Its API's base URL, without a trailing slash.
+    pub url: String,
+    /// Its identity key.
+    pub key: VerifyingKey,
+    /// The key's thumbprint.
+    pub kid: String,
+    /// The JWK as pinned (JSON text).
+    pub jwk_text: String,
+    /// The ledger it hosts.
+    pub chain_id: ChainId,
+    /// The block key of that ledger.
+    pub block_producer: Address,
+    /// Its own account on every ledger.
+    pub account: Address,
+    /// The token for its ledger API.
+    pub token: Option<Secret>,
+    /// Its ledger's finality as seen from here.
+    pub finality: FinalityModel,
+}
+
+/// SATP settings of a running gateway.
+#[derive(Debug)]
+pub struct Satp {
+    /// This gateway.
+    pub identity: Identity,
+    /// The pinned peers.
+    pub peers: Vec<Peer>,
+    /// The client for peers' APIs.
+    pub http: reqwest::Client,
+    /// Crash tests only.
+    pub fault: Option<fault::SatpFault>,
+}
+
+impl Satp {
+    /// Builds the settings from the configuration.
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let identity = identity(config)?;
+        let peers = config
+            .peers
+            .iter()
+            .map(peer)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .build()
+            .context("building the HTTP client for peers")?;
+        let fault = config
+            .satp
+            .fault_step
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: fault::BadSatpFault| anyhow::anyhow!("satp.fault_step: {e}"))?;
+        Ok(Self {
+            identity,
+            peers,
+            http,
+            fault,
+        })
+    }
+
+    /// The peer hosting ledger `chain`.
+    pub fn peer_for_chain(&self, chain: ChainId) -> Option<&Peer> {
+        self.peers.iter().find(|p| p.chain_id == chain)
+    }
+
+    /// The peer with gateway id `id`.
+    pub fn peer(&self, id: &str) -> Option<&Peer> {
+        self.peers.iter().find(|p| p.gateway_id == id)
+    }
+
+    /// The peer whose identity key has thumbprint `kid`.
+    pub fn peer_by_kid(&self, kid: &str) -> Option<&Peer> {
+        self.peers.iter().find(|p| p.kid == kid)
+    }
+}
+
+/// Loads (or, for development, generates) the identity key.
+pub fn identity(config: &Config) -> anyhow::Result<Identity> {
+    let bytes = match &config.satp.identity_key {
+        Some(secret) => {
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(secret.expose().trim().trim_start_matches("0x"), &mut bytes)
+                .context("satp.identity_key must be 32 bytes of hex")?;
+            bytes
+        }
+        None => development_secret(&config.data_dir.join("satp-key.hex"))
+            .context("development SATP identity key")?,
+    };
+    let key = SigningKey::from_slice(&bytes)
+        .map_err(|_| anyhow::anyhow!("satp.identity_key is not a valid P-256 key"))?;
+    let public = *key.verifying_key();
+    Ok(Identity {
+        gateway_id: config.satp.gateway_id.clone(),
+        jwk: jws::jwk(&public),
+        kid: jws::thumbprint(&public),
+        key,
+    })
+}
+
+fn peer(config: &PeerConfig) -> anyhow::Result<Peer> {
+    let key = jws::key_from_jwk(&config.identity_key)
+        .map_err(|e| anyhow::anyhow!("peer {}: identity_key: {e}", config.gateway_id))?;
+    let address = |text: &str, what: &str| -> anyhow::Result<Address> {
+        text.parse()
+            .map_err(|e| anyhow::anyhow!("peer {}: {what}: {e}", config.gateway_id))
+    };
+    Ok(Peer {
+        gateway_id: config.gateway_id.clone(),
+        url: config.url.trim_end_matches('/').to_string(),
+        kid: jws::thumbprint(&key),
+        key,
+        jwk_text: config.identity_key.clone(),
+        chain_id: ChainId::new(config.chain_id).context("peer chain_id")?,
+        block_producer: address(&config.block_producer, "block_producer")?,
+        account: address(&config.account, "account")?,
+        token: config.token.clone(),
+        finality: FinalityModel::built_in(config.commit_ms_max, config.clock_drift_ms_max),
+    })
+}
+
+/// What a peer pins of this gateway: printed by `lockgate satp-identity` and
+/// served at `GET /v1/satp/identity`.
+pub fn identity_document(
+    identity: &Identity,
+    chain_id: ChainId,
+    block_producer: Address,
+    account: Address,
+) -> Value {
+    serde_json::json!({
+        "gatewayId": identity.gateway_id,
+        "identityKey": identity.jwk,
+        "kid": identity.kid,
+        "chainId": chain_id.get().to_string(),
+        "blockProducer": block_producer.to_string(),
+        "account": account.to_string(),
+    })
+}
+
+/// Now as RFC 3339 UTC with milliseconds.
+pub fn rfc3339_ms(ms: u64) -> String {
+    crate::views::rfc3339(ms)
+}

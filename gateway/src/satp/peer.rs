@@ -1,0 +1,361 @@
+//! The `peer` [`LedgerAdapter`]: the built-in ledger of a peer gateway, as
+//! the receiving gateway (G2) sees the source ledger of a SATP transfer.
+//!
+//! G2 is a participant of the peer's ledger like any other: the sender's
+//! lock pays G2's account there, and G2 claims it (or, after expiry,
+//! refunds it to the sender) with transactions it signs itself and submits
+//! to the peer's ledger API (`POST /v1/ledger/transactions`) with the token
+//! the peer issued it (`[[peers]].token`). Each action is written ahead to
+//! `transfer_actions` before it is sent, exactly as the local adapter does,
+//! so a retry after a crash sends the very same transaction (a duplicate
+//! answers like the original) unless its nonce went to another meanwhile.
+//!
+//! Locks on the peer's ledger are made by the peer, never through this
+//! adapter: `lock` refuses, and the sender's lock is learnt from the
+//! lock-assert message, whose evidence was checked against the peer's
+//! pinned block key ([`super::evidence`]); `find_open_lock` answers with
+//! that lock. Finality: the peer's stated commit bound plus the network,
+//! from `[[peers]].commit_ms_max` and `clock_drift_ms_max`.
+
+use adapters::ledger::{
+    Acted, AdapterError, LedgerAdapter, LedgerDescription, LedgerKind, LockInfo, LockState,
+    LockTerms, OperationKey,
+};
+use ledger_core::{Address, LockId, Preimage, SigningKey, Transaction, TxBody, TxHash};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use super::Peer;
+use super::store::SatpStore;
+use crate::app::App;
+use crate::dto::SignedTransactionDto;
+use crate::sequencer::now_ms;
+use crate::transfers::store::{StoredAction, TransferStore};
+use crate::views::{AccountView, HtlcView};
+
+/// A peer's ledger, acted on from this gateway's account.
+pub struct PeerLedger<'a> {
+    app: &'a App,
+    peer: &'a Peer,
+    key: &'a SigningKey,
+    asserted: Option<LockId>,
+}
+
+impl<'a> PeerLedger<'a> {
+    /// The adapter of `peer`'s ledger, acting with `key`.
+    pub fn new(app: &'a App, peer: &'a Peer, key: &'a SigningKey) -> Self {
+        Self {
+            app,
+            peer,
+            key,
+            asserted: None,
+        }
+    }
+
+    /// The same, knowing the lock asserted in the transfer's session.
+    pub fn with_asserted(mut self, lock: Option<LockId>) -> Self {
+        self.asserted = lock;
+        self
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.peer.url)
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        let request = self.app.satp.http.get(self.url(path));
+        match &self.peer.token {
+            Some(token) => request.bearer_auth(token.expose()),
+            None => request,
+        }
+    }
+
+    async fn next_nonce(&self) -> Result<u64, AdapterError> {
+        let response = self
+            .get(&format!(
+                "/v1/ledger/accounts/{}?chainId={}",
+                self.key.address(),
+                self.peer.chain_id.get()
+            ))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        match response.status() {
+            StatusCode::OK => {
+                let account: AccountView = response.json().await.map_err(unreachable)?;
+                account
+                    .next_nonce
+                    .parse()
+                    .map_err(|_| AdapterError::Corrupt("the peer's nonce is not a number".into()))
+            }
+            StatusCode::NOT_FOUND => Ok(0),
+            status => Err(AdapterError::Unavailable(format!(
+                "peer {} answered {status} for the account",
+                self.peer.gateway_id
+            ))),
+        }
+    }
+
+    async fn committed(&self, hash: TxHash) -> Result<bool, AdapterError> {
+        let response = self
+            .get(&format!(
+                "/v1/ledger/transactions/{hash}?chainId={}",
+                self.peer.chain_id.get()
+            ))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        match response.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            status => Err(AdapterError::Unavailable(format!(
+                "peer {} answered {status} for a transaction",
+                self.peer.gateway_id
+            ))),
+        }
+    }
+
+    /// Signs (or reuses the written-ahead) action under `op` and submits it
+    /// to the peer's ledger.
+    async fn act(&self, op: OperationKey<'_>, body: TxBody) -> Result<Acted<()>, AdapterError> {
+        if self.peer.token.is_none() {
+            return Err(AdapterError::NotHere(format!(
+                "no token for the ledger of peer {}",
+                self.peer.gateway_id
+            )));
+        }
+        let store = &self.app.store;
+        let chain = self.peer.chain_id;
+        let next_nonce = self.next_nonce().await?;
+        let mut signed = None;
+        if let Some(stored) = store
+            .action(op.transfer_id, op.action)
+            .await
+            .map_err(|e| AdapterError::Unavailable(e.to_string()))?
+        {
+            if self.committed(stored.tx_hash).await? {
+                return Ok(Acted::Done(()));
+            }
+            let dto: SignedTransactionDto = serde_json::from_str(&stored.signed_tx)
+                .map_err(|e| AdapterError::Corrupt(e.to_string()))?;
+            let tx = dto
+                .to_domain()
+                .map_err(|e| AdapterError::Corrupt(e.to_string()))?;
+            if tx.transaction.nonce >= next_nonce {
+                signed = Some(dto);
+            }
+        }
+        let dto = match signed {
+            Some(dto) => dto,
+            None => {
+                let tx = Transaction {
+                    chain_id: chain,
+                    from: self.key.address(),
+                    nonce: next_nonce,
+                    body,
+                };
+                let signed = tx
+                    .sign(self.key)
+                    .map_err(|e| AdapterError::Corrupt(e.to_string()))?;
+                let dto = SignedTransactionDto::from_domain(&signed);
+                let action = StoredAction {
+                    chain_id: chain,
+                    tx_hash: signed.transaction.hash(),
+                    signed_tx: serde_json::to_string(&dto)
+                        .map_err(|e| AdapterError::Corrupt(e.to_string()))?,
+                };
+                store
+                    .put_action(op.transfer_id, op.action, &action, now_ms())
+                    .await
+                    .map_err(|e| AdapterError::Unavailable(e.to_string()))?;
+                dto
+            }
+        };
+        let hash = dto
+            .to_domain()
+            .map_err(|e| AdapterError::Corrupt(e.to_string()))?
+            .transaction
+            .hash();
+        let mut request = self
+            .app
+            .satp
+            .http
+            .post(self.url("/v1/ledger/transactions"))
+            .json(&dto);
+        if let Some(token) = &self.peer.token {
+            request = request.bearer_auth(token.expose());
+        }
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status();
+        if status == StatusCode::CREATED {
+            return Ok(Acted::Done(()));
+        }
+        let problem: Value = response.json().await.unwrap_or_default();
+        if status == StatusCode::UNPROCESSABLE_ENTITY {
+            // A duplicate of a committed transaction is refused as a nonce
+            // replay: it is done all the same.
+            if self.committed(hash).await? {
+                return Ok(Acted::Done(()));
+            }
+            let kind = problem.get("type").and_then(Value::as_str).unwrap_or("");
+            if kind.ends_with(":nonce-replay") || kind.ends_with(":nonce-gap") {
+                return Err(AdapterError::Unavailable(
+                    "the nonce moved on; signing anew on the next try".into(),
+                ));
+            }
+            let detail = problem
+                .get("detail")
+                .and_then(Value::as_str)
+                .unwrap_or("refused");
+            return Ok(Acted::Refused(format!("{kind}: {detail}")));
+        }
+        Err(AdapterError::Unavailable(format!(
+            "peer {} answered {status}: {problem}",
+            self.peer.gateway_id
+        )))
+    }
+}
+
+fn unreachable(error: reqwest::Error) -> AdapterError {
+    AdapterError::Unavailable(format!("peer unreachable: {error}"))
+}
+
+fn lock_info(view: &HtlcView) -> Result<LockInfo, AdapterError> {
+    let bad = |what: &str| AdapterError::Corrupt(format!("the peer's HTLC {what}"));
+    let address = |text: &str| text.parse::<Address>().map_err(|_| bad("address"));
+    let state = match view.status.as_str() {
+        "locked" => LockState::Locked,
+        "refunded" => LockState::Refunded,
+        "claimed" => {
+            let mut preimage = [0u8; 32];
+            hex::decode_to_slice(
+                view.preimage
+                    .as_deref()
+                    .unwrap_or_default()
+                    .trim_start_matches("0x"),
+                &mut preimage,
+            )
+            .map_err(|_| bad("preimage"))?;
+            LockState::Claimed { preimage }
+        }
+        _ => return Err(bad("status")),
+    };
+    let terms = LockTerms {
+        sender: address(&view.sender)?,
+        recipient: address(&view.recipient)?,
+        asset: view.asset.parse().map_err(|_| bad("asset"))?,
+        amount: view.amount.parse().map_err(|_| bad("amount"))?,
+        hashlock: view.hashlock.parse().map_err(|_| bad("hashlock"))?,
+        expires_at_ms: view.expires_at_ms.parse().map_err(|_| bad("expiry"))?,
+    };
+    if let LockState::Claimed { preimage } = state
+        && ledger_core::hash::sha256(&preimage) != *terms.hashlock.as_bytes()
+    {
+        return Err(bad("preimage does not open its hashlock"));
+    }
+    Ok(LockInfo {
+        id: view.lock_id.parse().map_err(|_| bad("id"))?,
+        terms,
+        state,
+    })
+}
+
+impl LedgerAdapter for PeerLedger<'_> {
+    fn describe(&self) -> LedgerDescription {
+        LedgerDescription {
+            chain_id: self.peer.chain_id,
+            kind: LedgerKind::Peer,
+            finality: self.peer.finality,
+        }
+    }
+
+    async fn lock(
+        &self,
+        _op: OperationKey<'_>,
+        _terms: &LockTerms,
+    ) -> Result<Acted<LockId>, AdapterError> {
+        Err(AdapterError::NotHere(
+            "locks on a peer's ledger are made by the peer".into(),
+        ))
+    }
+
+    async fn claim(
+        &self,
+        op: OperationKey<'_>,
+        lock: LockId,
+        preimage: [u8; 32],
+    ) -> Result<Acted<()>, AdapterError> {
+        let preimage =
+            Preimage::new(preimage.to_vec()).map_err(|e| AdapterError::Corrupt(e.to_string()))?;
+        self.act(
+            op,
+            TxBody::HtlcClaim {
+                lock_id: lock,
+                preimage,
+            },
+        )
+        .await
+    }
+
+    async fn refund(&self, op: OperationKey<'_>, lock: LockId) -> Result<Acted<()>, AdapterError> {
+        self.act(op, TxBody::HtlcRefund { lock_id: lock }).await
+    }
+
+    async fn committed_lock(&self, _op: OperationKey<'_>) -> Result<Option<LockId>, AdapterError> {
+        Ok(None)
+    }
+
+    async fn lock_status(&self, id: LockId) -> Result<Option<LockInfo>, AdapterError> {
+        let response = self
+            .get(&format!(
+                "/v1/ledger/htlcs/{id}?chainId={}",
+                self.peer.chain_id.get()
+            ))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        match response.status() {
+            StatusCode::OK => {
+                let view: HtlcView = response.json().await.map_err(unreachable)?;
+                Ok(Some(lock_info(&view)?))
+            }
+            StatusCode::NOT_FOUND => Ok(None),
+            status => Err(AdapterError::Unavailable(format!(
+                "peer {} answered {status} for an HTLC",
+                self.peer.gateway_id
+            ))),
+        }
+    }
+
+    async fn find_open_lock(&self, terms: &LockTerms) -> Result<Option<LockInfo>, AdapterError> {
+        // Only a lock asserted in the session, with checked evidence, counts.
+        let Some(id) = self.asserted else {
+            return Ok(None);
+        };
+        Ok(self.lock_status(id).await?.filter(|lock| {
+            lock.state == LockState::Locked
+                && lock.terms.sender == terms.sender
+                && lock.terms.recipient == terms.recipient
+                && lock.terms.asset == terms.asset
+                && lock.terms.amount == terms.amount
+                && lock.terms.hashlock == terms.hashlock
+                && lock.terms.expires_at_ms >= terms.expires_at_ms
+        }))
+    }
+}
+
+/// The sender's lock asserted (and verified) in the session of transfer `id`.
+pub async fn asserted_lock(app: &App, transfer_id: &str) -> Result<Option<LockId>, AdapterError> {
+    let session = app
+        .store
+        .session_of_transfer(transfer_id)
+        .await
+        .map_err(|e| AdapterError::Unavailable(e.to_string()))?;
+    session
+        .and_then(|s| s.source_lock_id)
+        .map(|id| {
+            id.parse()
+                .map_err(|_| AdapterError::Corrupt("stored lock id".into()))
+        })
+        .transpose()
+}

@@ -1,0 +1,702 @@
+//! Topology (b): two gateway processes, each with its own built-in ledger
+//! and its own PostgreSQL database, moving value between their ledgers over
+//! SATP (`POST /v1/satp/messages`), each pinning the other's identity key
+//! and block key.
+//!
+//! Gateway A hosts ledger 4201 (alice's EUR); gateway B hosts ledger 4301
+//! and provides the EUR liquidity there. Alice sends bob 300 EUR from 4201
+//! to 4301: she locks to B's account on 4201, B locks to bob on 4301, bob's
+//! claim reveals the preimage, B claims alice's lock.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use adapters::satp::envelope;
+use adapters::satp::messages::Message;
+use ledger_core::{
+    Address, Amount, AssetCode, ChainId, Hashlock, Preimage, Scale, SigningKey, TxBody,
+};
+use lockgate_e2e::*;
+use serde_json::{Value, json};
+
+const CHAIN_A: u64 = 4201;
+const CHAIN_B: u64 = 4301;
+const ISSUED_A: u128 = 1_000;
+const ISSUED_B: u128 = 10_000;
+const AMOUNT: u128 = 300;
+
+fn eur() -> AssetCode {
+    AssetCode::new("EUR").unwrap()
+}
+
+fn secret(label: &str) -> [u8; 32] {
+    ledger_core::hash::sha256(label.as_bytes())
+}
+
+fn on(chain: u64, key: &SigningKey, nonce: u64, body: TxBody) -> ledger_core::SignedTransaction {
+    sign_on(ChainId::new(chain).unwrap(), key, nonce, body)
+}
+
+/// One gateway of the pair.
+struct Side {
+    db: PgDatabase,
+    env: Env,
+    token: String,
+    chain: u64,
+    listen: String,
+    connector: SigningKey,
+    satp_key: p256::ecdsa::SigningKey,
+    identity: Value,
+}
+
+impl Side {
+    async fn new(name: &str, chain: u64) -> Self {
+        let db = PgDatabase::new().await;
+        let connector_secret = secret(&format!("satp-{name}-connector"));
+        let satp_secret = secret(&format!("satp-{name}-identity"));
+        let env = Env::new(&db.url).with_vars(&[
+            ("LOCKGATE_CHAIN_ID", &chain.to_string()),
+            (
+                "LOCKGATE_BLOCK_KEY",
+                &format!("0x{}", hex::encode(secret(&format!("satp-{name}-block")))),
+            ),
+            (
+                "LOCKGATE_CONNECTOR_KEY",
+                &format!("0x{}", hex::encode(connector_secret)),
+            ),
+            (
+                "LOCKGATE_SATP_KEY",
+                &format!("0x{}", hex::encode(satp_secret)),
+            ),
+            ("LOCKGATE_SATP_GATEWAY_ID", &format!("gw-{name}")),
+            (
+                "LOCKGATE_JWT_SECRET",
+                &hex::encode(secret(&format!("satp-{name}-jwt"))),
+            ),
+        ]);
+        let identity: Value =
+            serde_json::from_str(env.run(&["satp-identity"]).await.trim()).unwrap();
+        let token = env.token().await;
+        Self {
+            db,
+            env,
+            token,
+            chain,
+            listen: format!("127.0.0.1:{}", free_port()),
+            connector: SigningKey::from_bytes(connector_secret).unwrap(),
+            satp_key: p256::ecdsa::SigningKey::from_slice(&satp_secret).unwrap(),
+            identity,
+        }
+    }
+
+    /// A token this gateway issues to `peer` for its ledger API.
+    async fn peer_token(&self, peer: &Side) -> String {
+        let account = peer.connector.address().to_string();
+        let tenant = format!("peer:{}", peer.identity["gatewayId"].as_str().unwrap());
+        self.env
+            .run(&[
+                "token",
+                "--tenant",
+                &tenant,
+                "--scope",
+                "ledger:read",
+                "--scope",
+                "ledger:submit",
+                "--account",
+                &account,
+                "--ttl-s",
+                "86400",
+            ])
+            .await
+            .trim()
+            .to_string()
+    }
+
+    fn config(&self, peer: &Side, token: &str) -> String {
+        format!(
+            "[transfers]\ntick_ms = 100\nreaction_ms_max = 1500\ncommit_ms_max = 500\n\
+             claim_window_ms = 2000\nsafety_margin_ms = 500\n\n\
+             [[peers]]\ngateway_id = \"{}\"\nurl = \"http://{}\"\nidentity_key = '{}'\n\
+             chain_id = {}\nblock_producer = \"{}\"\naccount = \"{}\"\ntoken = \"{token}\"\n\
+             commit_ms_max = 500\nclock_drift_ms_max = 100\n",
+            peer.identity["gatewayId"].as_str().unwrap(),
+            peer.listen,
+            peer.identity["identityKey"],
+            peer.chain,
+            peer.identity["blockProducer"].as_str().unwrap(),
+            peer.identity["account"].as_str().unwrap(),
+        )
+    }
+
+    async fn start(&self, vars: &[(&str, &str)]) -> Process {
+        self.env.start_at(&self.listen, vars).await
+    }
+}
+
+struct Net {
+    a: Side,
+    b: Side,
+    alice: SigningKey,
+    bob: SigningKey,
+}
+
+impl Net {
+    async fn new() -> Self {
+        let mut a = Side::new("a", CHAIN_A).await;
+        let mut b = Side::new("b", CHAIN_B).await;
+        let token_for_a = b.peer_token(&a).await;
+        let token_for_b = a.peer_token(&b).await;
+        let config_a = a.config(&b, &token_for_a);
+        let config_b = b.config(&a, &token_for_b);
+        a.env.write_config(&config_a);
+        b.env.write_config(&config_b);
+        Self {
+            a,
+            b,
+            alice: key(2),
+            bob: key(3),
+        }
+    }
+
+    /// EUR on both ledgers: alice's on A, B's liquidity on B.
+    async fn issue(&self, pa: &Process, pb: &Process) {
+        let issuer = key(1);
+        let register = TxBody::RegisterAsset {
+            code: eur(),
+            scale: Scale::new(2).unwrap(),
+        };
+        let issue = |to: Address, units| TxBody::Issue {
+            asset: eur(),
+            to,
+            amount: Amount::from_minor_units(units),
+        };
+        for (process, token, tx) in [
+            (pa, &self.a.token, on(CHAIN_A, &issuer, 0, register.clone())),
+            (
+                pa,
+                &self.a.token,
+                on(CHAIN_A, &issuer, 1, issue(self.alice.address(), ISSUED_A)),
+            ),
+            (pb, &self.b.token, on(CHAIN_B, &issuer, 0, register)),
+            (
+                pb,
+                &self.b.token,
+                on(
+                    CHAIN_B,
+                    &issuer,
+                    1,
+                    issue(self.b.connector.address(), ISSUED_B),
+                ),
+            ),
+        ] {
+            let (status, body) = process.submit(token, &tx).await.unwrap();
+            assert_eq!(status, 201, "{body}");
+        }
+    }
+
+    /// Creates the transfer on A; returns its view.
+    async fn create(&self, pa: &Process, hashlock: Hashlock) -> Value {
+        let response = pa
+            .http
+            .post(format!("{}/v1/transfers", pa.base))
+            .bearer_auth(&self.a.token)
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&json!({
+                "sourceChainId": CHAIN_A.to_string(), "targetChainId": CHAIN_B.to_string(),
+                "sourceAsset": "EUR", "targetAsset": "EUR", "amount": AMOUNT.to_string(),
+                "sender": self.alice.address().to_string(), "recipient": self.bob.address().to_string(),
+                "hashlock": hashlock.to_string(),
+            }))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(
+            body["connector"],
+            self.b.connector.address().to_string(),
+            "alice locks to B's account"
+        );
+        body
+    }
+
+    /// Alice locks on A as the transfer asks.
+    async fn lock(&self, pa: &Process, created: &Value, hashlock: Hashlock) {
+        let expires: u64 = created["sourceExpiresAtMs"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let lock = on(
+            CHAIN_A,
+            &self.alice,
+            0,
+            TxBody::HtlcLock {
+                asset: eur(),
+                recipient: self.b.connector.address(),
+                amount: Amount::from_minor_units(AMOUNT),
+                hashlock,
+                expires_at_ms: expires,
+            },
+        );
+        let (status, body) = pa.submit(&self.a.token, &lock).await.unwrap();
+        assert_eq!(status, 201, "{body}");
+    }
+
+    async fn wait(&self, pa: &Process, id: &str, state: &str, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let (status, view) = pa.get(&format!("/v1/transfers/{id}"), &self.a.token).await;
+            assert_eq!(status, 200, "{view}");
+            if view["state"] == state {
+                return view;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "transfer never reached {state}: {view}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn balance(process: &Process, token: &str, chain: u64, account: Address) -> u128 {
+    let (status, view) = process
+        .get(
+            &format!("/v1/ledger/accounts/{account}?chainId={chain}"),
+            token,
+        )
+        .await;
+    assert_eq!(status, 200, "{view}");
+    view["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["asset"] == "EUR")
+        .map_or(0, |b| b["amount"].as_str().unwrap().parse().unwrap())
+}
+
+/// The state of B's side of the transfer, read from B's database.
+async fn server_state(b: &Side) -> (String, String) {
+    let pool = b.db.pool().await;
+    let row: (String, String) = sqlx::query_as(
+        "SELECT t.state, s.status FROM transfers t JOIN satp_sessions s ON s.transfer_id = t.id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    row
+}
+
+/// Checks a gateway's recovery log of every session: hash chain and signatures.
+async fn check_logs(side: &Side) -> usize {
+    let pool = side.db.pool().await;
+    let sessions: Vec<(String,)> = sqlx::query_as("SELECT session_id FROM satp_sessions")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let mut entries = 0;
+    for (session,) in sessions {
+        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT seq, entry, hash, signature FROM satp_log WHERE session_id = $1 ORDER BY seq",
+        )
+        .bind(&session)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let rows: Vec<lockgate::satp::store::LogRow> = rows
+            .into_iter()
+            .map(
+                |(seq, entry, hash, signature)| lockgate::satp::store::LogRow {
+                    seq: seq as u64,
+                    entry,
+                    hash,
+                    signature,
+                },
+            )
+            .collect();
+        lockgate::satp::log::verify_chain(&rows, side.satp_key.verifying_key()).unwrap();
+        // Tampering with any entry breaks the chain.
+        if let Some(first) = rows.first() {
+            let mut tampered = rows.clone();
+            tampered[0].entry = first.entry.replace("-msg", "-msx");
+            assert!(
+                lockgate::satp::log::verify_chain(&tampered, side.satp_key.verifying_key())
+                    .is_err()
+            );
+        }
+        entries += rows.len();
+    }
+    pool.close().await;
+    entries
+}
+
+#[tokio::test]
+async fn two_gateways_complete_a_transfer_over_satp() {
+    let net = Net::new().await;
+    let pb = net.b.start(&[]).await;
+    let pa = net.a.start(&[]).await;
+    net.issue(&pa, &pb).await;
+    let preimage = [0x42u8; 32];
+    let hashlock = Hashlock::of_preimage(&preimage);
+    let created = net.create(&pa, hashlock).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        server_state(&net.b).await,
+        ("awaiting_source_lock".to_string(), "open".to_string())
+    );
+    net.lock(&pa, &created, hashlock).await;
+    let locked = net
+        .wait(&pa, &id, "target_locked", Duration::from_secs(10))
+        .await;
+    let target_lock: ledger_core::LockId =
+        locked["targetLockId"].as_str().unwrap().parse().unwrap();
+    // Bob claims on B's ledger: the preimage becomes public there.
+    let claim = on(
+        CHAIN_B,
+        &net.bob,
+        0,
+        TxBody::HtlcClaim {
+            lock_id: target_lock,
+            preimage: Preimage::new(preimage.to_vec()).unwrap(),
+        },
+    );
+    let (status, body) = pb.submit(&net.b.token, &claim).await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    let done = net
+        .wait(&pa, &id, "completed", Duration::from_secs(10))
+        .await;
+    let kinds: Vec<&str> = done["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "source_locked",
+            "target_locked",
+            "source_claimed",
+            "completed"
+        ]
+    );
+    assert_eq!(
+        server_state(&net.b).await,
+        ("completed".to_string(), "complete".to_string())
+    );
+    // Value moved on both ledgers and nothing was made or lost.
+    let (a, b) = (&net.a, &net.b);
+    assert_eq!(
+        balance(&pa, &a.token, CHAIN_A, net.alice.address()).await,
+        ISSUED_A - AMOUNT
+    );
+    assert_eq!(
+        balance(&pa, &a.token, CHAIN_A, b.connector.address()).await,
+        AMOUNT
+    );
+    assert_eq!(
+        balance(&pb, &b.token, CHAIN_B, net.bob.address()).await,
+        AMOUNT
+    );
+    assert_eq!(
+        balance(&pb, &b.token, CHAIN_B, b.connector.address()).await,
+        ISSUED_B - AMOUNT
+    );
+    // Both sides logged every step, hash-chained and signed.
+    assert!(check_logs(a).await >= 10);
+    assert!(check_logs(b).await >= 10);
+    // Both sides stored the same 11 messages of the session.
+    for side in [a, b] {
+        let pool = side.db.pool().await;
+        let types: Vec<(String,)> =
+            sqlx::query_as("SELECT message_type FROM satp_messages ORDER BY seq")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let types: Vec<&str> = types.iter().map(|(t,)| t.as_str()).collect();
+        assert_eq!(types.len(), 11, "{types:?}");
+        assert_eq!(types[10], "commit-transfer-complete-msg");
+        pool.close().await;
+    }
+}
+
+/// The last stored message of A's session, and the session's ids.
+async fn session_tip(a: &Side) -> (String, String, String, usize) {
+    let pool = a.db.pool().await;
+    let (session, context): (String, String) =
+        sqlx::query_as("SELECT session_id, context_id FROM satp_sessions")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let hashes: Vec<(String,)> =
+        sqlx::query_as("SELECT hash FROM satp_messages WHERE session_id = $1 ORDER BY seq")
+            .bind(&session)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    let last = hashes.last().unwrap().0.clone();
+    (session, context, last, hashes.len())
+}
+
+async fn stored_envelopes(a: &Side) -> Vec<(String, Value)> {
+    let pool = a.db.pool().await;
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT message_type, envelope FROM satp_messages ORDER BY seq")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    rows.into_iter()
+        .map(|(t, e)| (t, serde_json::from_str(&e).unwrap()))
+        .collect()
+}
+
+async fn post(process: &Process, body: &Value) -> (u16, Value) {
+    let response = process
+        .http
+        .post(format!("{}/v1/satp/messages", process.base))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn server_message_count(b: &Side) -> i64 {
+    let pool = b.db.pool().await;
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM satp_messages")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    n
+}
+
+/// A refused message: a signed SATP problem with `code`; B changed nothing.
+async fn refused(net: &Net, pb: &Process, body: &Value, code: &str, status: u16) {
+    let before = server_message_count(&net.b).await;
+    let state = server_state(&net.b).await;
+    let (got, problem) = post(pb, body).await;
+    assert_eq!(got, status, "{problem}");
+    assert_eq!(
+        problem["type"],
+        format!("urn:ietf:params:satp:core:error:{code}"),
+        "{problem}"
+    );
+    assert_eq!(problem["status"], status);
+    let b_key =
+        adapters::satp::jws::key_from_jwk(&net.b.identity["identityKey"].to_string()).unwrap();
+    lockgate::satp::problem::verify(&problem, &b_key).expect("the error is signed by B");
+    assert_eq!(server_message_count(&net.b).await, before, "nothing stored");
+    assert_eq!(server_state(&net.b).await, state, "nothing changed");
+}
+
+#[tokio::test]
+async fn forged_replayed_reordered_and_wrong_messages_are_refused_and_change_nothing() {
+    let net = Net::new().await;
+    let pb = net.b.start(&[]).await;
+    let pa = net.a.start(&[]).await;
+    net.issue(&pa, &pb).await;
+    let preimage = [0x43u8; 32];
+    let hashlock = Hashlock::of_preimage(&preimage);
+    let created = net.create(&pa, hashlock).await;
+    // Stage 1 is done; alice has not locked: the session waits for lock-assert.
+    let (session_id, context_id, last_hash, count) = session_tip(&net.a).await;
+    assert_eq!(count, 4);
+    let stored = stored_envelopes(&net.a).await;
+    let seal =
+        |m: &Message| serde_json::to_value(envelope::seal(m, &net.a.satp_key).unwrap()).unwrap();
+
+    // A bad signature: a valid envelope with one signature byte changed.
+    let mut forged = stored[2].1.clone();
+    let signature = forged["signature"].as_str().unwrap().to_string();
+    let flipped = if signature.starts_with('A') { "B" } else { "A" };
+    forged["signature"] = json!(format!("{flipped}{}", &signature[1..]));
+    refused(&net, &pb, &forged, "err_0.1.3", 422).await;
+
+    // Signed by a key B does not pin.
+    let stranger = p256::ecdsa::SigningKey::from_slice(&secret("stranger")).unwrap();
+    let commit_prepare = Message::CommitPrepare {
+        session_id: session_id.clone(),
+        transfer_context_id: context_id.clone(),
+        hash_prev_message: last_hash.clone(),
+    };
+    let by_stranger =
+        serde_json::to_value(envelope::seal(&commit_prepare, &stranger).unwrap()).unwrap();
+    refused(&net, &pb, &by_stranger, "err_0.1.3", 422).await;
+
+    // The last message sent again (its answer was lost): the same answer,
+    // nothing changes.
+    assert_eq!(stored[2].0, "transfer-commence-msg");
+    let before = server_message_count(&net.b).await;
+    let (status, again) = post(&pb, &stored[2].1).await;
+    assert_eq!((status, &again), (200, &stored[3].1));
+    assert_eq!(server_message_count(&net.b).await, before);
+
+    // A replayed message: the proposal again, after the session moved on.
+    assert_eq!(stored[0].0, "transfer-proposal-msg");
+    refused(&net, &pb, &stored[0].1, "err_0.1.1", 400).await;
+
+    // A reordered message: commit-prepare before lock-assert.
+    refused(&net, &pb, &seal(&commit_prepare), "err_0.1.1", 400).await;
+
+    // A wrong hashPrevMessage on the right next message.
+    let lock_assert = |hash: &str, claim: Value| Message::LockAssert {
+        session_id: session_id.clone(),
+        transfer_context_id: context_id.clone(),
+        lock_assertion_claim_format: lockgate::satp::evidence::INCLUSION.into(),
+        lock_assertion_claim: claim,
+        lock_assertion_expiration: "2030-01-01T00:00:00.000Z".into(),
+        hash_prev_message: hash.to_string(),
+    };
+    refused(
+        &net,
+        &pb,
+        &seal(&lock_assert(&"00".repeat(32), json!({}))),
+        "err_2.2.5",
+        404,
+    )
+    .await;
+
+    // Evidence that proves nothing: a lock-assert before alice locked, with a
+    // made-up transaction.
+    refused(
+        &net,
+        &pb,
+        &seal(&lock_assert(
+            &last_hash,
+            json!({"transaction": {}, "proof": {}}),
+        )),
+        "err_2.2.7",
+        404,
+    )
+    .await;
+
+    // The genuine flow still works after all that, and the replays can be
+    // repeated after completion too.
+    net.lock(&pa, &created, hashlock).await;
+    let id = created["id"].as_str().unwrap();
+    let locked = net
+        .wait(&pa, id, "target_locked", Duration::from_secs(10))
+        .await;
+
+    // A wrong preimage in commit-final: B checks it against the hashlock.
+    let (_, _, last_hash, _) = session_tip(&net.a).await;
+    let source_lock: ledger_core::LockId =
+        locked["sourceLockId"].as_str().unwrap().parse().unwrap();
+    let wrong = Message::CommitFinal {
+        session_id: session_id.clone(),
+        transfer_context_id: context_id.clone(),
+        hash_prev_message: last_hash,
+        burn_assertion_claim_format: lockgate::satp::evidence::SETTLEMENT.into(),
+        burn_assertion_claim: lockgate::satp::evidence::settlement(
+            ChainId::new(CHAIN_A).unwrap(),
+            source_lock,
+            [0x99; 32],
+        ),
+    };
+    refused(&net, &pb, &seal(&wrong), "err_3.5.4", 415).await;
+
+    let target_lock: ledger_core::LockId =
+        locked["targetLockId"].as_str().unwrap().parse().unwrap();
+    let claim = on(
+        CHAIN_B,
+        &net.bob,
+        0,
+        TxBody::HtlcClaim {
+            lock_id: target_lock,
+            preimage: Preimage::new(preimage.to_vec()).unwrap(),
+        },
+    );
+    let (status, body) = pb.submit(&net.b.token, &claim).await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    net.wait(&pa, id, "completed", Duration::from_secs(10))
+        .await;
+    let stored = stored_envelopes(&net.a).await;
+    // The lock-assert replayed after the session completed.
+    assert_eq!(stored[4].0, "lock-assert-msg");
+    refused(&net, &pb, &stored[4].1, "err_0.1.1", 400).await;
+}
+
+#[tokio::test]
+async fn a_peer_unreachable_past_the_timelocks_means_refunds_on_both_ledgers() {
+    let net = Net::new().await;
+    let mut pb = net.b.start(&[]).await;
+    let pa = net.a.start(&[]).await;
+    net.issue(&pa, &pb).await;
+    let hashlock = Hashlock::of_preimage(&[0x44u8; 32]);
+    let created = net.create(&pa, hashlock).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    net.lock(&pa, &created, hashlock).await;
+    let locked = net
+        .wait(&pa, &id, "target_locked", Duration::from_secs(10))
+        .await;
+    // B vanishes with its lock in place, past both expiries.
+    pb.kill9().await;
+    let source_expires: u64 = created["sourceExpiresAtMs"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let done = net
+        .wait(&pa, &id, "refunded", Duration::from_secs(30))
+        .await;
+    assert!(lockgate::sequencer::now_ms() >= source_expires);
+    assert_eq!(
+        balance(&pa, &net.a.token, CHAIN_A, net.alice.address()).await,
+        ISSUED_A
+    );
+    let kinds: Vec<&str> = done["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "source_locked",
+            "target_locked",
+            "unwinding",
+            "refunded"
+        ]
+    );
+    // B comes back and refunds its own, expired lock.
+    let pb = net.b.start(&[]).await;
+    let target_lock = locked["targetLockId"].as_str().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (state, _) = server_state(&net.b).await;
+        if state == "refunded" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B never refunded: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, htlc) = pb
+        .get(
+            &format!("/v1/ledger/htlcs/{target_lock}?chainId={CHAIN_B}"),
+            &net.b.token,
+        )
+        .await;
+    assert_eq!(htlc["status"], "refunded");
+    assert_eq!(
+        balance(&pb, &net.b.token, CHAIN_B, net.b.connector.address()).await,
+        ISSUED_B
+    );
+    assert_eq!(
+        balance(&pb, &net.b.token, CHAIN_B, net.bob.address()).await,
+        0
+    );
+}
