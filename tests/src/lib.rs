@@ -13,6 +13,8 @@
     unreachable_pub
 )]
 
+pub mod satp;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;

@@ -173,6 +173,7 @@ pub async fn exchange(
                 ));
             }
         };
+        fault::reach(fault_step, "after-send", message.type_name(), session_id).await;
         store
             .append_messages(session_id, &[], Some(closed), None)
             .await?;

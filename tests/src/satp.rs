@@ -1,0 +1,288 @@
+//! Two gateways for SATP tests: gateway A hosts ledger 4201 (alice's EUR),
+//! gateway B hosts ledger 4301 and provides the EUR liquidity there. Each
+//! has its own PostgreSQL database, its own keys, and pins the other.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::time::Duration;
+
+use ledger_core::{Address, Amount, AssetCode, ChainId, Hashlock, Scale, SigningKey, TxBody};
+use serde_json::{Value, json};
+
+use crate::*;
+
+pub const CHAIN_A: u64 = 4201;
+pub const CHAIN_B: u64 = 4301;
+pub const ISSUED_A: u128 = 1_000;
+pub const ISSUED_B: u128 = 10_000;
+pub const AMOUNT: u128 = 300;
+
+pub fn eur() -> AssetCode {
+    AssetCode::new("EUR").unwrap()
+}
+
+pub fn secret(label: &str) -> [u8; 32] {
+    ledger_core::hash::sha256(label.as_bytes())
+}
+
+pub fn on(
+    chain: u64,
+    key: &SigningKey,
+    nonce: u64,
+    body: TxBody,
+) -> ledger_core::SignedTransaction {
+    sign_on(ChainId::new(chain).unwrap(), key, nonce, body)
+}
+
+/// One gateway of the pair.
+pub struct Side {
+    pub db: PgDatabase,
+    pub env: Env,
+    pub token: String,
+    pub chain: u64,
+    pub listen: String,
+    pub connector: SigningKey,
+    pub satp_key: p256::ecdsa::SigningKey,
+    pub identity: Value,
+}
+
+impl Side {
+    pub async fn new(name: &str, chain: u64) -> Self {
+        let db = PgDatabase::new().await;
+        let connector_secret = secret(&format!("satp-{name}-connector"));
+        let satp_secret = secret(&format!("satp-{name}-identity"));
+        let env = Env::new(&db.url).with_vars(&[
+            ("LOCKGATE_CHAIN_ID", &chain.to_string()),
+            (
+                "LOCKGATE_BLOCK_KEY",
+                &format!("0x{}", hex::encode(secret(&format!("satp-{name}-block")))),
+            ),
+            (
+                "LOCKGATE_CONNECTOR_KEY",
+                &format!("0x{}", hex::encode(connector_secret)),
+            ),
+            (
+                "LOCKGATE_SATP_KEY",
+                &format!("0x{}", hex::encode(satp_secret)),
+            ),
+            ("LOCKGATE_SATP_GATEWAY_ID", &format!("gw-{name}")),
+            (
+                "LOCKGATE_JWT_SECRET",
+                &hex::encode(secret(&format!("satp-{name}-jwt"))),
+            ),
+        ]);
+        let identity: Value =
+            serde_json::from_str(env.run(&["satp-identity"]).await.trim()).unwrap();
+        let token = env.token().await;
+        Self {
+            db,
+            env,
+            token,
+            chain,
+            listen: format!("127.0.0.1:{}", free_port()),
+            connector: SigningKey::from_bytes(connector_secret).unwrap(),
+            satp_key: p256::ecdsa::SigningKey::from_slice(&satp_secret).unwrap(),
+            identity,
+        }
+    }
+
+    /// A token this gateway issues to `peer` for its ledger API.
+    pub async fn peer_token(&self, peer: &Side) -> String {
+        let account = peer.connector.address().to_string();
+        let tenant = format!("peer:{}", peer.identity["gatewayId"].as_str().unwrap());
+        self.env
+            .run(&[
+                "token",
+                "--tenant",
+                &tenant,
+                "--scope",
+                "ledger:read",
+                "--scope",
+                "ledger:submit",
+                "--account",
+                &account,
+                "--ttl-s",
+                "86400",
+            ])
+            .await
+            .trim()
+            .to_string()
+    }
+
+    pub fn config(&self, peer: &Side, token: &str) -> String {
+        format!(
+            "[transfers]\ntick_ms = 100\nreaction_ms_max = 1500\ncommit_ms_max = 500\n\
+             claim_window_ms = 2000\nsafety_margin_ms = 500\n\n\
+             [[peers]]\ngateway_id = \"{}\"\nurl = \"http://{}\"\nidentity_key = '{}'\n\
+             chain_id = {}\nblock_producer = \"{}\"\naccount = \"{}\"\ntoken = \"{token}\"\n\
+             commit_ms_max = 500\nclock_drift_ms_max = 100\n",
+            peer.identity["gatewayId"].as_str().unwrap(),
+            peer.listen,
+            peer.identity["identityKey"],
+            peer.chain,
+            peer.identity["blockProducer"].as_str().unwrap(),
+            peer.identity["account"].as_str().unwrap(),
+        )
+    }
+
+    pub async fn start(&self, vars: &[(&str, &str)]) -> Process {
+        self.env.start_at(&self.listen, vars).await
+    }
+}
+
+pub struct Net {
+    pub a: Side,
+    pub b: Side,
+    pub alice: SigningKey,
+    pub bob: SigningKey,
+}
+
+impl Net {
+    pub async fn new() -> Self {
+        let mut a = Side::new("a", CHAIN_A).await;
+        let mut b = Side::new("b", CHAIN_B).await;
+        let token_for_a = b.peer_token(&a).await;
+        let token_for_b = a.peer_token(&b).await;
+        let config_a = a.config(&b, &token_for_a);
+        let config_b = b.config(&a, &token_for_b);
+        a.env.write_config(&config_a);
+        b.env.write_config(&config_b);
+        Self {
+            a,
+            b,
+            alice: key(2),
+            bob: key(3),
+        }
+    }
+
+    /// EUR on both ledgers: alice's on A, B's liquidity on B.
+    pub async fn issue(&self, pa: &Process, pb: &Process) {
+        let issuer = key(1);
+        let register = TxBody::RegisterAsset {
+            code: eur(),
+            scale: Scale::new(2).unwrap(),
+        };
+        let issue = |to: Address, units| TxBody::Issue {
+            asset: eur(),
+            to,
+            amount: Amount::from_minor_units(units),
+        };
+        for (process, token, tx) in [
+            (pa, &self.a.token, on(CHAIN_A, &issuer, 0, register.clone())),
+            (
+                pa,
+                &self.a.token,
+                on(CHAIN_A, &issuer, 1, issue(self.alice.address(), ISSUED_A)),
+            ),
+            (pb, &self.b.token, on(CHAIN_B, &issuer, 0, register)),
+            (
+                pb,
+                &self.b.token,
+                on(
+                    CHAIN_B,
+                    &issuer,
+                    1,
+                    issue(self.b.connector.address(), ISSUED_B),
+                ),
+            ),
+        ] {
+            let (status, body) = process.submit(token, &tx).await.unwrap();
+            assert_eq!(status, 201, "{body}");
+        }
+    }
+
+    /// Creates the transfer on A; returns its view.
+    pub async fn create(&self, pa: &Process, hashlock: Hashlock) -> Value {
+        let response = pa
+            .http
+            .post(format!("{}/v1/transfers", pa.base))
+            .bearer_auth(&self.a.token)
+            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .json(&json!({
+                "sourceChainId": CHAIN_A.to_string(), "targetChainId": CHAIN_B.to_string(),
+                "sourceAsset": "EUR", "targetAsset": "EUR", "amount": AMOUNT.to_string(),
+                "sender": self.alice.address().to_string(), "recipient": self.bob.address().to_string(),
+                "hashlock": hashlock.to_string(),
+            }))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(
+            body["connector"],
+            self.b.connector.address().to_string(),
+            "alice locks to B's account"
+        );
+        body
+    }
+
+    /// Alice locks on A as the transfer asks.
+    pub async fn lock(&self, pa: &Process, created: &Value, hashlock: Hashlock) {
+        let expires: u64 = created["sourceExpiresAtMs"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let lock = on(
+            CHAIN_A,
+            &self.alice,
+            0,
+            TxBody::HtlcLock {
+                asset: eur(),
+                recipient: self.b.connector.address(),
+                amount: Amount::from_minor_units(AMOUNT),
+                hashlock,
+                expires_at_ms: expires,
+            },
+        );
+        let (status, body) = pa.submit(&self.a.token, &lock).await.unwrap();
+        assert_eq!(status, 201, "{body}");
+    }
+
+    pub async fn wait(&self, pa: &Process, id: &str, state: &str, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let (status, view) = pa.get(&format!("/v1/transfers/{id}"), &self.a.token).await;
+            assert_eq!(status, 200, "{view}");
+            if view["state"] == state {
+                return view;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "transfer never reached {state}: {view}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub async fn balance(process: &Process, token: &str, chain: u64, account: Address) -> u128 {
+    let (status, view) = process
+        .get(
+            &format!("/v1/ledger/accounts/{account}?chainId={chain}"),
+            token,
+        )
+        .await;
+    assert_eq!(status, 200, "{view}");
+    view["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["asset"] == "EUR")
+        .map_or(0, |b| b["amount"].as_str().unwrap().parse().unwrap())
+}
+
+/// The state of B's side of the transfer, read from B's database.
+pub async fn server_state(b: &Side) -> (String, String) {
+    let pool = b.db.pool().await;
+    let row: (String, String) = sqlx::query_as(
+        "SELECT t.state, s.status FROM transfers t JOIN satp_sessions s ON s.transfer_id = t.id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    row
+}
