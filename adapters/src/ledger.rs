@@ -21,9 +21,11 @@
 //!
 //! Implementations: `local` (the gateway's built-in ledgers, in the gateway
 //! crate because it drives the gateway's store: `lockgate::transfers::local`).
-//! `peer` (another Lockgate gateway over SATP) and `evm` come next; event
-//! following from a checkpoint and third-party lock proofs are added to the
-//! trait with them, where their shapes are known.
+//! `peer` (another Lockgate gateway's ledger, reached through its ledger
+//! API: `lockgate::satp::peer`). `evm` comes next; event following from a
+//! checkpoint and third-party lock proofs are added to the trait with it,
+//! where their shapes are known (the peer's lock proofs travel in SATP
+//! messages today: `lockgate::satp::evidence`).
 
 use std::future::Future;
 

@@ -5,8 +5,8 @@
 //! operation key), each ledger's [`finality::FinalityModel`], and the
 //! [`planner`] that derives every leg's HTLC expiry from those models, so
 //! that each party can always claim after the preimage appears. The `local`
-//! implementation lives in the gateway (it drives the gateway's store);
-//! `peer` and `evm` arrive with topologies (b)/(c) and issue #5.
+//! and `peer` implementations live in the gateway (they drive the gateway's
+//! store and HTTP client); `evm` arrives with issue #5.
 //!
 //! The [`satp`] module holds the building blocks of the gateway-to-gateway
 //! protocol's wire format: RFC 8785 canonical JSON, JWS ES256 signatures,

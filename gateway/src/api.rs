@@ -55,7 +55,7 @@ type AppState = Arc<App>;
         get_asset, list_blocks, get_block, get_htlc, export_chain, list_ledgers,
         crate::transfers::http::create_transfer, crate::transfers::http::get_transfer,
         crate::transfers::http::list_transfers, crate::transfers::http::cancel_transfer, crate::transfers::http::stream_transfers,
-        crate::satp::server::receive, crate::satp::server::identity,
+        crate::satp::server::receive, crate::satp::recovery::receive, crate::satp::server::identity,
         healthz, readyz, metrics,
     ),
     components(schemas(
@@ -70,6 +70,7 @@ type AppState = Arc<App>;
         adapters::satp::messages::Message, adapters::satp::messages::TransferInitClaim,
         adapters::satp::messages::Capabilities, adapters::satp::messages::NetworkLockType,
         adapters::satp::envelope::Envelope, crate::satp::problem::SatpError,
+        adapters::satp::recovery::RecoveryMessage, adapters::satp::recovery::Compensation,
     )),
     servers((url = "/", description = "This gateway")),
     modifiers(&BearerAuth, &CommonResponses, &StrictSatpMessages),
@@ -282,6 +283,7 @@ pub fn router(app: AppState) -> Router {
             post(crate::transfers::http::cancel_transfer),
         )
         .route("/v1/satp/messages", post(crate::satp::server::receive))
+        .route("/v1/satp/recovery", post(crate::satp::recovery::receive))
         .route("/v1/satp/identity", get(crate::satp::server::identity))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

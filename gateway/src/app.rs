@@ -37,6 +37,13 @@ pub struct App {
     pub connector: crate::transfers::Connector,
     /// SATP identity and pinned peers.
     pub satp: crate::satp::Satp,
+    /// Wakes the transfer engine before its tick: a block was committed, a
+    /// transfer created or a SATP message accepted.
+    pub wake: Arc<tokio::sync::Notify>,
+    /// One lock per ledger for the connector's own transactions there: an
+    /// action reads the account's next nonce, signs, writes ahead and
+    /// submits under it, so two actions never take the same nonce.
+    account_locks: std::sync::Mutex<std::collections::HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// One hosted built-in ledger.
@@ -51,6 +58,19 @@ pub struct Ledger {
 }
 
 impl App {
+    /// The lock of the connector's account on ledger `chain` (see `account_locks`).
+    pub fn account_lock(&self, chain: ChainId) -> Arc<tokio::sync::Mutex<()>> {
+        match self.account_locks.lock() {
+            Ok(mut locks) => locks.entry(chain.get()).or_default().clone(),
+            // A panic while holding this map cannot leave it inconsistent.
+            Err(poisoned) => poisoned
+                .into_inner()
+                .entry(chain.get())
+                .or_default()
+                .clone(),
+        }
+    }
+
     /// The hosted ledger with this chain id.
     pub fn ledger(&self, chain_id: ChainId) -> Option<&Ledger> {
         self.ledgers.iter().find(|l| l.chain_id == chain_id)
@@ -184,6 +204,7 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
         );
     }
     let auth = authenticator(&config)?;
+    let wake = Arc::new(tokio::sync::Notify::new());
     let mut ledgers = Vec::new();
     for ledger in config.ledgers() {
         let key = block_key(&config, ledger)?;
@@ -196,6 +217,7 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
                 batch_txs_max: ledger.batch_txs_max,
                 batch_wait: Duration::from_millis(ledger.batch_wait_ms),
                 queue_txs_max: ledger.queue_txs_max,
+                on_commit: wake.clone(),
             },
         )
         .await;
@@ -221,6 +243,8 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
         ledgers,
         connector: connector.clone(),
         satp,
+        wake,
+        account_locks: std::sync::Mutex::default(),
     });
     if let Some(step) = &connector.config.fault_step {
         tracing::warn!(%step, "fault injection is set: the transfer engine halts at this step (crash tests only)");

@@ -70,6 +70,9 @@ pub struct SequencerConfig {
     pub batch_wait: Duration,
     /// Most transactions waiting.
     pub queue_txs_max: usize,
+    /// Notified after every committed block (the transfer engine waits on it
+    /// to react to a lock or claim without waiting for its next tick).
+    pub on_commit: Arc<tokio::sync::Notify>,
 }
 
 /// Milliseconds since the Unix epoch by the system clock (0 if it is before 1970).
@@ -108,6 +111,7 @@ impl Sequencer {
                 }
                 waiting.fetch_sub(count, Ordering::AcqRel);
                 commit(&store, &block_key, config.chain_id, batch).await;
+                config.on_commit.notify_one();
             }
         });
         sequencer

@@ -351,13 +351,21 @@ impl Process {
 }
 
 /// A free 127.0.0.1 port (for gateways that must know each other's address
-/// before they start).
+/// before they start). It is taken below Linux's ephemeral range (32768 and
+/// up), so a process binding port 0, or an outgoing connection, cannot be
+/// handed the same port between this check and the gateway's own bind.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Spread test processes over the range; step within one process.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = (std::process::id() as u16).wrapping_mul(7919) % 12_000;
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (seed + offset.wrapping_mul(37)) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn key(i: u64) -> SigningKey {

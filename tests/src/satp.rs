@@ -109,10 +109,9 @@ impl Side {
             .to_string()
     }
 
-    pub fn config(&self, peer: &Side, token: &str) -> String {
+    pub fn config(&self, peer: &Side, token: &str, transfers: &str) -> String {
         format!(
-            "[transfers]\ntick_ms = 100\nreaction_ms_max = 1500\ncommit_ms_max = 500\n\
-             claim_window_ms = 2000\nsafety_margin_ms = 500\n\n\
+            "[transfers]\n{transfers}\n\
              [[peers]]\ngateway_id = \"{}\"\nurl = \"http://{}\"\nidentity_key = '{}'\n\
              chain_id = {}\nblock_producer = \"{}\"\naccount = \"{}\"\ntoken = \"{token}\"\n\
              commit_ms_max = 500\nclock_drift_ms_max = 100\n",
@@ -130,6 +129,11 @@ impl Side {
     }
 }
 
+/// The tests' engine settings: short timelocks (the source lock is due 2 s
+/// after creation, B's lock expires after about 7 s, alice's after 10 s).
+pub const TRANSFERS: &str = "tick_ms = 100\nreaction_ms_max = 1500\ncommit_ms_max = 500\n\
+                             claim_window_ms = 2000\nsafety_margin_ms = 500\n";
+
 pub struct Net {
     pub a: Side,
     pub b: Side,
@@ -139,12 +143,17 @@ pub struct Net {
 
 impl Net {
     pub async fn new() -> Self {
+        Self::new_with(TRANSFERS).await
+    }
+
+    /// Two gateways whose `[transfers]` section is `transfers`.
+    pub async fn new_with(transfers: &str) -> Self {
         let mut a = Side::new("a", CHAIN_A).await;
         let mut b = Side::new("b", CHAIN_B).await;
         let token_for_a = b.peer_token(&a).await;
         let token_for_b = a.peer_token(&b).await;
-        let config_a = a.config(&b, &token_for_a);
-        let config_b = b.config(&a, &token_for_b);
+        let config_a = a.config(&b, &token_for_a, transfers);
+        let config_b = b.config(&a, &token_for_b, transfers);
         a.env.write_config(&config_a);
         b.env.write_config(&config_b);
         Self {
@@ -193,11 +202,17 @@ impl Net {
 
     /// Creates the transfer on A; returns its view.
     pub async fn create(&self, pa: &Process, hashlock: Hashlock) -> Value {
+        self.create_with_key(pa, hashlock, &uuid::Uuid::new_v4().to_string())
+            .await
+    }
+
+    /// [`Net::create`] under a chosen `Idempotency-Key`.
+    pub async fn create_with_key(&self, pa: &Process, hashlock: Hashlock, key: &str) -> Value {
         let response = pa
             .http
             .post(format!("{}/v1/transfers", pa.base))
             .bearer_auth(&self.a.token)
-            .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+            .header("Idempotency-Key", key)
             .json(&json!({
                 "sourceChainId": CHAIN_A.to_string(), "targetChainId": CHAIN_B.to_string(),
                 "sourceAsset": "EUR", "targetAsset": "EUR", "amount": AMOUNT.to_string(),

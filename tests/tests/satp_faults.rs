@@ -50,6 +50,20 @@ async fn wait_b(b: &Side, done: impl Fn(&[String]) -> bool, within: Duration) ->
     }
 }
 
+/// True when `side`'s recovery log has an entry for `step` with `operation`.
+async fn log_has(side: &Side, step: &str, operation: &str) -> bool {
+    let pool = side.db.pool().await;
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT entry FROM satp_log")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    rows.iter().any(|(entry,)| {
+        let entry: Value = serde_json::from_str(entry).unwrap();
+        entry["step"] == step && entry["operation"] == operation
+    })
+}
+
 /// Waits for `process` to halt at the fault, kills it, starts it again
 /// without the fault.
 async fn restart(process: &mut Process, side: &Side, step: &str) -> Process {
@@ -187,6 +201,13 @@ async fn crash_at(victim: Victim, step: &str) {
         balance(&pb, &net.b.token, CHAIN_B, net.b.connector.address()).await,
         ISSUED_B - AMOUNT
     );
+    // A restarted originating gateway ran RECOVER with its peer first.
+    if victim == Victim::A {
+        assert!(
+            log_has(&net.a, "recover-success-msg", "done").await,
+            "A's log shows no completed RECOVER"
+        );
+    }
     // The session closed on both sides, each with the 11 messages.
     for side in [&net.a, &net.b] {
         let pool = side.db.pool().await;

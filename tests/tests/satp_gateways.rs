@@ -70,8 +70,19 @@ async fn two_gateways_complete_a_transfer_over_satp() {
     net.issue(&pa, &pb).await;
     let preimage = [0x42u8; 32];
     let hashlock = Hashlock::of_preimage(&preimage);
-    let created = net.create(&pa, hashlock).await;
+    let created = net.create_with_key(&pa, hashlock, "retry-me").await;
     let id = created["id"].as_str().unwrap().to_string();
+    // The client retries its POST with the same key: the same transfer, no
+    // second session with B.
+    let again = net.create_with_key(&pa, hashlock, "retry-me").await;
+    assert_eq!(again["id"], created["id"]);
+    let pool = net.b.db.pool().await;
+    let (sessions,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM satp_sessions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert_eq!(sessions, 1);
     assert_eq!(
         server_state(&net.b).await,
         ("awaiting_source_lock".to_string(), "open".to_string())
@@ -427,4 +438,75 @@ async fn a_peer_unreachable_past_the_timelocks_means_refunds_on_both_ledgers() {
         balance(&pb, &net.b.token, CHAIN_B, net.bob.address()).await,
         0
     );
+}
+
+#[tokio::test]
+async fn an_unclaimed_transfer_is_refunded_on_both_ledgers_and_rolled_back() {
+    let net = Net::new().await;
+    let pb = net.b.start(&[]).await;
+    let pa = net.a.start(&[]).await;
+    net.issue(&pa, &pb).await;
+    let hashlock = Hashlock::of_preimage(&[0x45u8; 32]);
+    let created = net.create(&pa, hashlock).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    net.lock(&pa, &created, hashlock).await;
+    net.wait(&pa, &id, "target_locked", Duration::from_secs(10))
+        .await;
+    // Bob never claims: B refunds its lock at its expiry, A the sender's at its own.
+    net.wait(&pa, &id, "refunded", Duration::from_secs(30))
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server_state(&net.b).await.0 != "refunded" {
+        assert!(tokio::time::Instant::now() < deadline, "B never refunded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        balance(&pa, &net.a.token, CHAIN_A, net.alice.address()).await,
+        ISSUED_A
+    );
+    assert_eq!(
+        balance(&pb, &net.b.token, CHAIN_B, net.b.connector.address()).await,
+        ISSUED_B
+    );
+    // A's ROLLBACK listed its refund; B's ROLLBACK-ACK its own, with evidence A checked.
+    let entries = |side: &Side| {
+        let url = side.db.url.clone();
+        async move {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let rows: Vec<(String,)> =
+                sqlx::query_as("SELECT entry FROM satp_log ORDER BY session_id, seq")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            pool.close().await;
+            rows.into_iter()
+                .map(|(e,)| {
+                    let e: Value = serde_json::from_str(&e).unwrap();
+                    format!(
+                        "{}:{}",
+                        e["step"].as_str().unwrap(),
+                        e["operation"].as_str().unwrap()
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    // The ROLLBACK follows the refund: give it a moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let a_log = entries(&net.a).await;
+        if a_log.contains(&"rollback-ack-msg:done".to_string()) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{a_log:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let b_log = entries(&net.b).await;
+    assert!(b_log.contains(&"rollback-msg:ack".to_string()), "{b_log:?}");
+    assert!(
+        b_log.contains(&"session-abort-msg:done".to_string()),
+        "{b_log:?}"
+    );
+    check_logs(&net.a).await;
+    check_logs(&net.b).await;
 }

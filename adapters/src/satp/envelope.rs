@@ -53,10 +53,15 @@ pub enum EnvelopeError {
 
 /// Signs a message with the gateway's key.
 pub fn seal(message: &Message, key: &SigningKey) -> Result<Envelope, JwsError> {
+    seal_value(&message.to_json(), key)
+}
+
+/// Signs any JSON message (the recovery messages travel the same way).
+pub fn seal_value(message: &Value, key: &SigningKey) -> Result<Envelope, JwsError> {
     let mut header = Map::new();
     header.insert("kid".into(), json!(jws::thumbprint(key.verifying_key())));
     header.insert("typ".into(), json!(TYP));
-    let compact = jws::sign(&message.to_json(), &header, key)?;
+    let compact = jws::sign(message, &header, key)?;
     let mut parts = compact.split('.');
     let (Some(protected), Some(payload), Some(signature)) =
         (parts.next(), parts.next(), parts.next())
@@ -73,6 +78,14 @@ pub fn seal(message: &Message, key: &SigningKey) -> Result<Envelope, JwsError> {
 /// Verifies an envelope with the peer's pinned key and parses the message.
 /// Returns the message and its JSON (for hashing).
 pub fn open(envelope: &Envelope, key: &VerifyingKey) -> Result<(Message, Value), EnvelopeError> {
+    let value = open_value(envelope, key)?;
+    let message: Message =
+        serde_json::from_value(value.clone()).map_err(|e| EnvelopeError::Message(e.to_string()))?;
+    Ok((message, value))
+}
+
+/// Verifies an envelope with the signer's key and returns the JSON it signs.
+pub fn open_value(envelope: &Envelope, key: &VerifyingKey) -> Result<Value, EnvelopeError> {
     let compact = format!(
         "{}.{}.{}",
         envelope.protected, envelope.payload, envelope.signature
@@ -81,11 +94,7 @@ pub fn open(envelope: &Envelope, key: &VerifyingKey) -> Result<(Message, Value),
     if verified.header.get("typ") != Some(&json!(TYP)) {
         return Err(EnvelopeError::Typ);
     }
-    let value: Value = serde_json::from_slice(&verified.payload)
-        .map_err(|e| EnvelopeError::Message(e.to_string()))?;
-    let message: Message =
-        serde_json::from_value(value.clone()).map_err(|e| EnvelopeError::Message(e.to_string()))?;
-    Ok((message, value))
+    serde_json::from_slice(&verified.payload).map_err(|e| EnvelopeError::Message(e.to_string()))
 }
 
 /// The message inside an envelope, without checking the signature (for

@@ -12,4 +12,5 @@ pub mod envelope;
 pub mod jcs;
 pub mod jws;
 pub mod messages;
+pub mod recovery;
 pub mod session;

@@ -309,6 +309,7 @@ pub async fn open(app: &App, peer: &Peer, t: &Transfer) -> Result<SessionRow, Op
     if !app.store.create_session(&session, &[]).await? {
         return Err(OpenError::Unavailable("session id collision".into()));
     }
+    app.satp.mark_recovered(&session.session_id);
     let claim = TransferInitClaim {
         digital_asset_id: asset_id(t.source_chain_id, &t.source_asset),
         asset_profile_id: asset_id(t.target_chain_id, &t.target_asset),
@@ -393,6 +394,7 @@ pub async fn step(
     let reaction = crate::transfers::reaction_ms(&connector.config);
     let session_id = session.session_id.clone();
     let context_id = session.context_id.clone();
+    super::recovery::recover_once(app, peer, session).await;
     match t.state {
         TransferState::AwaitingSourceLock => {
             if let Some(lock) = source.find_open_lock(&sender_lock).await? {
@@ -727,8 +729,9 @@ pub async fn step(
                             state: TransferState::Refunded,
                             ..t.clone()
                         };
-                        advance(app, t, next, "refunded", json!({})).await?;
+                        advance(app, t, next.clone(), "refunded", json!({})).await?;
                         abort(app, peer, session).await;
+                        super::recovery::rollback(app, peer, session, &next).await;
                         Ok(())
                     }
                 },
@@ -737,8 +740,9 @@ pub async fn step(
                         state: TransferState::Refunded,
                         ..t.clone()
                     };
-                    advance(app, t, next, "refunded", json!({})).await?;
+                    advance(app, t, next.clone(), "refunded", json!({})).await?;
                     abort(app, peer, session).await;
+                    super::recovery::rollback(app, peer, session, &next).await;
                     Ok(())
                 }
             }

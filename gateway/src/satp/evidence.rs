@@ -81,17 +81,13 @@ pub async fn inclusion(
 #[error("{0}")]
 pub struct EvidenceError(pub String);
 
-/// Checks inclusion evidence of an `HtlcLock` on ledger `chain`, signed by
-/// `producer`, locking exactly `terms` (the expiry: no earlier than
-/// `terms.expires_at_ms`, or exactly it when `exact_expiry`). Returns the
-/// lock's id.
-pub fn verify_lock(
+/// Checks inclusion evidence of any transaction on ledger `chain`, whose
+/// block `producer` signed; returns the transaction.
+pub fn verify_inclusion(
     evidence: &Value,
     chain: ChainId,
     producer: Address,
-    terms: &LockTerms,
-    exact_expiry: bool,
-) -> Result<LockId, EvidenceError> {
+) -> Result<SignedTransaction, EvidenceError> {
     let bad = |what: &str| EvidenceError(what.to_string());
     let inclusion: Inclusion = serde_json::from_value(evidence.clone())
         .map_err(|e| EvidenceError(format!("not ledger-inclusion evidence: {e}")))?;
@@ -116,10 +112,26 @@ pub fn verify_lock(
     proof
         .verify(&signed, &[producer])
         .map_err(|e| EvidenceError(format!("inclusion proof: {e}")))?;
-    let tx = &signed.transaction;
-    if tx.chain_id != chain {
+    if signed.transaction.chain_id != chain {
         return Err(bad("the transaction is on another ledger"));
     }
+    Ok(signed)
+}
+
+/// Checks inclusion evidence of an `HtlcLock` on ledger `chain`, signed by
+/// `producer`, locking exactly `terms` (the expiry: no earlier than
+/// `terms.expires_at_ms`, or exactly it when `exact_expiry`). Returns the
+/// lock's id.
+pub fn verify_lock(
+    evidence: &Value,
+    chain: ChainId,
+    producer: Address,
+    terms: &LockTerms,
+    exact_expiry: bool,
+) -> Result<LockId, EvidenceError> {
+    let bad = |what: &str| EvidenceError(what.to_string());
+    let signed = verify_inclusion(evidence, chain, producer)?;
+    let tx = &signed.transaction;
     if tx.from != terms.sender {
         return Err(bad("the lock is not from the agreed sender"));
     }

@@ -63,9 +63,8 @@ pub async fn append(
 ) -> Result<(), StoreError> {
     // Two writers may race for the next place; the loser reads again.
     for _ in 0..4 {
-        let log = store.log(session_id).await?;
-        let (seq, last) = match log.last() {
-            Some(row) => (row.seq + 1, row.hash.clone()),
+        let (seq, last) = match store.last_log(session_id).await? {
+            Some(row) => (row.seq + 1, row.hash),
             None => (0, String::new()),
         };
         let entry = json!({
@@ -78,6 +77,7 @@ pub async fn append(
             "lastEntryHash": last,
         });
         let canonical = jcs::canonicalize(&entry).map_err(crate::store::corrupt)?;
+        let hash = hex::encode(sha2::Sha256::digest(&canonical));
         let mut header = Map::new();
         header.insert("kid".into(), json!(identity.kid));
         header.insert("typ".into(), json!(TYP));
@@ -86,9 +86,7 @@ pub async fn append(
         let row = LogRow {
             seq,
             entry: String::from_utf8(canonical).map_err(crate::store::corrupt)?,
-            hash: hex::encode(sha2::Sha256::digest(
-                jcs::canonicalize(&entry).map_err(crate::store::corrupt)?,
-            )),
+            hash,
             signature,
         };
         if store.append_log(session_id, &row).await? {

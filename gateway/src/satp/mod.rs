@@ -41,6 +41,7 @@ pub mod fault;
 pub mod log;
 pub mod peer;
 pub mod problem;
+pub mod recovery;
 pub mod server;
 pub mod store;
 
@@ -111,6 +112,9 @@ pub struct Satp {
     pub http: reqwest::Client,
     /// Crash tests only.
     pub fault: Option<fault::SatpFault>,
+    /// Sessions this process holds in full: created here, or recovered
+    /// with the peer after the process started.
+    recovered: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Satp {
@@ -139,7 +143,20 @@ impl Satp {
             peers,
             http,
             fault,
+            recovered: std::sync::Mutex::default(),
         })
+    }
+
+    /// True when this process holds session `id` in full.
+    pub fn is_recovered(&self, id: &str) -> bool {
+        self.recovered.lock().is_ok_and(|set| set.contains(id))
+    }
+
+    /// Records that this process holds session `id` in full.
+    pub fn mark_recovered(&self, id: &str) {
+        if let Ok(mut set) = self.recovered.lock() {
+            set.insert(id.to_string());
+        }
     }
 
     /// The peer hosting ledger `chain`.

@@ -126,6 +126,9 @@ impl<'a> PeerLedger<'a> {
         }
         let store = &self.app.store;
         let chain = self.peer.chain_id;
+        // One action at a time from this gateway's account on the peer's ledger.
+        let account_lock = self.app.account_lock(chain);
+        let _serial = account_lock.lock().await;
         let next_nonce = self.next_nonce().await?;
         let mut signed = None;
         if let Some(stored) = store

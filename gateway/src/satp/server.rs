@@ -49,7 +49,7 @@ use crate::transfers::{Transfer, TransferEvent, TransferState};
 /// RFC 9457 problem with a SATP error URN (`urn:ietf:params:satp:core:error:err_X.Y.Z`),
 /// signed in its `jws` member. No bearer token: the peer is known by its key.
 #[utoipa::path(
-    post, path = "/v1/satp/messages", tag = "satp",
+    post, path = "/v1/satp/messages", tag = "satp", operation_id = "receive_satp_message",
     request_body(content = Envelope, content_type = "application/json"),
     responses(
         (status = 200, description = "The session's next message, signed", body = Envelope),
@@ -78,7 +78,7 @@ pub async fn receive(State(app): State<Arc<App>>, body: Bytes) -> Response {
 
 /// What a peer pins of this gateway (to be checked out of band).
 #[utoipa::path(
-    get, path = "/v1/satp/identity", tag = "satp",
+    get, path = "/v1/satp/identity", tag = "satp", operation_id = "satp_identity",
     responses((status = 200, description = "`{gatewayId, identityKey (JWK), kid, chainId, blockProducer, account}`", body = Object)),
     security(()),
 )]
@@ -386,6 +386,7 @@ async fn handle(app: &App, body: &[u8]) -> Result<Option<Value>, SatpProblem> {
     .await
     .map_err(internal)?;
     fault::reach(fault_step, "after-store", message.type_name(), &session_id).await;
+    app.wake.notify_one();
     Ok(reply)
 }
 

@@ -156,6 +156,11 @@ pub trait SatpStore: Send + Sync {
         session_id: &str,
         row: &LogRow,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The last entry of a session's log.
+    fn last_log(
+        &self,
+        session_id: &str,
+    ) -> impl Future<Output = Result<Option<LogRow>, StoreError>> + Send;
     /// A session's log in order.
     fn log(&self, session_id: &str)
     -> impl Future<Output = Result<Vec<LogRow>, StoreError>> + Send;
@@ -310,6 +315,22 @@ macro_rules! impl_satp_store {
                 }
             }
 
+            async fn last_log(&self, session_id: &str) -> Result<Option<LogRow>, StoreError> {
+                let row = sqlx::query("SELECT seq, entry, hash, signature FROM satp_log WHERE session_id = $1 ORDER BY seq DESC LIMIT 1")
+                    .bind(session_id)
+                    .fetch_optional(self.pool())
+                    .await?;
+                row.map(|row| {
+                    Ok(LogRow {
+                        seq: to_u64(row.get_i64("seq")?, "seq")?,
+                        entry: row.get_string("entry")?,
+                        hash: row.get_string("hash")?,
+                        signature: row.get_string("signature")?,
+                    })
+                })
+                .transpose()
+            }
+
             async fn log(&self, session_id: &str) -> Result<Vec<LogRow>, StoreError> {
                 let rows = sqlx::query("SELECT seq, entry, hash, signature FROM satp_log WHERE session_id = $1 ORDER BY seq")
                     .bind(session_id)
@@ -373,6 +394,9 @@ impl SatpStore for AnyStore {
     }
     async fn append_log(&self, session_id: &str, row: &LogRow) -> Result<bool, StoreError> {
         delegate!(self, s => s.append_log(session_id, row))
+    }
+    async fn last_log(&self, session_id: &str) -> Result<Option<LogRow>, StoreError> {
+        delegate!(self, s => s.last_log(session_id))
     }
     async fn log(&self, session_id: &str) -> Result<Vec<LogRow>, StoreError> {
         delegate!(self, s => s.log(session_id))

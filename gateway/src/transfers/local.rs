@@ -60,6 +60,9 @@ impl<'a> LocalLedger<'a> {
             AdapterError::NotHere(format!("not the block producer of ledger {chain}"))
         })?;
         let fault_step = connector.config.fault_step.as_ref();
+        // One action at a time from the connector's account on this ledger.
+        let account_lock = app.account_lock(chain);
+        let _serial = account_lock.lock().await;
         // The nonce is read before the written-ahead action is looked at, so
         // an action that commits in between is seen as committed, never
         // re-signed.

@@ -1,6 +1,9 @@
-//! Cross-ledger transfers between two ledgers this gateway hosts, with the
-//! gateway as connector (topology (a) of DESIGN.md): it provides liquidity on
-//! the target ledger and earns it back on the source.
+//! Cross-ledger transfers. Topology (a) of DESIGN.md, described here: two
+//! ledgers this gateway hosts, the gateway as connector providing liquidity
+//! on the target ledger and earning it back on the source. Topology (b), a
+//! target ledger hosted by a pinned peer gateway, runs the same state
+//! machine over SATP (see [`crate::satp`]): [`step`] dispatches on the
+//! transfer's session.
 //!
 //! The flow, under one hashlock `H` chosen by the client:
 //! 1. `POST /v1/transfers` plans the timelocks (`adapters::planner`) and
@@ -33,6 +36,8 @@ pub mod local;
 pub mod store;
 
 use std::sync::Arc;
+
+use futures_util::StreamExt as _;
 use std::time::Duration;
 
 use adapters::ledger::{
@@ -369,7 +374,10 @@ pub async fn create(
         crate::satp::client::abort(app, peer, session).await;
     }
     match created? {
-        store::Created::Created => Ok(transfer),
+        store::Created::Created => {
+            app.wake.notify_one();
+            Ok(transfer)
+        }
         store::Created::LimitExceeded => Err(CreateError::LimitExceeded { max }),
         store::Created::HashlockInUse => Err(CreateError::HashlockInUse),
     }
@@ -472,13 +480,21 @@ pub async fn cancel(app: &App, tenant: &str, id: &str) -> Result<Transfer, Cance
     Err(CancelError::TooLate("changing"))
 }
 
+/// Most steps one transfer takes in one tick.
+const STEPS_PER_TICK_MAX: usize = 6;
+
+/// Most transfers stepped at once.
+const STEPS_IN_FLIGHT_MAX: usize = 32;
+
 /// Runs the engine until the process ends: every `tick_ms`, one step of every
 /// active transfer whose two ledgers this process produces blocks for.
 pub fn spawn_engine(app: Arc<App>, connector: Connector) {
     tokio::spawn(async move {
         let tick = Duration::from_millis(connector.config.tick_ms.max(10));
         loop {
-            tokio::time::sleep(tick).await;
+            // The tick, or sooner when something happened that a transfer may
+            // be waiting for.
+            let _ = tokio::time::timeout(tick, app.wake.notified()).await;
             let mut after = None;
             loop {
                 let page = match app.store.active_transfers(after.clone(), 256).await {
@@ -490,6 +506,7 @@ pub fn spawn_engine(app: Arc<App>, connector: Connector) {
                 };
                 let full = page.len() == 256;
                 after = page.last().map(|t| (t.created_at_ms, t.id.clone()));
+                let mut ours = Vec::new();
                 for transfer in page {
                     // Only where the hosted ledgers' blocks are produced can
                     // the engine act on them; the other ledger is hosted here
@@ -500,16 +517,38 @@ pub fn spawn_engine(app: Arc<App>, connector: Connector) {
                     };
                     let peer = |chain| app.satp.peer_for_chain(chain).is_some();
                     let (source, target) = (transfer.source_chain_id, transfer.target_chain_id);
-                    let ours = (here(source) && here(target))
+                    if (here(source) && here(target))
                         || (here(source) && peer(target))
-                        || (peer(source) && here(target));
-                    if !ours {
-                        continue;
-                    }
-                    if let Err(error) = step(&app, &connector, transfer).await {
-                        tracing::warn!(%error, "transfer engine step failed; retrying next tick");
+                        || (peer(source) && here(target))
+                    {
+                        ours.push(transfer);
                     }
                 }
+                // Transfers are independent: step several at once, so their
+                // database commits and peer round trips overlap.
+                futures_util::stream::iter(ours)
+                    .for_each_concurrent(STEPS_IN_FLIGHT_MAX, |transfer| {
+                        let (app, connector) = (&app, &connector);
+                        async move {
+                            // A step that moved the transfer on is followed at
+                            // once by the next (a few at most per tick).
+                            let mut current = transfer;
+                            for _ in 0..STEPS_PER_TICK_MAX {
+                                let (id, version) = (current.id.clone(), current.version);
+                                if let Err(error) = step(app, connector, current).await {
+                                    tracing::warn!(%error, "transfer engine step failed; retrying next tick");
+                                    break;
+                                }
+                                match app.store.transfer(&id).await {
+                                    Ok(Some(next)) if next.version != version && !next.state.is_final() => {
+                                        current = next;
+                                    }
+                                    _ => break,
+                                }
+                            }
+                        }
+                    })
+                    .await;
                 if !full {
                     break;
                 }
@@ -621,6 +660,7 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
     match session.role {
         Role::Client => crate::satp::client::step(app, connector, &transfer, &session, peer).await,
         Role::Server => {
+            crate::satp::recovery::recover_once(app, peer, &session).await;
             let asserted = session
                 .source_lock_id
                 .as_deref()
