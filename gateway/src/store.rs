@@ -338,6 +338,7 @@ pub(crate) trait RowGet {
     fn get_bytes(&self, column: &str) -> Result<Vec<u8>, StoreError>;
     fn get_opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn get_string(&self, column: &str) -> Result<String, StoreError>;
+    fn get_opt_string(&self, column: &str) -> Result<Option<String>, StoreError>;
 }
 
 macro_rules! row_get {
@@ -354,6 +355,9 @@ macro_rules! row_get {
             }
             fn get_string(&self, column: &str) -> Result<String, StoreError> {
                 Ok(self.try_get::<String, _>(column)?)
+            }
+            fn get_opt_string(&self, column: &str) -> Result<Option<String>, StoreError> {
+                Ok(self.try_get::<Option<String>, _>(column)?)
             }
         }
     };

@@ -822,6 +822,7 @@ async fn propose(
     let sealed = envelope::seal(&receipt, &identity.key).map_err(internal)?;
     let transfer = Transfer {
         id: uuid::Uuid::new_v4().to_string(),
+        kind: crate::transfers::TransferKind::Connector,
         tenant: format!("peer:{}", peer.gateway_id),
         state: TransferState::AwaitingSourceLock,
         source_chain_id: context.source_chain_id,
@@ -829,6 +830,7 @@ async fn propose(
         source_asset: context.source_asset,
         target_asset: context.target_asset,
         amount: context.amount,
+        target_amount: context.amount,
         sender: context.sender,
         recipient: context.recipient,
         connector: connector.key.address(),

@@ -35,16 +35,33 @@ pub struct CreateTransfer {
     /// The asset paid on the target.
     #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
     pub target_asset: String,
-    /// Minor units, the same on both legs.
+    /// Minor units locked on the source leg (the same on both legs of a
+    /// connector transfer).
     #[schema(pattern = r"^[1-9][0-9]{0,37}$")]
     pub amount: String,
+    /// `connector` (default): the sender's value reaches the recipient
+    /// through a connector's liquidity. `exchange` (payment- or
+    /// delivery-versus-payment between two ledgers of this gateway): the
+    /// sender locks `amount` of `sourceAsset` to the recipient, the
+    /// recipient locks `targetAmount` of `targetAsset` to the sender, under
+    /// the sender's hashlock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^(connector|exchange)$")]
+    pub kind: Option<String>,
+    /// Minor units of the target leg: required for an exchange; for a
+    /// connector transfer, absent or equal to `amount`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[1-9][0-9]{0,37}$")]
+    pub target_amount: Option<String>,
     /// Who locks on the source.
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub sender: String,
-    /// Who is paid on the target.
+    /// Who is paid on the target (in an exchange: who is paid on the
+    /// source and locks on the target).
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub recipient: String,
-    /// SHA-256 of the 32-byte preimage the recipient holds.
+    /// SHA-256 of the 32-byte preimage (held by the recipient of a
+    /// connector transfer; by the sender of an exchange).
     #[schema(pattern = r"^0x[0-9a-fA-F]{64}$")]
     pub hashlock: String,
 }
@@ -88,10 +105,18 @@ pub struct TransferView {
     pub recipient: String,
     /// The hashlock.
     pub hashlock: String,
+    /// `connector` or `exchange`.
+    pub kind: String,
+    /// Minor units of the target leg.
+    pub target_amount: String,
     /// What the sender must do: an `HtlcLock` on the source ledger with
-    /// `recipient` = this connector address, this amount and hashlock, and
+    /// `recipient` = this address (the connector's, the peer gateway's, or
+    /// in an exchange the recipient's), `amount` and the hashlock, and
     /// `expiresAtMs` no earlier than `sourceExpiresAtMs`, committed by
-    /// `sourceLockByMs`.
+    /// `sourceLockByMs`. In an exchange the recipient then locks
+    /// `targetAmount` of the target asset to the sender with `expiresAtMs` =
+    /// `targetExpiresAtMs`, committed within `commit_ms_max` + the engine's
+    /// reaction time after `sourceLockByMs`.
     pub connector: String,
     /// Deadline for the sender's lock (ms since the Unix epoch).
     pub source_lock_by_ms: String,
@@ -132,6 +157,8 @@ fn view(t: &Transfer, events: &[TransferEvent]) -> TransferView {
         source_asset: t.source_asset.to_string(),
         target_asset: t.target_asset.to_string(),
         amount: t.amount.to_string(),
+        kind: t.kind.name().to_string(),
+        target_amount: t.target_amount.to_string(),
         sender: t.sender.to_string(),
         recipient: t.recipient.to_string(),
         hashlock: t.hashlock.to_string(),
@@ -167,12 +194,35 @@ fn chain(pointer: &str, text: &str) -> Result<ChainId, Problem> {
 }
 
 fn request(body: &CreateTransfer) -> Result<TransferRequest, Problem> {
+    let kind = match body.kind.as_deref() {
+        None | Some("connector") => super::TransferKind::Connector,
+        Some("exchange") => super::TransferKind::Exchange,
+        Some(_) => {
+            return Err(Problem::invalid_field(
+                "/kind",
+                "must be connector or exchange",
+            ));
+        }
+    };
+    let amount = field::<Amount>("/amount", &body.amount)?;
+    let target_amount = match (&body.target_amount, kind) {
+        (Some(text), _) => field::<Amount>("/targetAmount", text)?,
+        (None, super::TransferKind::Connector) => amount,
+        (None, super::TransferKind::Exchange) => {
+            return Err(Problem::invalid_field(
+                "/targetAmount",
+                "an exchange needs the target leg's amount",
+            ));
+        }
+    };
     Ok(TransferRequest {
+        kind,
+        target_amount,
         source_chain_id: chain("/sourceChainId", &body.source_chain_id)?,
         target_chain_id: chain("/targetChainId", &body.target_chain_id)?,
         source_asset: field::<AssetCode>("/sourceAsset", &body.source_asset)?,
         target_asset: field::<AssetCode>("/targetAsset", &body.target_asset)?,
-        amount: field::<Amount>("/amount", &body.amount)?,
+        amount,
         sender: field::<Address>("/sender", &body.sender)?,
         recipient: field::<Address>("/recipient", &body.recipient)?,
         hashlock: field::<Hashlock>("/hashlock", &body.hashlock)?,
@@ -191,7 +241,10 @@ async fn create_one(
             .map_err(|error| match error {
                 CreateError::UnknownLedger(_)
                 | CreateError::SameLedger
-                | CreateError::ZeroAmount => Problem::new(
+                | CreateError::ZeroAmount
+                | CreateError::ExchangeAcrossGateways
+                | CreateError::AmountsDiffer
+                | CreateError::SameParty => Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "route-refused",
                     "Route refused",

@@ -122,11 +122,45 @@ impl TransferState {
     }
 }
 
+/// What a transfer is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferKind {
+    /// Value moved from the sender to the recipient, with a connector (this
+    /// gateway, or a peer gateway) locking its own liquidity on the target.
+    Connector,
+    /// Two parties swap (payment-versus-payment, delivery-versus-payment):
+    /// the sender locks `amount` of the source asset to the recipient, the
+    /// recipient locks `target_amount` of the target asset to the sender,
+    /// under one hashlock; no connector liquidity. The gateway watches both
+    /// legs, claims the sender's lock for the recipient as soon as the
+    /// sender's claim reveals the preimage, and refunds each lock at expiry.
+    Exchange,
+}
+
+impl TransferKind {
+    /// The kind's name on the wire and in the database.
+    pub fn name(self) -> &'static str {
+        match self {
+            TransferKind::Connector => "connector",
+            TransferKind::Exchange => "exchange",
+        }
+    }
+
+    /// The kind with this name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [TransferKind::Connector, TransferKind::Exchange]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
+}
+
 /// A transfer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transfer {
     /// Its id (a UUID).
     pub id: String,
+    /// Connector transfer or exchange.
+    pub kind: TransferKind,
     /// The tenant that created it.
     pub tenant: String,
     /// Where it stands.
@@ -139,13 +173,17 @@ pub struct Transfer {
     pub source_asset: AssetCode,
     /// The asset paid on the target.
     pub target_asset: AssetCode,
-    /// Minor units, the same on both legs.
+    /// Minor units locked on the source leg.
     pub amount: Amount,
+    /// Minor units locked on the target leg (`amount` for a connector
+    /// transfer).
+    pub target_amount: Amount,
     /// Who locks on the source.
     pub sender: Address,
     /// Who is paid on the target.
     pub recipient: Address,
-    /// The connector's account.
+    /// The account the sender locks to: the connector's, or in an exchange
+    /// the recipient's.
     pub connector: Address,
     /// SHA-256 of the preimage.
     pub hashlock: Hashlock,
@@ -183,6 +221,8 @@ pub struct TransferEvent {
 /// What is needed to plan and create a transfer.
 #[derive(Clone, Debug)]
 pub struct TransferRequest {
+    /// Connector transfer or exchange.
+    pub kind: TransferKind,
     /// Source ledger.
     pub source_chain_id: ChainId,
     /// Target ledger.
@@ -191,13 +231,16 @@ pub struct TransferRequest {
     pub source_asset: AssetCode,
     /// Asset on the target.
     pub target_asset: AssetCode,
-    /// Minor units.
+    /// Minor units on the source leg.
     pub amount: Amount,
+    /// Minor units on the target leg (an exchange's; `amount` otherwise).
+    pub target_amount: Amount,
     /// Who locks on the source.
     pub sender: Address,
     /// Who is paid on the target.
     pub recipient: Address,
-    /// SHA-256 of the preimage the recipient holds.
+    /// SHA-256 of the preimage (held by the recipient in a connector
+    /// transfer, by the sender in an exchange).
     pub hashlock: Hashlock,
 }
 
@@ -229,6 +272,15 @@ pub enum CreateError {
         /// The limit.
         max: u64,
     },
+    /// An exchange is between two ledgers of this gateway.
+    #[error("an exchange needs both ledgers hosted by this gateway")]
+    ExchangeAcrossGateways,
+    /// A connector transfer carries one amount on both legs.
+    #[error("targetAmount differs from amount; only an exchange has two amounts")]
+    AmountsDiffer,
+    /// An exchange needs two parties.
+    #[error("an exchange needs two different parties")]
+    SameParty,
     /// The peer gateway hosting the target ledger refused the transfer.
     #[error("{0}")]
     PeerRefused(String),
@@ -293,8 +345,18 @@ pub async fn create(
     if request.source_chain_id == request.target_chain_id {
         return Err(CreateError::SameLedger);
     }
-    if request.amount.is_zero() {
+    if request.amount.is_zero() || request.target_amount.is_zero() {
         return Err(CreateError::ZeroAmount);
+    }
+    let exchange = request.kind == TransferKind::Exchange;
+    if exchange && peer.is_some() {
+        return Err(CreateError::ExchangeAcrossGateways);
+    }
+    if !exchange && request.target_amount != request.amount {
+        return Err(CreateError::AmountsDiffer);
+    }
+    if exchange && request.sender == request.recipient {
+        return Err(CreateError::SameParty);
     }
     let now = now_ms();
     let config = &connector.config;
@@ -324,6 +386,7 @@ pub async fn create(
     let planned = plan(&legs, &params)?;
     let transfer = Transfer {
         id: uuid::Uuid::new_v4().to_string(),
+        kind: request.kind,
         tenant: tenant.to_string(),
         state: TransferState::AwaitingSourceLock,
         source_chain_id: request.source_chain_id,
@@ -331,11 +394,16 @@ pub async fn create(
         source_asset: request.source_asset,
         target_asset: request.target_asset,
         amount: request.amount,
+        target_amount: request.target_amount,
         sender: request.sender,
         recipient: request.recipient,
-        // The account the sender locks to: this gateway's, or the peer's
-        // when the peer provides the target leg.
-        connector: peer.map_or(connector.key.address(), |p| p.account),
+        // The account the sender locks to: this gateway's, the peer's when
+        // the peer provides the target leg, the recipient's in an exchange.
+        connector: if exchange {
+            request.recipient
+        } else {
+            peer.map_or(connector.key.address(), |p| p.account)
+        },
         hashlock: request.hashlock,
         source_lock_by_ms: planned.legs[0].lock_by_ms,
         source_expires_at_ms: planned.legs[0].expires_at_ms,
@@ -362,10 +430,10 @@ pub async fn create(
         None => None,
     };
     let max = connector.config.tenant_locked_max;
-    let created = app
-        .store
-        .create_transfer(&transfer, &event, u128::from(max))
-        .await;
+    // The limit caps the connector's liquidity a tenant ties up; an exchange
+    // ties up none.
+    let limit = if exchange { u128::MAX } else { u128::from(max) };
+    let created = app.store.create_transfer(&transfer, &event, limit).await;
     if let (
         Some((peer, session)),
         Ok(store::Created::LimitExceeded | store::Created::HashlockInUse) | Err(_),
@@ -644,7 +712,11 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
     if remote.is_none() {
         let source = LocalLedger::new(app, connector, transfer.source_chain_id);
         let target = LocalLedger::new(app, connector, transfer.target_chain_id);
-        return step_with(app, connector, transfer, &source, &target, false).await;
+        let mode = match transfer.kind {
+            TransferKind::Connector => Mode::Connector,
+            TransferKind::Exchange => Mode::Exchange,
+        };
+        return step_with(app, connector, transfer, &source, &target, mode).await;
     }
     use crate::satp::store::{Role, SatpStore};
     let session = app
@@ -670,21 +742,89 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
             let source = crate::satp::peer::PeerLedger::new(app, peer, &connector.key)
                 .with_asserted(asserted);
             let target = LocalLedger::new(app, connector, transfer.target_chain_id);
-            step_with(app, connector, transfer, &source, &target, true).await
+            step_with(app, connector, transfer, &source, &target, Mode::SatpServer).await
         }
     }
 }
 
-/// The connector's state machine over any two adapters. With `satp_server`
-/// the target lock is made only by the peer's commit-prepare
-/// ([`crate::satp::server`]); the engine only gives up when it comes too late.
+/// An exchange's recipient's lock on the target: to the sender, the target
+/// amount under the hashlock, expiring no earlier than `targetExpiresAtMs`
+/// (the sender's window to claim) and early enough that the recipient can
+/// still claim the source after a last-moment claim (the planner's margin).
+async fn counterparty_lock(
+    app: &App,
+    connector: &Connector,
+    t: &Transfer,
+    source: &impl LedgerAdapter,
+    target: &impl LedgerAdapter,
+) -> Result<(), StepError> {
+    let terms = LockTerms {
+        sender: t.recipient,
+        recipient: t.sender,
+        asset: t.target_asset,
+        amount: t.target_amount,
+        hashlock: t.hashlock,
+        expires_at_ms: t.target_expires_at_ms,
+    };
+    let Some(lock) = target.find_open_lock(&terms).await? else {
+        return Ok(());
+    };
+    let config = &connector.config;
+    let params = PlanParams {
+        now_ms: now_ms(),
+        reaction_ms_max: reaction_ms(config),
+        claim_window_ms: config.claim_window_ms,
+        safety_margin_ms: config.safety_margin_ms,
+    };
+    let margin = adapters::planner::claim_margin_ms(
+        &source.describe().finality,
+        &target.describe().finality,
+        &params,
+    )
+    .map_err(|e| StepError::Corrupt(e.to_string()))?;
+    if lock.terms.expires_at_ms > t.source_expires_at_ms.saturating_sub(margin) {
+        // Too late an expiry would leave the recipient no time to claim
+        // the source; it is not taken (the recipient refunds it later).
+        tracing::info!(transfer = %t.id, lock = %lock.id, "an exchange's counter-lock expires too late; ignored");
+        return Ok(());
+    }
+    let next = Transfer {
+        state: TransferState::TargetLocked,
+        target_lock_id: Some(lock.id),
+        ..t.clone()
+    };
+    advance(
+        app,
+        t,
+        next,
+        "target_locked",
+        json!({ "lockId": lock.id.to_string(), "by": "recipient" }),
+    )
+    .await
+}
+
+/// Who makes the target lock in [`step_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// The engine, from the connector's account.
+    Connector,
+    /// The engine, but only when the peer's commit-prepare asks
+    /// ([`crate::satp::server`]); the engine itself only gives up when it
+    /// comes too late.
+    SatpServer,
+    /// The recipient of an exchange, from its own account: the engine finds
+    /// it and checks it leaves the recipient time to claim the source.
+    Exchange,
+}
+
+/// The connector's state machine over any two adapters (see [`Mode`]).
 async fn step_with(
     app: &App,
     connector: &Connector,
     transfer: Transfer,
     source: &impl LedgerAdapter,
     target: &impl LedgerAdapter,
-    satp_server: bool,
+    mode: Mode,
 ) -> Result<(), StepError> {
     let now = now_ms();
     let t = &transfer;
@@ -751,14 +891,18 @@ async fn step_with(
                 )
                 .await;
             }
-            if satp_server {
-                return Ok(());
+            match mode {
+                Mode::Connector => {}
+                Mode::SatpServer => return Ok(()),
+                Mode::Exchange => {
+                    return counterparty_lock(app, connector, t, source, target).await;
+                }
             }
             let terms = LockTerms {
                 sender: t.connector,
                 recipient: t.recipient,
                 asset: t.target_asset,
-                amount: t.amount,
+                amount: t.target_amount,
                 hashlock: t.hashlock,
                 expires_at_ms: t.target_expires_at_ms,
             };

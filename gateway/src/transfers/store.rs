@@ -142,7 +142,7 @@ impl LockWanted {
     }
 }
 
-const SELECT_TRANSFER: &str = "SELECT id, tenant, state, source_chain_id, target_chain_id, source_asset, target_asset, amount::text AS amount, sender, recipient, connector, hashlock, source_lock_by_ms, source_expires_at_ms, target_expires_at_ms, source_lock_id, target_lock_id, preimage, created_at_ms, updated_at_ms, version FROM transfers";
+const SELECT_TRANSFER: &str = "SELECT id, kind, target_amount::text AS target_amount, tenant, state, source_chain_id, target_chain_id, source_asset, target_asset, amount::text AS amount, sender, recipient, connector, hashlock, source_lock_by_ms, source_expires_at_ms, target_expires_at_ms, source_lock_id, target_lock_id, preimage, created_at_ms, updated_at_ms, version FROM transfers";
 
 fn chain(value: i64) -> Result<ChainId, StoreError> {
     ChainId::new(to_u64(value, "chain id")?).map_err(corrupt)
@@ -154,8 +154,15 @@ fn transfer_from_row(row: &impl RowGet) -> Result<Transfer, StoreError> {
             .map(|b| bytes(b, column).map(LockId::from_bytes))
             .transpose()
     };
+    let amount_value = amount(&row.get_string("amount")?)?;
     Ok(Transfer {
         id: row.get_string("id")?,
+        kind: super::TransferKind::from_name(&row.get_string("kind")?)
+            .ok_or_else(|| corrupt("transfer kind"))?,
+        target_amount: match row.get_opt_string("target_amount")? {
+            Some(text) => amount(&text)?,
+            None => amount_value,
+        },
         tenant: row.get_string("tenant")?,
         state: TransferState::from_name(&row.get_string("state")?)
             .ok_or_else(|| corrupt("transfer state"))?,
@@ -163,7 +170,7 @@ fn transfer_from_row(row: &impl RowGet) -> Result<Transfer, StoreError> {
         target_chain_id: chain(row.get_i64("target_chain_id")?)?,
         source_asset: asset_code(&row.get_string("source_asset")?)?,
         target_asset: asset_code(&row.get_string("target_asset")?)?,
-        amount: amount(&row.get_string("amount")?)?,
+        amount: amount_value,
         sender: Address::from_bytes(bytes(row.get_bytes("sender")?, "sender")?),
         recipient: Address::from_bytes(bytes(row.get_bytes("recipient")?, "recipient")?),
         connector: Address::from_bytes(bytes(row.get_bytes("connector")?, "connector")?),
@@ -220,7 +227,7 @@ macro_rules! impl_transfer_store {
                         .execute(&mut *db)
                         .await?;
                 }
-                let rows = sqlx::query(Self::tsql("SELECT amount::text AS amount FROM transfers WHERE tenant = $1 AND target_chain_id = $2 AND target_asset = $3 AND state NOT IN ('completed', 'refunded', 'cancelled', 'failed')"))
+                let rows = sqlx::query(Self::tsql("SELECT amount::text AS amount FROM transfers WHERE tenant = $1 AND target_chain_id = $2 AND target_asset = $3 AND kind = 'connector' AND state NOT IN ('completed', 'refunded', 'cancelled', 'failed')"))
                     .bind(&t.tenant)
                     .bind(to_i64(t.target_chain_id.get(), "chain id")?)
                     .bind(t.target_asset.as_str())
@@ -234,7 +241,7 @@ macro_rules! impl_transfer_store {
                     db.rollback().await?;
                     return Ok(Created::LimitExceeded);
                 }
-                let inserted = sqlx::query(Self::tsql("INSERT INTO transfers (id, tenant, state, source_chain_id, target_chain_id, source_asset, target_asset, amount, sender, recipient, connector, hashlock, source_lock_by_ms, source_expires_at_ms, target_expires_at_ms, source_lock_id, target_lock_id, preimage, created_at_ms, updated_at_ms, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::numeric, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"))
+                let inserted = sqlx::query(Self::tsql("INSERT INTO transfers (id, tenant, state, source_chain_id, target_chain_id, source_asset, target_asset, amount, sender, recipient, connector, hashlock, source_lock_by_ms, source_expires_at_ms, target_expires_at_ms, source_lock_id, target_lock_id, preimage, created_at_ms, updated_at_ms, version, kind, target_amount) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::numeric, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23::numeric)"))
                     .bind(&t.id)
                     .bind(&t.tenant)
                     .bind(t.state.name())
@@ -256,6 +263,8 @@ macro_rules! impl_transfer_store {
                     .bind(to_i64(t.created_at_ms, "time")?)
                     .bind(to_i64(t.updated_at_ms, "time")?)
                     .bind(t.version)
+                    .bind(t.kind.name())
+                    .bind((t.target_amount != t.amount).then(|| t.target_amount.to_string()))
                     .execute(&mut *db)
                     .await;
                 match inserted {
