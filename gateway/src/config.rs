@@ -25,7 +25,7 @@
 //! | `satp.gateway_id` | `LOCKGATE_SATP_GATEWAY_ID` | `lockgate-<ledger.chain_id>` |
 //! | `satp.identity_key` (P-256, 32 bytes hex) | `LOCKGATE_SATP_KEY` | generated into `<data_dir>/satp-key.hex` |
 //! | `satp.fault_step` | `LOCKGATE_SATP_FAULT_STEP` | unset; crash tests only, see `satp::fault` |
-//! | `[[peers]]`: `gateway_id`, `url` (`http://`), `identity_key` (JWK text), `chain_id`, `block_producer`, `account`, `token`, `commit_ms_max`, `clock_drift_ms_max` | — | none; see `satp` (`lockgate satp-identity` prints what a peer pins) |
+//! | `[[peers]]`: `gateway_id`, `url` (`http://`), `identity_key` (JWK text), `chain_id`, `block_producer`, `account`, `token`, `commit_ms_max`, `clock_drift_ms_max`, `routes` (chain ids reachable through the peer) | — | none; see `satp` (`lockgate satp-identity` prints what a peer pins) |
 //! | `auth.issuer` | `LOCKGATE_JWT_ISSUER` | `lockgate-dev` |
 //! | `auth.audience` | `LOCKGATE_JWT_AUDIENCE` | `lockgate` |
 //! | `auth.hs256_secret` | `LOCKGATE_JWT_SECRET` | generated into `<data_dir>/jwt-dev-secret.hex` |
@@ -206,6 +206,10 @@ pub struct PeerConfig {
     /// Largest difference between the peer's clock and this gateway's.
     #[serde(default = "PeerConfig::default_clock_drift_ms_max")]
     pub clock_drift_ms_max: u64,
+    /// Ledgers hosted by the peer's own peers, reachable through it (a
+    /// route A -> B -> C); planned with the peer's finality.
+    #[serde(default)]
+    pub routes: Vec<u64>,
 }
 
 impl PeerConfig {
@@ -497,6 +501,13 @@ impl Config {
             }
             if !chain_ids.insert(peer.chain_id) {
                 return invalid("a peer's chain_id is already a hosted ledger's or another peer's");
+            }
+            for route in &peer.routes {
+                if !chain_ids.insert(*route) {
+                    return invalid(
+                        "a peer's route is a hosted ledger, a peer's, or another route",
+                    );
+                }
             }
             if !peer.url.starts_with("http://") {
                 return invalid(

@@ -111,10 +111,18 @@ impl Side {
 
     pub fn config(&self, peer: &Side, token: &str, transfers: &str) -> String {
         format!(
-            "[transfers]\n{transfers}\n\
-             [[peers]]\ngateway_id = \"{}\"\nurl = \"http://{}\"\nidentity_key = '{}'\n\
+            "[transfers]\n{transfers}\n{}",
+            Self::peer_entry(peer, token, &[])
+        )
+    }
+
+    /// A `[[peers]]` entry pinning `peer`, with the token it issued this
+    /// gateway and the ledgers reachable through it.
+    pub fn peer_entry(peer: &Side, token: &str, routes: &[u64]) -> String {
+        format!(
+            "[[peers]]\ngateway_id = \"{}\"\nurl = \"http://{}\"\nidentity_key = '{}'\n\
              chain_id = {}\nblock_producer = \"{}\"\naccount = \"{}\"\ntoken = \"{token}\"\n\
-             commit_ms_max = 500\nclock_drift_ms_max = 100\n",
+             commit_ms_max = 500\nclock_drift_ms_max = 100\nroutes = {routes:?}\n\n",
             peer.identity["gatewayId"].as_str().unwrap(),
             peer.listen,
             peer.identity["identityKey"],

@@ -510,3 +510,214 @@ async fn an_unclaimed_transfer_is_refunded_on_both_ledgers_and_rolled_back() {
     check_logs(&net.a).await;
     check_logs(&net.b).await;
 }
+
+/// A transfer's target lock id in a gateway's database, once there is one.
+async fn db_target_lock(side: &Side, within: Duration) -> ledger_core::LockId {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let pool = side.db.pool().await;
+        let row: Option<(Option<Vec<u8>>,)> =
+            sqlx::query_as("SELECT target_lock_id FROM transfers LIMIT 1")
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        if let Some((Some(bytes),)) = row {
+            return ledger_core::LockId::from_bytes(bytes.try_into().unwrap());
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no target lock at {}: {:?}",
+            side.chain,
+            states(side).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn states(side: &Side) -> Vec<String> {
+    let pool = side.db.pool().await;
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT state FROM transfers ORDER BY created_at_ms")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    rows.into_iter().map(|(s,)| s).collect()
+}
+
+#[tokio::test]
+async fn three_gateways_route_a_transfer_under_one_hashlock() {
+    const CHAIN_C: u64 = 4401;
+    let mut a = Side::new("a", CHAIN_A).await;
+    let mut b = Side::new("b", CHAIN_B).await;
+    let mut c = Side::new("c", CHAIN_C).await;
+    // B claims on A's ledger, C on B's: each holds a token from the other.
+    let (a_for_b, b_for_a) = (a.peer_token(&b).await, b.peer_token(&a).await);
+    let (b_for_c, c_for_b) = (b.peer_token(&c).await, c.peer_token(&b).await);
+    let transfers = format!("[transfers]\n{TRANSFERS}\n");
+    a.env.write_config(&format!(
+        "{transfers}{}",
+        Side::peer_entry(&b, &b_for_a, &[CHAIN_C])
+    ));
+    b.env.write_config(&format!(
+        "{transfers}{}{}",
+        Side::peer_entry(&a, &a_for_b, &[]),
+        Side::peer_entry(&c, &c_for_b, &[])
+    ));
+    c.env.write_config(&format!(
+        "{transfers}{}",
+        Side::peer_entry(&b, &b_for_c, &[])
+    ));
+    let pc = c.start(&[]).await;
+    let pb = b.start(&[]).await;
+    let pa = a.start(&[]).await;
+    let (alice, bob, issuer) = (key(2), key(3), key(1));
+    let register = TxBody::RegisterAsset {
+        code: eur(),
+        scale: ledger_core::Scale::new(2).unwrap(),
+    };
+    let issue = |to: ledger_core::Address, units| TxBody::Issue {
+        asset: eur(),
+        to,
+        amount: ledger_core::Amount::from_minor_units(units),
+    };
+    for (side, process, holder) in [
+        (&a, &pa, alice.address()),
+        (&b, &pb, b.connector.address()),
+        (&c, &pc, c.connector.address()),
+    ] {
+        let issued = if side.chain == CHAIN_A {
+            ISSUED_A
+        } else {
+            ISSUED_B
+        };
+        for tx in [
+            on(side.chain, &issuer, 0, register.clone()),
+            on(side.chain, &issuer, 1, issue(holder, issued)),
+        ] {
+            let (status, body) = process.submit(&side.token, &tx).await.unwrap();
+            assert_eq!(status, 201, "{body}");
+        }
+    }
+    let preimage = [0x46u8; 32];
+    let hashlock = Hashlock::of_preimage(&preimage);
+    let response = pa
+        .http
+        .post(format!("{}/v1/transfers", pa.base))
+        .bearer_auth(&a.token)
+        .header("Idempotency-Key", "route-1")
+        .json(&json!({
+            "sourceChainId": CHAIN_A.to_string(), "targetChainId": CHAIN_C.to_string(),
+            "sourceAsset": "EUR", "targetAsset": "EUR", "amount": AMOUNT.to_string(),
+            "sender": alice.address().to_string(), "recipient": bob.address().to_string(),
+            "hashlock": hashlock.to_string(),
+        }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["connector"], b.connector.address().to_string());
+    let id = created["id"].as_str().unwrap().to_string();
+    // Three legs, each expiring before the one before it.
+    let source_expires: u64 = created["sourceExpiresAtMs"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let final_expires: u64 = created["targetExpiresAtMs"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let hop: u64 = created["events"][0]["detail"]["hopExpiresAtMs"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(source_expires > hop && hop > final_expires, "{created}");
+    let lock = on(
+        CHAIN_A,
+        &alice,
+        0,
+        TxBody::HtlcLock {
+            asset: eur(),
+            recipient: b.connector.address(),
+            amount: ledger_core::Amount::from_minor_units(AMOUNT),
+            hashlock,
+            expires_at_ms: source_expires,
+        },
+    );
+    let (status, body) = pa.submit(&a.token, &lock).await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    // B locks to C on its ledger (A sees it), then C to bob on its own.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, view) = pa.get(&format!("/v1/transfers/{id}"), &a.token).await;
+        if view["state"] == "target_locked" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{view} B {:?} C {:?}",
+            states(&b).await,
+            states(&c).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bob_lock = db_target_lock(&c, Duration::from_secs(15)).await;
+    let claim = on(
+        CHAIN_C,
+        &bob,
+        0,
+        TxBody::HtlcClaim {
+            lock_id: bob_lock,
+            preimage: Preimage::new(preimage.to_vec()).unwrap(),
+        },
+    );
+    let (status, body) = pc.submit(&c.token, &claim).await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, view) = pa.get(&format!("/v1/transfers/{id}"), &a.token).await;
+        let done = view["state"] == "completed"
+            && states(&b).await == ["completed", "completed"]
+            && states(&c).await == ["completed"];
+        if done {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{view} B {:?} C {:?}",
+            states(&b).await,
+            states(&c).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Value moved one hop on every ledger; nothing made or lost.
+    assert_eq!(
+        balance(&pa, &a.token, CHAIN_A, alice.address()).await,
+        ISSUED_A - AMOUNT
+    );
+    assert_eq!(
+        balance(&pa, &a.token, CHAIN_A, b.connector.address()).await,
+        AMOUNT
+    );
+    assert_eq!(
+        balance(&pb, &b.token, CHAIN_B, b.connector.address()).await,
+        ISSUED_B - AMOUNT
+    );
+    assert_eq!(
+        balance(&pb, &b.token, CHAIN_B, c.connector.address()).await,
+        AMOUNT
+    );
+    assert_eq!(
+        balance(&pc, &c.token, CHAIN_C, c.connector.address()).await,
+        ISSUED_B - AMOUNT
+    );
+    assert_eq!(balance(&pc, &c.token, CHAIN_C, bob.address()).await, AMOUNT);
+    check_logs(&a).await;
+    check_logs(&b).await;
+    check_logs(&c).await;
+}

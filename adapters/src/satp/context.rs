@@ -16,6 +16,12 @@
 //!  "targetExpiresAtMs":"…"}
 //! ```
 //!
+//! and, for a route through the receiving gateway to a third one (topology
+//! c), `"hopExpiresAtMs"`: the receiving gateway then locks on its own
+//! ledger to the account of the peer that hosts `targetChainId`, expiring
+//! at `hopExpiresAtMs`, and forwards the transfer to that peer (whose lock to
+//! `recipient` expires at `targetExpiresAtMs`).
+//!
 //! `sender` locks `amount` of `sourceAsset` on the source ledger to
 //! `sourceLockRecipient` (the receiving gateway's account there) under
 //! `hashlock`, final by `sourceLockByMs`, expiring no earlier than
@@ -61,6 +67,10 @@ pub struct TransferContext {
     pub source_expires_at_ms: u64,
     /// The receiving gateway's lock on the target expires then.
     pub target_expires_at_ms: u64,
+    /// A route through the receiving gateway (topology c): it does not host
+    /// the target ledger but forwards to the peer that does. Its own lock,
+    /// on its own ledger to that peer's account, expires then.
+    pub hop_expires_at_ms: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -79,6 +89,8 @@ struct Wire {
     source_lock_by_ms: String,
     source_expires_at_ms: String,
     target_expires_at_ms: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hop_expires_at_ms: Option<String>,
 }
 
 /// A context id that does not decode.
@@ -110,6 +122,7 @@ impl TransferContext {
             source_lock_by_ms: self.source_lock_by_ms.to_string(),
             source_expires_at_ms: self.source_expires_at_ms.to_string(),
             target_expires_at_ms: self.target_expires_at_ms.to_string(),
+            hop_expires_at_ms: self.hop_expires_at_ms.map(|ms| ms.to_string()),
         }
     }
 
@@ -145,6 +158,11 @@ impl TransferContext {
             source_lock_by_ms: field("sourceLockByMs", &wire.source_lock_by_ms)?,
             source_expires_at_ms: field("sourceExpiresAtMs", &wire.source_expires_at_ms)?,
             target_expires_at_ms: field("targetExpiresAtMs", &wire.target_expires_at_ms)?,
+            hop_expires_at_ms: wire
+                .hop_expires_at_ms
+                .as_deref()
+                .map(|text| field("hopExpiresAtMs", text))
+                .transpose()?,
         };
         if context.transfer_id.is_empty() || context.transfer_id.len() > 64 {
             return Err(ContextError("transferId must be 1 to 64 characters".into()));
@@ -177,6 +195,7 @@ mod tests {
             source_lock_by_ms: 1_000,
             source_expires_at_ms: 120_000,
             target_expires_at_ms: 90_000,
+            hop_expires_at_ms: None,
         }
     }
 
@@ -194,5 +213,11 @@ mod tests {
         assert!(TransferContext::decode("not base64!").is_err());
         let unknown = json.replacen('{', "{\"extra\":\"1\",", 1);
         assert!(TransferContext::decode(&B64.encode(unknown)).is_err());
+        let routed = TransferContext {
+            hop_expires_at_ms: Some(100_000),
+            ..c
+        };
+        assert_eq!(TransferContext::decode(&routed.encode()).unwrap(), routed);
+        assert_ne!(routed.encode(), id);
     }
 }

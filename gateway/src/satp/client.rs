@@ -272,8 +272,9 @@ impl From<ExchangeError> for OpenError {
     }
 }
 
-/// The transfer context of a client transfer.
-pub fn context(t: &Transfer) -> TransferContext {
+/// The transfer context of a client transfer (`hop`: the receiving
+/// gateway's own lock's expiry on a route through it).
+pub fn context(t: &Transfer, hop: Option<u64>) -> TransferContext {
     TransferContext {
         transfer_id: t.id.clone(),
         source_chain_id: t.source_chain_id,
@@ -288,14 +289,21 @@ pub fn context(t: &Transfer) -> TransferContext {
         source_lock_by_ms: t.source_lock_by_ms,
         source_expires_at_ms: t.source_expires_at_ms,
         target_expires_at_ms: t.target_expires_at_ms,
+        hop_expires_at_ms: hop,
     }
 }
 
-/// Stage 1 for a new transfer `t` to `peer`'s ledger: proposal, receipt,
+/// Stage 1 for a new transfer `t` to `peer`'s ledger (or, with `hop`,
+/// through `peer` to the ledger of one of its peers): proposal, receipt,
 /// commence, ack. Returns the session.
-pub async fn open(app: &App, peer: &Peer, t: &Transfer) -> Result<SessionRow, OpenError> {
+pub async fn open(
+    app: &App,
+    peer: &Peer,
+    t: &Transfer,
+    hop: Option<u64>,
+) -> Result<SessionRow, OpenError> {
     let identity = &app.satp.identity;
-    let context_id = context(t).encode();
+    let context_id = context(t, hop).encode();
     let session = SessionRow {
         session_id: uuid::Uuid::new_v4().to_string(),
         transfer_id: t.id.clone(),
@@ -374,6 +382,13 @@ pub async fn abort(app: &App, peer: &Peer, session: &SessionRow) {
     if let Err(error) = exchange(app, peer, session, message).await {
         tracing::info!(%error, session = %session.session_id, "session-abort not delivered");
     }
+}
+
+/// The hop expiry of a routed session's context (none for a direct one).
+fn hop_expiry(session: &SessionRow) -> Result<Option<u64>, StepError> {
+    TransferContext::decode(&session.context_id)
+        .map(|c| c.hop_expires_at_ms)
+        .map_err(|e| StepError::Corrupt(e.to_string()))
 }
 
 fn last_hash(messages: &[super::store::StoredMessage]) -> String {
@@ -495,21 +510,25 @@ pub async fn step(
                         ) else {
                             return Err(StepError::Corrupt("commit-ready without a claim".into()));
                         };
+                        // On a route the peer's lock is on its own ledger, to
+                        // the next gateway (its choice), until the hop expiry.
+                        let routed = hop_expiry(session)?;
                         let terms = LockTerms {
                             sender: peer.account,
                             recipient: t.recipient,
                             asset: t.target_asset,
-                            amount: t.amount,
+                            amount: t.target_amount,
                             hashlock: t.hashlock,
-                            expires_at_ms: t.target_expires_at_ms,
+                            expires_at_ms: routed.unwrap_or(t.target_expires_at_ms),
                         };
                         let checked = if format == evidence::INCLUSION {
                             evidence::verify_lock(
                                 claim,
-                                t.target_chain_id,
+                                peer.chain_id,
                                 peer.block_producer,
                                 &terms,
                                 true,
+                                routed.is_none(),
                             )
                             .map_err(|e| e.to_string())
                         } else {
@@ -651,7 +670,7 @@ pub async fn step(
                             .unwrap_or_default();
                         if let Err(error) = evidence::verify_settlement(
                             &claim,
-                            t.target_chain_id,
+                            peer.chain_id,
                             target_lock,
                             t.hashlock,
                         ) {

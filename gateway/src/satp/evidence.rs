@@ -120,14 +120,15 @@ pub fn verify_inclusion(
 
 /// Checks inclusion evidence of an `HtlcLock` on ledger `chain`, signed by
 /// `producer`, locking exactly `terms` (the expiry: no earlier than
-/// `terms.expires_at_ms`, or exactly it when `exact_expiry`). Returns the
-/// lock's id.
+/// `terms.expires_at_ms`, or exactly it when `exact_expiry`; the recipient
+/// only when `check_recipient`). Returns the lock's id.
 pub fn verify_lock(
     evidence: &Value,
     chain: ChainId,
     producer: Address,
     terms: &LockTerms,
     exact_expiry: bool,
+    check_recipient: bool,
 ) -> Result<LockId, EvidenceError> {
     let bad = |what: &str| EvidenceError(what.to_string());
     let signed = verify_inclusion(evidence, chain, producer)?;
@@ -145,7 +146,7 @@ pub fn verify_lock(
     else {
         return Err(bad("the transaction is not an HtlcLock"));
     };
-    if *recipient != terms.recipient
+    if (check_recipient && *recipient != terms.recipient)
         || *asset != terms.asset
         || *amount != terms.amount
         || *hashlock != terms.hashlock

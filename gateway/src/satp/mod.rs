@@ -99,6 +99,8 @@ pub struct Peer {
     pub token: Option<Secret>,
     /// Its ledger's finality as seen from here.
     pub finality: FinalityModel,
+    /// Ledgers reachable through it.
+    pub routes: Vec<ChainId>,
 }
 
 /// SATP settings of a running gateway.
@@ -164,6 +166,17 @@ impl Satp {
         self.peers.iter().find(|p| p.chain_id == chain)
     }
 
+    /// The peer through which ledger `chain` is reached (a route).
+    pub fn route_for_chain(&self, chain: ChainId) -> Option<&Peer> {
+        self.peers.iter().find(|p| p.routes.contains(&chain))
+    }
+
+    /// The peer hosting ledger `chain`, or through which it is reached.
+    pub fn remote_for_chain(&self, chain: ChainId) -> Option<&Peer> {
+        self.peer_for_chain(chain)
+            .or_else(|| self.route_for_chain(chain))
+    }
+
     /// The peer with gateway id `id`.
     pub fn peer(&self, id: &str) -> Option<&Peer> {
         self.peers.iter().find(|p| p.gateway_id == id)
@@ -216,6 +229,11 @@ fn peer(config: &PeerConfig) -> anyhow::Result<Peer> {
         account: address(&config.account, "account")?,
         token: config.token.clone(),
         finality: FinalityModel::built_in(config.commit_ms_max, config.clock_drift_ms_max),
+        routes: config
+            .routes
+            .iter()
+            .map(|chain| ChainId::new(*chain).context("peer route"))
+            .collect::<anyhow::Result<_>>()?,
     })
 }
 

@@ -459,6 +459,7 @@ impl Work<'_> {
             self.peer.block_producer,
             &terms,
             false,
+            true,
         )
         .map_err(|e| self.problem("err_2.2.7", format!("the lock is not proven: {e}")))?;
         let t = self.transfer;
@@ -686,16 +687,40 @@ async fn propose(
         .map_err(|e| problem("err_1.1.1", e.to_string()))?;
     let identity = &app.satp.identity;
     let connector = &app.connector;
+    // Where this gateway locks, to whom, until when: on the target ledger
+    // to the recipient; or, on a route (topology c), on its own primary
+    // ledger to the account of the peer that hosts the target ledger.
+    let next = match context.hop_expires_at_ms {
+        None => None,
+        Some(_) => Some(
+            app.satp
+                .peer_for_chain(context.target_chain_id)
+                .ok_or_else(|| {
+                    problem(
+                        "err_1.1.1",
+                        format!(
+                            "this gateway has no peer hosting ledger {}",
+                            context.target_chain_id
+                        ),
+                    )
+                })?,
+        ),
+    };
+    let (lock_chain, lock_recipient, lock_expiry) = match (next, context.hop_expires_at_ms) {
+        (Some(next), Some(hop)) => (app.chain_id, next.account, hop),
+        _ => (
+            context.target_chain_id,
+            context.recipient,
+            context.target_expires_at_ms,
+        ),
+    };
     let hosted = app
-        .ledger(context.target_chain_id)
+        .ledger(lock_chain)
         .is_some_and(|l| l.producer.sequencer().is_some());
     if !hosted {
         return Err(problem(
             "err_1.1.1",
-            format!(
-                "this gateway does not produce ledger {}",
-                context.target_chain_id
-            ),
+            format!("this gateway does not produce ledger {lock_chain}"),
         ));
     }
     if context.source_chain_id != peer.chain_id {
@@ -763,17 +788,14 @@ async fn propose(
     }
     if app
         .store
-        .asset(context.target_chain_id, context.target_asset)
+        .asset(lock_chain, context.target_asset)
         .await
         .map_err(internal)?
         .is_none()
     {
         return Err(problem(
             "err_1.1.12",
-            format!(
-                "no asset {} on ledger {}",
-                context.target_asset, context.target_chain_id
-            ),
+            format!("no asset {} on ledger {lock_chain}", context.target_asset),
         ));
     }
     // The margins this gateway needs: time to claim the source after a
@@ -786,14 +808,23 @@ async fn propose(
         claim_window_ms: config.claim_window_ms,
         safety_margin_ms: config.safety_margin_ms,
     };
-    let target_finality = LocalLedger::new(app, connector, context.target_chain_id)
+    let target_finality = LocalLedger::new(app, connector, lock_chain)
         .describe()
         .finality;
     let margin = claim_margin_ms(&peer.finality, &target_finality, &params)
         .map_err(|e| problem("err_1.1.33", e.to_string()))?;
+    // On a route, this gateway's own lock must also outlive the next one by
+    // the margin it needs to claim its own after a claim on the next.
+    let next_margin = match next {
+        Some(next) => claim_margin_ms(&target_finality, &next.finality, &params)
+            .map_err(|e| problem("err_1.1.33", e.to_string()))?,
+        None => 0,
+    };
     if context.source_lock_by_ms <= now
-        || context.target_expires_at_ms <= context.source_lock_by_ms
-        || context.source_expires_at_ms < context.target_expires_at_ms.saturating_add(margin)
+        || lock_expiry <= context.source_lock_by_ms
+        || context.source_expires_at_ms < lock_expiry.saturating_add(margin)
+        || (next.is_some()
+            && lock_expiry < context.target_expires_at_ms.saturating_add(next_margin))
     {
         return Err(problem(
             "err_1.1.33",
@@ -802,7 +833,7 @@ async fn propose(
             ),
         ));
     }
-    if context.target_expires_at_ms.saturating_sub(now) > config.timelock_ms_max {
+    if lock_expiry.saturating_sub(now) > config.timelock_ms_max {
         return Err(problem(
             "err_1.1.33",
             format!(
@@ -826,18 +857,18 @@ async fn propose(
         tenant: format!("peer:{}", peer.gateway_id),
         state: TransferState::AwaitingSourceLock,
         source_chain_id: context.source_chain_id,
-        target_chain_id: context.target_chain_id,
+        target_chain_id: lock_chain,
         source_asset: context.source_asset,
         target_asset: context.target_asset,
         amount: context.amount,
         target_amount: context.amount,
         sender: context.sender,
-        recipient: context.recipient,
+        recipient: lock_recipient,
         connector: connector.key.address(),
         hashlock: context.hashlock,
         source_lock_by_ms: context.source_lock_by_ms,
         source_expires_at_ms: context.source_expires_at_ms,
-        target_expires_at_ms: context.target_expires_at_ms,
+        target_expires_at_ms: lock_expiry,
         source_lock_id: None,
         target_lock_id: None,
         preimage: None,
@@ -845,6 +876,11 @@ async fn propose(
         updated_at_ms: now,
         version: 0,
     };
+    if let Some(next) = next {
+        forward(app, peer, next, &context, &transfer)
+            .await
+            .map_err(|detail| problem("err_2.2.7", detail))?;
+    }
     let row = SessionRow {
         session_id: session_id.clone(),
         transfer_id: transfer.id.clone(),
@@ -938,6 +974,73 @@ async fn propose(
     )
     .await;
     Ok(Some(serde_json::to_value(&sealed).map_err(internal)?))
+}
+
+/// On a route (topology c): this gateway's own transfer onward to `next`,
+/// whose source lock is the one this gateway makes on commit-prepare of the
+/// incoming session (`incoming`, to `next`'s account on this gateway's
+/// ledger). Stage 1 with `next` runs before the incoming proposal is
+/// answered, so the route is accepted end to end or not at all.
+async fn forward(
+    app: &App,
+    from: &Peer,
+    next: &Peer,
+    context: &TransferContext,
+    incoming: &Transfer,
+) -> Result<(), String> {
+    let connector = &app.connector;
+    let config = &connector.config;
+    let reaction = config.reaction_ms_max.max(config.tick_ms.saturating_mul(2));
+    let now = now_ms();
+    let onward = Transfer {
+        id: uuid::Uuid::new_v4().to_string(),
+        kind: crate::transfers::TransferKind::Connector,
+        tenant: format!("route:{}", from.gateway_id),
+        state: TransferState::AwaitingSourceLock,
+        source_chain_id: incoming.target_chain_id,
+        target_chain_id: context.target_chain_id,
+        source_asset: context.target_asset,
+        target_asset: context.target_asset,
+        amount: context.amount,
+        target_amount: context.amount,
+        sender: connector.key.address(),
+        recipient: context.recipient,
+        connector: next.account,
+        hashlock: context.hashlock,
+        // This gateway's own lock is due when the incoming session's target
+        // lock is (the connector's deadline, `transfers::step`).
+        source_lock_by_ms: context.source_lock_by_ms + config.commit_ms_max + reaction,
+        source_expires_at_ms: incoming.target_expires_at_ms,
+        target_expires_at_ms: context.target_expires_at_ms,
+        source_lock_id: None,
+        target_lock_id: None,
+        preimage: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+        version: 0,
+    };
+    let session = super::client::open(app, next, &onward, None)
+        .await
+        .map_err(|e| format!("the next gateway {}: {e}", next.gateway_id))?;
+    let event = TransferEvent {
+        at_ms: now,
+        kind: "created".into(),
+        detail: json!({
+            "route": { "from": from.gateway_id, "to": next.gateway_id, "originTransferId": context.transfer_id },
+            "sourceLockByMs": onward.source_lock_by_ms.to_string(),
+            "sourceExpiresAtMs": onward.source_expires_at_ms.to_string(),
+            "targetExpiresAtMs": onward.target_expires_at_ms.to_string(),
+        }),
+    };
+    let created = app
+        .store
+        .create_transfer(&onward, &event, u128::from(config.tenant_locked_max))
+        .await;
+    if !matches!(created, Ok(crate::transfers::store::Created::Created)) {
+        super::client::abort(app, next, &session).await;
+        return Err(format!("the onward transfer was not recorded: {created:?}"));
+    }
+    Ok(())
 }
 
 /// The asset ids of the transfer-init claim: `<chain id>/<asset code>`.

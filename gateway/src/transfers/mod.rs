@@ -338,8 +338,15 @@ pub async fn create(
     if app.ledger(request.source_chain_id).is_none() {
         return Err(CreateError::UnknownLedger(request.source_chain_id));
     }
-    let peer = app.satp.peer_for_chain(request.target_chain_id);
-    if app.ledger(request.target_chain_id).is_none() && peer.is_none() {
+    let hosted = app.ledger(request.target_chain_id).is_some();
+    let direct = app.satp.peer_for_chain(request.target_chain_id);
+    // A route through a peer to a ledger of one of its peers (topology c).
+    let via = match (hosted, direct) {
+        (false, None) => app.satp.route_for_chain(request.target_chain_id),
+        _ => None,
+    };
+    let peer = direct.or(via);
+    if !hosted && peer.is_none() {
         return Err(CreateError::UnknownLedger(request.target_chain_id));
     }
     if request.source_chain_id == request.target_chain_id {
@@ -366,24 +373,27 @@ pub async fn create(
         claim_window_ms: config.claim_window_ms,
         safety_margin_ms: config.safety_margin_ms,
     };
-    let target_leg = match peer {
-        Some(peer) => LegSpec {
-            finality: peer.finality,
-            timelock_ms_max: config.timelock_ms_max,
-        },
-        None => leg(
+    let peer_leg = |peer: &crate::satp::Peer| LegSpec {
+        finality: peer.finality,
+        timelock_ms_max: config.timelock_ms_max,
+    };
+    let mut legs = vec![leg(
+        &LocalLedger::new(app, connector, request.source_chain_id),
+        config,
+    )];
+    match (peer, via) {
+        // The peer's own ledger, then the ledger beyond it (planned with the
+        // peer's finality: this gateway pins nothing of the third one).
+        (Some(peer), Some(_)) => legs.extend([peer_leg(peer), peer_leg(peer)]),
+        (Some(peer), None) => legs.push(peer_leg(peer)),
+        (None, _) => legs.push(leg(
             &LocalLedger::new(app, connector, request.target_chain_id),
             config,
-        ),
-    };
-    let legs = [
-        leg(
-            &LocalLedger::new(app, connector, request.source_chain_id),
-            config,
-        ),
-        target_leg,
-    ];
+        )),
+    }
     let planned = plan(&legs, &params)?;
+    let last = planned.legs.len() - 1;
+    let hop = via.map(|_| planned.legs[1].expires_at_ms);
     let transfer = Transfer {
         id: uuid::Uuid::new_v4().to_string(),
         kind: request.kind,
@@ -407,7 +417,7 @@ pub async fn create(
         hashlock: request.hashlock,
         source_lock_by_ms: planned.legs[0].lock_by_ms,
         source_expires_at_ms: planned.legs[0].expires_at_ms,
-        target_expires_at_ms: planned.legs[1].expires_at_ms,
+        target_expires_at_ms: planned.legs[last].expires_at_ms,
         source_lock_id: None,
         target_lock_id: None,
         preimage: None,
@@ -423,10 +433,14 @@ pub async fn create(
             "sourceExpiresAtMs": transfer.source_expires_at_ms.to_string(),
             "targetExpiresAtMs": transfer.target_expires_at_ms.to_string(),
             "marginMs": planned.legs[1].margin_ms.to_string(),
+            "hopExpiresAtMs": hop.map(|ms| ms.to_string()),
         }),
     };
     let session = match peer {
-        Some(peer) => Some((peer, crate::satp::client::open(app, peer, &transfer).await?)),
+        Some(peer) => Some((
+            peer,
+            crate::satp::client::open(app, peer, &transfer, hop).await?,
+        )),
         None => None,
     };
     let max = connector.config.tenant_locked_max;
@@ -583,7 +597,7 @@ pub fn spawn_engine(app: Arc<App>, connector: Connector) {
                         app.ledger(chain)
                             .is_some_and(|l| l.producer.sequencer().is_some())
                     };
-                    let peer = |chain| app.satp.peer_for_chain(chain).is_some();
+                    let peer = |chain| app.satp.remote_for_chain(chain).is_some();
                     let (source, target) = (transfer.source_chain_id, transfer.target_chain_id);
                     if (here(source) && here(target))
                         || (here(source) && peer(target))
@@ -708,7 +722,7 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
     let remote = app
         .satp
         .peer_for_chain(transfer.source_chain_id)
-        .or_else(|| app.satp.peer_for_chain(transfer.target_chain_id));
+        .or_else(|| app.satp.remote_for_chain(transfer.target_chain_id));
     if remote.is_none() {
         let source = LocalLedger::new(app, connector, transfer.source_chain_id);
         let target = LocalLedger::new(app, connector, transfer.target_chain_id);
