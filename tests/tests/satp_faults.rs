@@ -79,8 +79,23 @@ async fn restart(process: &mut Process, side: &Side, step: &str) -> Process {
 }
 
 async fn crash_at(victim: Victim, step: &str) {
+    crash_with(victim, "LOCKGATE_SATP_FAULT_STEP", step).await;
+}
+
+/// B's claim of the sender's lock on A's ledger (the peer adapter's
+/// write-ahead action), killed at each point: B must still be paid.
+async fn crash_claim_at(point: &str) {
+    crash_with(
+        Victim::B,
+        "LOCKGATE_FAULT_STEP",
+        &format!("{point}:source-claim"),
+    )
+    .await;
+}
+
+async fn crash_with(victim: Victim, setting: &str, step: &str) {
     let net = Net::new().await;
-    let fault = [("LOCKGATE_SATP_FAULT_STEP", step)];
+    let fault = [(setting, step)];
     type Vars<'a> = &'a [(&'a str, &'a str)];
     let (a_vars, b_vars): (Vars, Vars) = match victim {
         Victim::A => (&fault, &[]),
@@ -92,7 +107,7 @@ async fn crash_at(victim: Victim, step: &str) {
     let preimage = [0x51u8; 32];
     let hashlock = Hashlock::of_preimage(&preimage);
     let message = step.split_once(':').unwrap().1;
-    if STAGE_ONE.contains(&message) {
+    if setting == "LOCKGATE_SATP_FAULT_STEP" && STAGE_ONE.contains(&message) {
         // The client's request fails with the crash; nothing may stay locked.
         let http = pa.http.clone();
         let url = format!("{}/v1/transfers", pa.base);
@@ -145,7 +160,8 @@ async fn crash_at(victim: Victim, step: &str) {
     let created = net.create(&pa, hashlock).await;
     let id = created["id"].as_str().unwrap().to_string();
     net.lock(&pa, &created, hashlock).await;
-    let early = matches!(message, "lock-assert-msg" | "commit-prepare-msg");
+    let early = setting == "LOCKGATE_SATP_FAULT_STEP"
+        && matches!(message, "lock-assert-msg" | "commit-prepare-msg");
     if early {
         match victim {
             Victim::A => pa = restart(&mut pa, &net.a, step).await,
@@ -258,4 +274,19 @@ crash_tests! {
     b_after_storing_commit_final: Victim::B, "after-store:commit-final-msg";
     b_after_receiving_transfer_complete: Victim::B, "after-receive:commit-transfer-complete-msg";
     b_after_storing_transfer_complete: Victim::B, "after-store:commit-transfer-complete-msg";
+}
+
+#[tokio::test]
+async fn b_before_write_ahead_of_its_claim_on_a() {
+    crash_claim_at("before-write-ahead").await;
+}
+
+#[tokio::test]
+async fn b_after_write_ahead_of_its_claim_on_a() {
+    crash_claim_at("after-write-ahead").await;
+}
+
+#[tokio::test]
+async fn b_after_a_committed_its_claim() {
+    crash_claim_at("after-submit").await;
 }

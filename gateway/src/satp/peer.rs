@@ -14,7 +14,8 @@
 //! adapter: `lock` refuses, and the sender's lock is learnt from the
 //! lock-assert message, whose evidence was checked against the peer's
 //! pinned block key ([`super::evidence`]); `find_open_lock` answers with
-//! that lock. Finality: the peer's stated commit bound plus the network,
+//! that lock. The crash tests' fault points (`transfers.fault_step`) halt
+//! its actions as they do the local adapter's. Finality: the peer's stated commit bound plus the network,
 //! from `[[peers]].commit_ms_max` and `clock_drift_ms_max`.
 
 use adapters::ledger::{
@@ -30,6 +31,7 @@ use super::store::SatpStore;
 use crate::app::App;
 use crate::dto::SignedTransactionDto;
 use crate::sequencer::now_ms;
+use crate::transfers::fault::{self, FaultPoint};
 use crate::transfers::store::{StoredAction, TransferStore};
 use crate::views::{AccountView, HtlcView};
 
@@ -167,10 +169,25 @@ impl<'a> PeerLedger<'a> {
                     signed_tx: serde_json::to_string(&dto)
                         .map_err(|e| AdapterError::Corrupt(e.to_string()))?,
                 };
+                let fault_step = self.app.connector.config.fault_step.as_ref();
+                fault::reach(
+                    fault_step,
+                    FaultPoint::BeforeWriteAhead,
+                    op.action,
+                    op.transfer_id,
+                )
+                .await;
                 store
                     .put_action(op.transfer_id, op.action, &action, now_ms())
                     .await
                     .map_err(|e| AdapterError::Unavailable(e.to_string()))?;
+                fault::reach(
+                    fault_step,
+                    FaultPoint::AfterWriteAhead,
+                    op.action,
+                    op.transfer_id,
+                )
+                .await;
                 dto
             }
         };
@@ -191,6 +208,14 @@ impl<'a> PeerLedger<'a> {
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
         if status == StatusCode::CREATED {
+            let fault_step = self.app.connector.config.fault_step.as_ref();
+            fault::reach(
+                fault_step,
+                FaultPoint::AfterSubmit,
+                op.action,
+                op.transfer_id,
+            )
+            .await;
             return Ok(Acted::Done(()));
         }
         let problem: Value = response.json().await.unwrap_or_default();
