@@ -19,6 +19,13 @@
 //! when the ledger refused it for good (the reason in words), and `Err` when
 //! it could not tell (retry later).
 //!
+//! **Following and proving.** [`LedgerAdapter::events_since`] reads the
+//! lock events (made, claimed, refunded) from a checkpoint (a block height),
+//! for a watcher that resumes after a restart; [`LedgerAdapter::prove_lock`]
+//! gives the evidence a third party checks itself that a lock was made (for
+//! a built-in ledger: the locking transaction with its inclusion proof under
+//! the signed block header, the SATP `ledger-inclusion-1` claim).
+//!
 //! Implementations: `local` (the gateway's built-in ledgers, in the gateway
 //! crate because it drives the gateway's store: `lockgate::transfers::local`).
 //! `peer` (another Lockgate gateway's ledger, reached through its ledger
@@ -106,6 +113,34 @@ pub struct LockInfo {
     pub state: LockState,
 }
 
+/// Something that happened to a lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LockEvent {
+    /// A lock was made.
+    Locked(LockInfo),
+    /// A lock was claimed with `preimage`.
+    Claimed {
+        /// The lock.
+        id: LockId,
+        /// The preimage that opened it.
+        preimage: [u8; 32],
+    },
+    /// A lock was refunded.
+    Refunded {
+        /// The lock.
+        id: LockId,
+    },
+}
+
+/// Lock events read from a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventPage {
+    /// `(block height, event)`, in ledger order.
+    pub events: Vec<(u64, LockEvent)>,
+    /// Where to read on from (the first block not read).
+    pub next_checkpoint: u64,
+}
+
 /// What an action came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Acted<T> {
@@ -180,6 +215,25 @@ pub trait LedgerAdapter: Send + Sync {
         &self,
         id: LockId,
     ) -> impl Future<Output = Result<Option<LockInfo>, AdapterError>> + Send;
+
+    /// The assets the ledger knows.
+    fn assets(&self) -> impl Future<Output = Result<Vec<AssetCode>, AdapterError>> + Send;
+
+    /// Lock events from block `checkpoint` on, reading at most `blocks_max`
+    /// blocks (as far as the adapter can see: the peer adapter sees the
+    /// transactions its token may read).
+    fn events_since(
+        &self,
+        checkpoint: u64,
+        blocks_max: u32,
+    ) -> impl Future<Output = Result<EventPage, AdapterError>> + Send;
+
+    /// Evidence that lock `id` was made, for a third party to check itself;
+    /// `None` when the ledger has no such lock.
+    fn prove_lock(
+        &self,
+        id: LockId,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, AdapterError>> + Send;
 
     /// The open lock that matches `terms` in sender, recipient, asset,
     /// amount and hashlock and expires no earlier than `terms.expires_at_ms`

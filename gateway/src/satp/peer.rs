@@ -19,8 +19,8 @@
 //! from `[[peers]].commit_ms_max` and `clock_drift_ms_max`.
 
 use adapters::ledger::{
-    Acted, AdapterError, LedgerAdapter, LedgerDescription, LedgerKind, LockInfo, LockState,
-    LockTerms, OperationKey,
+    Acted, AdapterError, EventPage, LedgerAdapter, LedgerDescription, LedgerKind, LockInfo,
+    LockState, LockTerms, OperationKey,
 };
 use ledger_core::{Address, LockId, Preimage, SigningKey, Transaction, TxBody, TxHash};
 use reqwest::StatusCode;
@@ -33,7 +33,7 @@ use crate::dto::SignedTransactionDto;
 use crate::sequencer::now_ms;
 use crate::transfers::fault::{self, FaultPoint};
 use crate::transfers::store::{StoredAction, TransferStore};
-use crate::views::{AccountView, HtlcView};
+use crate::views::{AccountView, AssetPage, BlockView, HtlcView, TransactionView};
 
 /// A peer's ledger, acted on from this gateway's account.
 pub struct PeerLedger<'a> {
@@ -93,6 +93,48 @@ impl<'a> PeerLedger<'a> {
             StatusCode::NOT_FOUND => Ok(0),
             status => Err(AdapterError::Unavailable(format!(
                 "peer {} answered {status} for the account",
+                self.peer.gateway_id
+            ))),
+        }
+    }
+
+    /// A committed transaction the token may read, checked against the
+    /// pinned block key (`None`: not committed, or not visible).
+    async fn proven_transaction(
+        &self,
+        hash: TxHash,
+    ) -> Result<Option<(ledger_core::SignedTransaction, Value)>, AdapterError> {
+        let response = self
+            .get(&format!(
+                "/v1/ledger/transactions/{hash}?chainId={}",
+                self.peer.chain_id.get()
+            ))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        match response.status() {
+            StatusCode::OK => {
+                let view: TransactionView = response.json().await.map_err(unreachable)?;
+                let evidence = serde_json::json!({
+                    "transaction": view.transaction,
+                    "proof": view.proof,
+                });
+                let signed = super::evidence::verify_inclusion(
+                    &evidence,
+                    self.peer.chain_id,
+                    self.peer.block_producer,
+                )
+                .map_err(|e| AdapterError::Corrupt(format!("the peer's proof: {e}")))?;
+                if signed.transaction.hash() != hash {
+                    return Err(AdapterError::Corrupt(
+                        "the peer answered with another transaction".into(),
+                    ));
+                }
+                Ok(Some((signed, evidence)))
+            }
+            StatusCode::NOT_FOUND => Ok(None),
+            status => Err(AdapterError::Unavailable(format!(
+                "peer {} answered {status} for a transaction",
                 self.peer.gateway_id
             ))),
         }
@@ -331,6 +373,104 @@ impl LedgerAdapter for PeerLedger<'_> {
 
     async fn committed_lock(&self, _op: OperationKey<'_>) -> Result<Option<LockId>, AdapterError> {
         Ok(None)
+    }
+
+    async fn assets(&self) -> Result<Vec<ledger_core::AssetCode>, AdapterError> {
+        let mut codes = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let mut path = format!(
+                "/v1/ledger/assets?chainId={}&limit=200",
+                self.peer.chain_id.get()
+            );
+            if !cursor.is_empty() {
+                path.push_str(&format!("&cursor={cursor}"));
+            }
+            let response = self.get(&path).send().await.map_err(unreachable)?;
+            if response.status() != StatusCode::OK {
+                return Err(AdapterError::Unavailable(format!(
+                    "peer {} answered {} for its assets",
+                    self.peer.gateway_id,
+                    response.status()
+                )));
+            }
+            let page: AssetPage = response.json().await.map_err(unreachable)?;
+            for asset in &page.items {
+                codes.push(
+                    asset
+                        .code
+                        .parse()
+                        .map_err(|_| AdapterError::Corrupt("the peer's asset code".into()))?,
+                );
+            }
+            match page.next_cursor {
+                Some(next) => cursor = next,
+                None => return Ok(codes),
+            }
+        }
+    }
+
+    async fn events_since(
+        &self,
+        checkpoint: u64,
+        blocks_max: u32,
+    ) -> Result<EventPage, AdapterError> {
+        let mut events = Vec::new();
+        let mut height = checkpoint;
+        while height < checkpoint.saturating_add(u64::from(blocks_max)) {
+            let response = self
+                .get(&format!(
+                    "/v1/ledger/blocks/{height}?chainId={}",
+                    self.peer.chain_id.get()
+                ))
+                .send()
+                .await
+                .map_err(unreachable)?;
+            match response.status() {
+                StatusCode::OK => {}
+                // Past the peer's tip.
+                StatusCode::NOT_FOUND => break,
+                status => {
+                    return Err(AdapterError::Unavailable(format!(
+                        "peer {} answered {status} for block {height}",
+                        self.peer.gateway_id
+                    )));
+                }
+            }
+            let block: BlockView = response.json().await.map_err(unreachable)?;
+            for hash in &block.transactions {
+                let hash: TxHash = hash
+                    .parse()
+                    .map_err(|_| AdapterError::Corrupt("the peer's transaction hash".into()))?;
+                // Transactions the token may not read are not this gateway's
+                // business; the ones it reads are checked against the block key.
+                if let Some((signed, _)) = self.proven_transaction(hash).await?
+                    && let Some(event) =
+                        crate::transfers::local::lock_event(&signed.transaction, hash)
+                {
+                    events.push((height, event));
+                }
+            }
+            height += 1;
+        }
+        Ok(EventPage {
+            events,
+            next_checkpoint: height,
+        })
+    }
+
+    async fn prove_lock(&self, id: LockId) -> Result<Option<Value>, AdapterError> {
+        match self
+            .proven_transaction(TxHash::from_bytes(*id.as_bytes()))
+            .await?
+        {
+            Some((signed, evidence))
+                if matches!(signed.transaction.body, TxBody::HtlcLock { .. }) =>
+            {
+                Ok(Some(evidence))
+            }
+            _ => Ok(None),
+        }
     }
 
     async fn lock_status(&self, id: LockId) -> Result<Option<LockInfo>, AdapterError> {

@@ -17,8 +17,8 @@
 
 use adapters::finality::FinalityModel;
 use adapters::ledger::{
-    Acted, AdapterError, LedgerAdapter, LedgerDescription, LedgerKind, LockInfo, LockState,
-    LockTerms, OperationKey,
+    Acted, AdapterError, EventPage, LedgerAdapter, LedgerDescription, LedgerKind, LockEvent,
+    LockInfo, LockState, LockTerms, OperationKey,
 };
 use ledger_core::{
     ChainId, Htlc, HtlcStatus, LockId, Outcome, Preimage, Rejection, Transaction, TxBody, TxHash,
@@ -171,6 +171,40 @@ impl<'a> LocalLedger<'a> {
     }
 }
 
+/// The lock event a committed transaction is, if any (a built-in ledger's
+/// blocks hold applied transactions only).
+pub(crate) fn lock_event(tx: &Transaction, hash: TxHash) -> Option<LockEvent> {
+    match &tx.body {
+        TxBody::HtlcLock {
+            asset,
+            recipient,
+            amount,
+            hashlock,
+            expires_at_ms,
+        } => Some(LockEvent::Locked(LockInfo {
+            id: LockId::from(hash),
+            terms: LockTerms {
+                sender: tx.from,
+                recipient: *recipient,
+                asset: *asset,
+                amount: *amount,
+                hashlock: *hashlock,
+                expires_at_ms: *expires_at_ms,
+            },
+            state: LockState::Locked,
+        })),
+        TxBody::HtlcClaim { lock_id, preimage } => {
+            let preimage: [u8; 32] = preimage.as_bytes().try_into().ok()?;
+            Some(LockEvent::Claimed {
+                id: *lock_id,
+                preimage,
+            })
+        }
+        TxBody::HtlcRefund { lock_id } => Some(LockEvent::Refunded { id: *lock_id }),
+        _ => None,
+    }
+}
+
 fn unavailable(error: StoreError) -> AdapterError {
     AdapterError::Unavailable(error.to_string())
 }
@@ -276,6 +310,70 @@ impl LedgerAdapter for LocalLedger<'_> {
             .await
             .map_err(unavailable)?
             .map(info))
+    }
+
+    async fn assets(&self) -> Result<Vec<ledger_core::AssetCode>, AdapterError> {
+        let mut codes = Vec::new();
+        loop {
+            let page = self
+                .app
+                .store
+                .assets(self.chain, codes.last().copied(), 500)
+                .await
+                .map_err(unavailable)?;
+            let full = page.len() == 500;
+            codes.extend(page.into_iter().map(|a| a.asset.code));
+            if !full {
+                return Ok(codes);
+            }
+        }
+    }
+
+    async fn events_since(
+        &self,
+        checkpoint: u64,
+        blocks_max: u32,
+    ) -> Result<EventPage, AdapterError> {
+        let store = &self.app.store;
+        let tip = store.tip(self.chain).await.map_err(unavailable)?;
+        let end = tip
+            .next_height
+            .min(checkpoint.saturating_add(u64::from(blocks_max)));
+        let mut events = Vec::new();
+        for height in checkpoint..end {
+            for stored in store
+                .block_transactions(self.chain, height)
+                .await
+                .map_err(unavailable)?
+            {
+                if let Some(event) = lock_event(&stored.signed.transaction, stored.hash) {
+                    events.push((height, event));
+                }
+            }
+        }
+        Ok(EventPage {
+            events,
+            next_checkpoint: end.max(checkpoint),
+        })
+    }
+
+    async fn prove_lock(&self, id: LockId) -> Result<Option<serde_json::Value>, AdapterError> {
+        let hash = TxHash::from_bytes(*id.as_bytes());
+        let Some(stored) = self
+            .app
+            .store
+            .transaction(self.chain, hash)
+            .await
+            .map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        if !matches!(stored.signed.transaction.body, TxBody::HtlcLock { .. }) {
+            return Ok(None);
+        }
+        crate::satp::evidence::inclusion(self.app, self.chain, hash)
+            .await
+            .map_err(unavailable)
     }
 
     async fn find_open_lock(&self, terms: &LockTerms) -> Result<Option<LockInfo>, AdapterError> {
