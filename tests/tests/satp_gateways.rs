@@ -721,3 +721,26 @@ async fn three_gateways_route_a_transfer_under_one_hashlock() {
     check_logs(&b).await;
     check_logs(&c).await;
 }
+
+#[tokio::test]
+async fn cancelling_before_the_lock_aborts_the_session_at_the_peer() {
+    let net = Net::new().await;
+    let pb = net.b.start(&[]).await;
+    let pa = net.a.start(&[]).await;
+    net.issue(&pa, &pb).await;
+    let created = net.create(&pa, Hashlock::of_preimage(&[0x47u8; 32])).await;
+    let id = created["id"].as_str().unwrap();
+    let response = pa
+        .http
+        .post(format!("{}/v1/transfers/{id}/cancel", pa.base))
+        .bearer_auth(&net.a.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // B heard the session-abort (not merely its own deadline).
+    assert_eq!(
+        server_state(&net.b).await,
+        ("cancelled".to_string(), "aborted".to_string())
+    );
+}

@@ -555,6 +555,15 @@ pub async fn cancel(app: &App, tenant: &str, id: &str) -> Result<Transfer, Cance
             .update_transfer(&next, transfer.version, &event)
             .await?
         {
+            // A peer gateway that accepted the transfer is told at once
+            // (it would cancel its side when the sender's lock is overdue).
+            use crate::satp::store::{Role, SatpStore};
+            if let Some(session) = app.store.session_of_transfer(&next.id).await?
+                && session.role == Role::Client
+                && let Some(peer) = app.satp.peer(&session.peer)
+            {
+                crate::satp::client::abort(app, peer, &session).await;
+            }
             return Ok(next);
         }
         // The engine moved it meanwhile: look again.
