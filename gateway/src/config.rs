@@ -21,6 +21,7 @@
 //! | `transfers.reaction_ms_max` / `claim_window_ms` / `safety_margin_ms` / `commit_ms_max` | — | 5000 / 60000 / 5000 / 5000 |
 //! | `transfers.timelock_ms_max` / `tick_ms` | — | 86400000 / 200 |
 //! | `transfers.tenant_locked_max` | — | 1000000000000 (minor units of one target asset, per tenant) |
+//! | `transfers.asset_pairs` | — | none: a connector transfer keeps its asset code unless `[source, target]` is listed, e.g. `[["EUR", "EURT"]]` |
 //! | `transfers.fault_step` | `LOCKGATE_FAULT_STEP` | unset; crash tests only, see `transfers::fault` |
 //! | `satp.gateway_id` | `LOCKGATE_SATP_GATEWAY_ID` | `lockgate-<ledger.chain_id>` |
 //! | `satp.identity_key` (P-256, 32 bytes hex) | `LOCKGATE_SATP_KEY` | generated into `<data_dir>/satp-key.hex` |
@@ -144,6 +145,11 @@ pub struct TransfersConfig {
     /// Crash tests only: the engine step at which to halt, see
     /// [`crate::transfers::fault`].
     pub fault_step: Option<crate::transfers::fault::FaultStep>,
+    /// Pairs of asset codes `[source, target]` this gateway, as connector,
+    /// treats as the same value (a token and its bridged form, `EUR` and
+    /// `EURT`); a connector transfer between two different codes is refused
+    /// unless listed. Swaps between assets are exchanges.
+    pub asset_pairs: Vec<[String; 2]>,
 }
 
 impl Default for TransfersConfig {
@@ -158,6 +164,7 @@ impl Default for TransfersConfig {
             tick_ms: 200,
             tenant_locked_max: 1_000_000_000_000,
             fault_step: None,
+            asset_pairs: Vec::new(),
         }
     }
 }

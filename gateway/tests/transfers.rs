@@ -31,6 +31,7 @@ async fn gateway(kind: Db) -> Gateway {
         config.transfers.safety_margin_ms = 100;
         config.transfers.claim_window_ms = 700;
         config.transfers.tick_ms = 50;
+        config.transfers.asset_pairs = vec![["EUR".into(), "EURT".into()]];
     })
     .await
 }
@@ -278,6 +279,24 @@ async fn no_lock_in_time_cancels_and_other_tenants_see_nothing() {
         )
         .await;
     assert_eq!(status, 403);
+    // A connector moves one value: EUR into GBP is not a configured pair.
+    let other_asset = json!({
+        "sourceChainId": CHAIN.to_string(), "targetChainId": TARGET.to_string(), "sourceAsset": "EUR", "targetAsset": "GBP",
+        "amount": "5", "sender": key(2).address().to_string(), "recipient": key(3).address().to_string(),
+        "hashlock": Hashlock::of_preimage(&[3; 32]).to_string(),
+    });
+    let (status, problem) = gateway
+        .post("/v1/transfers", &gateway.admin(), &other_asset)
+        .await;
+    assert_eq!(
+        (status, problem["type"].as_str()),
+        (422, Some("urn:lockgate:problem:route-refused")),
+        "{problem}"
+    );
+    assert!(
+        problem["detail"].as_str().unwrap().contains("asset_pairs"),
+        "{problem}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,6 +309,7 @@ async fn cancel_until_locked_and_a_tenant_limit_on_locked_value() {
             ..lockgate::config::LedgerConfig::default()
         });
         config.transfers.tenant_locked_max = 700;
+        config.transfers.asset_pairs = vec![["EUR".into(), "EURT".into()]];
     })
     .await;
     setup(&gateway).await;
@@ -478,6 +498,7 @@ async fn cancelling_after_the_sender_locked_is_refused() {
         });
         // A slow engine, so the sender's lock is on the ledger before it looks.
         config.transfers.tick_ms = 60_000;
+        config.transfers.asset_pairs = vec![["EUR".into(), "EURT".into()]];
     })
     .await;
     setup(&gateway).await;

@@ -182,8 +182,18 @@ async fn crash_with(victim: Victim, setting: &str, step: &str) {
             preimage: Preimage::new(preimage.to_vec()).unwrap(),
         },
     );
-    let (status, body) = pb.submit(&net.b.token, &claim).await.unwrap();
-    assert_eq!(status, 201, "{body}");
+    // A restarted B takes its block producer role back once PostgreSQL has
+    // dropped the killed process's session: until then it answers 503.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = pb.submit(&net.b.token, &claim).await.unwrap();
+        if status == 503 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        assert_eq!(status, 201, "{body}");
+        break;
+    }
     if !early {
         match victim {
             Victim::A => pa = restart(&mut pa, &net.a, step).await,

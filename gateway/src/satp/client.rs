@@ -204,17 +204,37 @@ pub async fn exchange(
             now_ms(),
         )
         .await?;
+        // A signed error counts only if it is about this session and its
+        // signed status is the one it came with (a replayed error of another
+        // exchange is not a refusal of this one).
         return match problem::verify(&body, &peer.key) {
-            Ok((code, detail)) => Err(ExchangeError::Refused {
-                status: status.as_u16(),
-                code,
-                detail,
-            }),
+            Ok(p) if p.session_id == session_id && p.status == u64::from(status.as_u16()) => {
+                Err(ExchangeError::Refused {
+                    status: status.as_u16(),
+                    code: p.type_uri,
+                    detail: p.detail,
+                })
+            }
+            Ok(p) => Err(ExchangeError::Unreachable(format!(
+                "an error document for another exchange ({} {})",
+                p.status, p.session_id
+            ))),
             Err(e) => Err(protocol(format!("{status}: {e}"))),
         };
     }
     let answer_envelope: Envelope = serde_json::from_value(body).map_err(protocol)?;
     let (answer, json) = envelope::open(&answer_envelope, &peer.key).map_err(protocol)?;
+    if let Message::SessionAbort { .. } = answer {
+        // The peer ended the session instead of answering.
+        store
+            .append_messages(session_id, &[], Some(SessionStatus::Aborted), None)
+            .await?;
+        return Err(ExchangeError::Refused {
+            status: 409,
+            code: "session-abort".into(),
+            detail: "the peer aborted the session".into(),
+        });
+    }
     state
         .accept(&answer, &json, Sender::Server)
         .map_err(|e| protocol(format!("the answer is out of place: {e}")))?;
@@ -453,10 +473,19 @@ pub async fn step(
                     .map(|m| m.message_type.as_str());
                 let unanswered = messages.last().is_some_and(|m| m.sender == Role::Client);
                 let lock_by = t.source_lock_by_ms + connector.config.commit_ms_max + reaction;
+                // Past the deadline nothing new is asked of the peer; an
+                // unanswered request gets the time the peer's lock would need
+                // to be final, then the transfer unwinds (a lock the peer
+                // made meanwhile still shows up as a claim of the source).
+                let give_up = if unanswered {
+                    lock_by
+                        .saturating_add(connector.config.commit_ms_max)
+                        .saturating_add(reaction)
+                } else {
+                    lock_by
+                };
                 let message = match last_server {
-                    Some("ack-commence-msg") | Some("assertion-receipt-msg")
-                        if !unanswered && now > lock_by =>
-                    {
+                    Some("ack-commence-msg") | Some("assertion-receipt-msg") if now > give_up => {
                         let next = Transfer {
                             state: TransferState::Refunding,
                             ..t.clone()
@@ -731,6 +760,24 @@ pub async fn step(
                             ..t.clone()
                         };
                         advance(app, t, next, "source_claimed", json!({ "preimage": format!("0x{}", hex::encode(preimage)), "by": "peer" })).await
+                    }
+                    // Claimed although this side never saw the peer's lock
+                    // (its commit-ready was lost or refused): the sender's
+                    // funds went to the peer, who could only claim with the
+                    // preimage the recipient revealed. Completed, not refunded.
+                    LockState::Claimed { .. } => {
+                        let next = Transfer {
+                            state: TransferState::Completed,
+                            ..t.clone()
+                        };
+                        advance(
+                            app,
+                            t,
+                            next,
+                            "completed",
+                            json!({ "reason": "the peer claimed the source lock; its own lock was not seen here" }),
+                        )
+                        .await
                     }
                     LockState::Locked if now >= lock.terms.expires_at_ms => {
                         let op = OperationKey {

@@ -14,7 +14,11 @@
 //! adapter: `lock` refuses, and the sender's lock is learnt from the
 //! lock-assert message, whose evidence was checked against the peer's
 //! pinned block key ([`super::evidence`]); `find_open_lock` answers with
-//! that lock. The crash tests' fault points (`transfers.fault_step`) halt
+//! that lock. An action counts as done only when its transaction's
+//! inclusion under a header signed by the pinned block key is shown; a
+//! lock's *status* (`lock_status`) is read from the peer's API as it answers
+//! (the settling transaction is not named there), so a gateway that must not
+//! trust the network path to its peer terminates TLS in front of both. The crash tests' fault points (`transfers.fault_step`) halt
 //! its actions as they do the local adapter's. Finality: the peer's stated commit bound plus the network,
 //! from `[[peers]].commit_ms_max` and `clock_drift_ms_max`.
 
@@ -140,23 +144,11 @@ impl<'a> PeerLedger<'a> {
         }
     }
 
+    /// True once transaction `hash` is committed on the peer's ledger, as
+    /// proven by its inclusion under a header signed by the pinned block key
+    /// (an answer alone proves nothing).
     async fn committed(&self, hash: TxHash) -> Result<bool, AdapterError> {
-        let response = self
-            .get(&format!(
-                "/v1/ledger/transactions/{hash}?chainId={}",
-                self.peer.chain_id.get()
-            ))
-            .send()
-            .await
-            .map_err(unreachable)?;
-        match response.status() {
-            StatusCode::OK => Ok(true),
-            StatusCode::NOT_FOUND => Ok(false),
-            status => Err(AdapterError::Unavailable(format!(
-                "peer {} answered {status} for a transaction",
-                self.peer.gateway_id
-            ))),
-        }
+        Ok(self.proven_transaction(hash).await?.is_some())
     }
 
     /// Signs (or reuses the written-ahead) action under `op` and submits it
@@ -250,6 +242,12 @@ impl<'a> PeerLedger<'a> {
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status();
         if status == StatusCode::CREATED {
+            // Done only once the ledger proves it, not because it said so.
+            if !self.committed(hash).await? {
+                return Err(AdapterError::Unavailable(
+                    "the peer acknowledged a transaction it cannot prove; retrying".into(),
+                ));
+            }
             let fault_step = self.app.connector.config.fault_step.as_ref();
             fault::reach(
                 fault_step,

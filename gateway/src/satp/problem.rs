@@ -147,9 +147,21 @@ impl SatpProblem {
 #[error("the peer's error document is not validly signed: {0}")]
 pub struct UnsignedProblem(String);
 
-/// Verifies a received error document with the sender's pinned key and
-/// returns its `type` and `detail`.
-pub fn verify(document: &Value, key: &VerifyingKey) -> Result<(String, String), UnsignedProblem> {
+/// A verified error document's members that matter to the receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// `type`.
+    pub type_uri: String,
+    /// `detail`.
+    pub detail: String,
+    /// `status`.
+    pub status: u64,
+    /// `sessionId`.
+    pub session_id: String,
+}
+
+/// Verifies a received error document with the sender's pinned key.
+pub fn verify(document: &Value, key: &VerifyingKey) -> Result<Verified, UnsignedProblem> {
     let Value::Object(body) = document else {
         return Err(UnsignedProblem("not a JSON object".into()));
     };
@@ -168,7 +180,15 @@ pub fn verify(document: &Value, key: &VerifyingKey) -> Result<(String, String), 
             .unwrap_or_default()
             .to_string()
     };
-    Ok((text("type"), text("detail")))
+    Ok(Verified {
+        type_uri: text("type"),
+        detail: text("detail"),
+        status: body
+            .get("status")
+            .and_then(Value::as_u64)
+            .unwrap_or_default(),
+        session_id: text("sessionId"),
+    })
 }
 
 /// Status and title of a code (draft section 11.4, table 1; Lockgate's

@@ -308,11 +308,19 @@ async fn send(
         .map_err(|e| ExchangeError::Unreachable(format!("reading the answer: {e}")))?;
     if status != ClientStatus::OK {
         return match problem::verify(&body, &peer.key) {
-            Ok((code, detail)) => Err(ExchangeError::Refused {
-                status: status.as_u16(),
-                code,
-                detail,
-            }),
+            Ok(p)
+                if p.session_id == message.session_id()
+                    && p.status == u64::from(status.as_u16()) =>
+            {
+                Err(ExchangeError::Refused {
+                    status: status.as_u16(),
+                    code: p.type_uri,
+                    detail: p.detail,
+                })
+            }
+            Ok(_) => Err(ExchangeError::Unreachable(
+                "an error document for another exchange".into(),
+            )),
             Err(e) => Err(ExchangeError::Protocol(format!("{status}: {e}"))),
         };
     }

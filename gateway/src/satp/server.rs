@@ -97,7 +97,9 @@ fn internal(error: impl std::fmt::Display) -> SatpProblem {
         status: 503,
         code: "err_0.1.1".into(),
         title: "Service unavailable".into(),
-        detail: format!("the gateway cannot act on this message now: {error}"),
+        // The cause stays in this gateway's log, not in a document it signs
+        // for a peer.
+        detail: "the gateway cannot act on this message now; send it again later".into(),
         session_id: String::new(),
         transfer_context_id: String::new(),
         hash_prev_message: String::new(),
@@ -161,20 +163,14 @@ async fn handle(app: &App, body: &[u8]) -> Result<Option<Value>, SatpProblem> {
     };
     let hash = hash_json(&peek).unwrap_or_default();
     let about = |p: SatpProblem| p.about(&text("sessionId"), &text("transferContextId"), &hash);
+    // Until the signature verifies, nothing the body says is repeated in
+    // the (signed) answer.
     let peer = header_kid(&envelope)
         .and_then(|kid| app.satp.peer_by_kid(&kid))
-        .ok_or_else(|| {
-            about(SatpProblem::new(
-                "err_0.1.3",
-                "the signing key is not a pinned peer's",
-            ))
-        })?;
-    let (message, json) = envelope::open(&envelope, &peer.key).map_err(|e| {
-        let code = match e {
-            envelope::EnvelopeError::Message(_) => "err_0.1.1",
-            _ => "err_0.1.3",
-        };
-        about(SatpProblem::new(code, e.to_string()))
+        .ok_or_else(|| SatpProblem::new("err_0.1.3", "the signing key is not a pinned peer's"))?;
+    let (message, json) = envelope::open(&envelope, &peer.key).map_err(|e| match e {
+        envelope::EnvelopeError::Message(_) => about(SatpProblem::new("err_0.1.1", e.to_string())),
+        _ => SatpProblem::new("err_0.1.3", e.to_string()),
     })?;
     let envelope_text = serde_json::to_string(&envelope).unwrap_or_default();
     let session_id = message.session_id().to_string();
@@ -187,10 +183,10 @@ async fn handle(app: &App, body: &[u8]) -> Result<Option<Value>, SatpProblem> {
             _ => Err(about(SatpProblem::new("err_1.1.2", "no such session"))),
         };
     };
-    if session.peer != peer.gateway_id {
+    if session.peer != peer.gateway_id || session.role != Role::Server {
         return Err(about(SatpProblem::new(
             "err_0.1.2",
-            "the session is another peer's",
+            "not a session this gateway serves for this peer",
         )));
     }
     if session.status == SessionStatus::Aborted {
@@ -369,10 +365,18 @@ async fn handle(app: &App, body: &[u8]) -> Result<Option<Value>, SatpProblem> {
         .await
         .map_err(internal)?
     {
-        return Err(about(SatpProblem::new(
-            "err_0.1.1",
-            "another message of this session was taken first; send it again",
-        )));
+        // A concurrent copy of this very message (a resend that overtook a
+        // slow first try) was stored first: answer as it was answered.
+        let now_stored = app.store.messages(&session_id).await.map_err(internal)?;
+        if let Some(place) = now_stored.iter().position(|m| m.envelope == envelope_text) {
+            return match now_stored.get(place + 1) {
+                Some(answer) => Ok(Some(
+                    serde_json::from_str(&answer.envelope).map_err(internal)?,
+                )),
+                None => Ok(None),
+            };
+        }
+        return Err(internal("another message of this session was stored first"));
     }
     log::append(
         &app.store,
@@ -780,6 +784,16 @@ async fn propose(
             "the transfer-init claim does not match the transfer context".into(),
         ));
     }
+    if !crate::transfers::same_value(
+        &connector.config,
+        context.source_asset,
+        context.target_asset,
+    ) {
+        return Err(problem(
+            "err_1.1.12",
+            "this gateway does not treat sourceAsset and targetAsset as the same value".into(),
+        ));
+    }
     if context.amount.is_zero() {
         return Err(problem(
             "err_1.1.1",
@@ -1007,9 +1021,13 @@ async fn forward(
         recipient: context.recipient,
         connector: next.account,
         hashlock: context.hashlock,
-        // This gateway's own lock is due when the incoming session's target
-        // lock is (the connector's deadline, `transfers::step`).
-        source_lock_by_ms: context.source_lock_by_ms + config.commit_ms_max + reaction,
+        // This gateway's own lock is the incoming session's target lock: it
+        // may start until the connector's deadline and is final within
+        // `commit_ms_max` after it.
+        source_lock_by_ms: context.source_lock_by_ms
+            + config.commit_ms_max
+            + reaction
+            + config.commit_ms_max,
         source_expires_at_ms: incoming.target_expires_at_ms,
         target_expires_at_ms: context.target_expires_at_ms,
         source_lock_id: None,
@@ -1021,7 +1039,10 @@ async fn forward(
     };
     let session = super::client::open(app, next, &onward, None)
         .await
-        .map_err(|e| format!("the next gateway {}: {e}", next.gateway_id))?;
+        .map_err(|e| {
+            tracing::info!(error = %e, next = %next.gateway_id, "the onward session was not opened");
+            "the route's next gateway did not accept the transfer".to_string()
+        })?;
     let event = TransferEvent {
         at_ms: now,
         kind: "created".into(),
@@ -1038,7 +1059,8 @@ async fn forward(
         .await;
     if !matches!(created, Ok(crate::transfers::store::Created::Created)) {
         super::client::abort(app, next, &session).await;
-        return Err(format!("the onward transfer was not recorded: {created:?}"));
+        tracing::warn!(?created, "the onward transfer was not recorded");
+        return Err("the onward transfer could not be recorded".into());
     }
     Ok(())
 }

@@ -244,6 +244,7 @@ async fn create_one(
                 | CreateError::ZeroAmount
                 | CreateError::ExchangeAcrossGateways
                 | CreateError::AmountsDiffer
+                | CreateError::AssetsDiffer
                 | CreateError::SameParty => Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "route-refused",

@@ -278,6 +278,11 @@ pub enum CreateError {
     /// A connector transfer carries one amount on both legs.
     #[error("targetAmount differs from amount; only an exchange has two amounts")]
     AmountsDiffer,
+    /// A connector transfer moves one asset.
+    #[error(
+        "sourceAsset and targetAsset differ and are not a configured pair (transfers.asset_pairs); swapping two assets is an exchange"
+    )]
+    AssetsDiffer,
     /// An exchange needs two parties.
     #[error("an exchange needs two different parties")]
     SameParty,
@@ -326,6 +331,20 @@ fn leg(ledger: &impl LedgerAdapter, config: &crate::config::TransfersConfig) -> 
     }
 }
 
+/// True when a connector may move `source` into `target`: the same asset
+/// code, or a pair configured as the same value (`transfers.asset_pairs`).
+pub fn same_value(
+    config: &crate::config::TransfersConfig,
+    source: AssetCode,
+    target: AssetCode,
+) -> bool {
+    source == target
+        || config
+            .asset_pairs
+            .iter()
+            .any(|[s, t]| s == source.as_str() && t == target.as_str())
+}
+
 /// Plans and records a new transfer.
 pub async fn create(
     app: &App,
@@ -356,17 +375,21 @@ pub async fn create(
         return Err(CreateError::ZeroAmount);
     }
     let exchange = request.kind == TransferKind::Exchange;
+    let config = &connector.config;
     if exchange && peer.is_some() {
         return Err(CreateError::ExchangeAcrossGateways);
     }
     if !exchange && request.target_amount != request.amount {
         return Err(CreateError::AmountsDiffer);
     }
+    // A connector moves one value; two different ones are an exchange.
+    if !exchange && !same_value(config, request.source_asset, request.target_asset) {
+        return Err(CreateError::AssetsDiffer);
+    }
     if exchange && request.sender == request.recipient {
         return Err(CreateError::SameParty);
     }
     let now = now_ms();
-    let config = &connector.config;
     let params = PlanParams {
         now_ms: now,
         reaction_ms_max: reaction_ms(config),
@@ -862,7 +885,20 @@ async fn step_with(
                 };
                 return advance(app, t, next, "source_locked", detail).await;
             }
-            if now >= t.source_lock_by_ms {
+            // The receiving side of a session hears of the sender's lock
+            // only through the peer's lock-assert: it waits out the peer's
+            // finality, clock drift and reaction past the deadline.
+            let grace = match mode {
+                Mode::SatpServer => {
+                    let finality = source.describe().finality;
+                    finality
+                        .final_ms_max()
+                        .saturating_add(finality.clock_drift_ms_max)
+                        .saturating_add(reaction_ms(&connector.config))
+                }
+                Mode::Connector | Mode::Exchange => 0,
+            };
+            if now >= t.source_lock_by_ms.saturating_add(grace) {
                 let next = Transfer {
                     state: TransferState::Cancelled,
                     ..t.clone()
