@@ -29,7 +29,7 @@ use crate::app::App;
 use crate::sequencer::now_ms;
 use crate::store::StoreError;
 use crate::transfers::local::LocalLedger;
-use crate::transfers::{Connector, StepError, Transfer, TransferState, advance};
+use crate::transfers::{Connector, StepError, Transfer, TransferState, advance, advance_to};
 
 /// Why an exchange did not produce the peer's answer.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +86,32 @@ pub enum Exchanged {
 
 fn protocol(error: impl std::fmt::Display) -> ExchangeError {
     ExchangeError::Protocol(error.to_string())
+}
+
+/// What an error answer from `peer` about session `session_id` came with
+/// HTTP `status` means. A signed error counts as a refusal only if it is
+/// about this session and its signed status is the one it came with (a
+/// replayed error of another exchange is not a refusal of this one).
+pub(crate) fn refusal(
+    body: &Value,
+    peer: &Peer,
+    session_id: &str,
+    status: StatusCode,
+) -> ExchangeError {
+    match problem::verify(body, &peer.key) {
+        Ok(p) if p.session_id == session_id && p.status == u64::from(status.as_u16()) => {
+            ExchangeError::Refused {
+                status: status.as_u16(),
+                code: p.type_uri,
+                detail: p.detail,
+            }
+        }
+        Ok(p) => ExchangeError::Unreachable(format!(
+            "an error document for another exchange ({} {})",
+            p.status, p.session_id
+        )),
+        Err(e) => protocol(format!("{status}: {e}")),
+    }
 }
 
 /// Sends `message` as the next client message of `session` (or, when the
@@ -204,23 +230,7 @@ pub async fn exchange(
             now_ms(),
         )
         .await?;
-        // A signed error counts only if it is about this session and its
-        // signed status is the one it came with (a replayed error of another
-        // exchange is not a refusal of this one).
-        return match problem::verify(&body, &peer.key) {
-            Ok(p) if p.session_id == session_id && p.status == u64::from(status.as_u16()) => {
-                Err(ExchangeError::Refused {
-                    status: status.as_u16(),
-                    code: p.type_uri,
-                    detail: p.detail,
-                })
-            }
-            Ok(p) => Err(ExchangeError::Unreachable(format!(
-                "an error document for another exchange ({} {})",
-                p.status, p.session_id
-            ))),
-            Err(e) => Err(protocol(format!("{status}: {e}"))),
-        };
+        return Err(refusal(&body, peer, session_id, status));
     }
     let answer_envelope: Envelope = serde_json::from_value(body).map_err(protocol)?;
     let (answer, json) = envelope::open(&answer_envelope, &peer.key).map_err(protocol)?;
@@ -442,14 +452,10 @@ pub async fn step(
                 return advance(app, t, next, "source_locked", detail).await;
             }
             if now >= t.source_lock_by_ms {
-                let next = Transfer {
-                    state: TransferState::Cancelled,
-                    ..t.clone()
-                };
-                advance(
+                advance_to(
                     app,
                     t,
-                    next,
+                    TransferState::Cancelled,
                     "cancelled",
                     json!({ "reason": "the sender did not lock by sourceLockByMs" }),
                 )
@@ -472,7 +478,8 @@ pub async fn step(
                     .find(|m| m.sender == Role::Server)
                     .map(|m| m.message_type.as_str());
                 let unanswered = messages.last().is_some_and(|m| m.sender == Role::Client);
-                let lock_by = t.source_lock_by_ms + connector.config.commit_ms_max + reaction;
+                let lock_by =
+                    crate::transfers::target_lock_by(&connector.config, t.source_lock_by_ms);
                 // Past the deadline nothing new is asked of the peer; an
                 // unanswered request gets the time the peer's lock would need
                 // to be final, then the transfer unwinds (a lock the peer
@@ -486,14 +493,10 @@ pub async fn step(
                 };
                 let message = match last_server {
                     Some("ack-commence-msg") | Some("assertion-receipt-msg") if now > give_up => {
-                        let next = Transfer {
-                            state: TransferState::Refunding,
-                            ..t.clone()
-                        };
-                        advance(
+                        advance_to(
                             app,
                             t,
-                            next,
+                            TransferState::Refunding,
                             "unwinding",
                             json!({ "reason": "the peer could not lock on the target in time" }),
                         )
@@ -576,11 +579,9 @@ pub async fn step(
                                 // The peer's lock is not what was agreed: do not
                                 // count on it; unwind (the source refunds at expiry).
                                 tracing::error!(transfer = %t.id, %reason, "the peer's commit-ready evidence is refused");
-                                let next = Transfer {
-                                    state: TransferState::Refunding,
-                                    ..t.clone()
-                                };
-                                advance(app, t, next, "unwinding", json!({ "reason": format!("the peer's target lock is not proven: {reason}") })).await?;
+                                let detail = json!({ "reason": format!("the peer's target lock is not proven: {reason}") });
+                                advance_to(app, t, TransferState::Refunding, "unwinding", detail)
+                                    .await?;
                                 abort(app, peer, session).await;
                                 Ok(())
                             }
@@ -597,14 +598,10 @@ pub async fn step(
                     Err(error) if error.is_transient() => return Err(error.into()),
                     Err(error) => {
                         tracing::warn!(transfer = %t.id, %error, "the peer refused; unwinding");
-                        let next = Transfer {
-                            state: TransferState::Refunding,
-                            ..t.clone()
-                        };
-                        advance(
+                        advance_to(
                             app,
                             t,
-                            next,
+                            TransferState::Refunding,
                             "unwinding",
                             json!({ "reason": error.to_string() }),
                         )
@@ -639,14 +636,10 @@ pub async fn step(
                 }
                 Some(LockState::Locked) if now < t.source_expires_at_ms => Ok(()),
                 _ => {
-                    let next = Transfer {
-                        state: TransferState::Refunding,
-                        ..t.clone()
-                    };
-                    advance(
+                    advance_to(
                         app,
                         t,
-                        next,
+                        TransferState::Refunding,
                         "unwinding",
                         json!({ "reason": "the source lock was not claimed before it expired" }),
                     )
@@ -726,14 +719,10 @@ pub async fn step(
                 let is_complete = matches!(message, Message::TransferComplete { .. });
                 match exchange(app, peer, session, message).await {
                     Ok(_) if is_complete => {
-                        let next = Transfer {
-                            state: TransferState::Completed,
-                            ..t.clone()
-                        };
-                        return advance(
+                        return advance_to(
                             app,
                             t,
-                            next,
+                            TransferState::Completed,
                             "completed",
                             json!({ "sessionId": session_id }),
                         )
@@ -750,8 +739,8 @@ pub async fn step(
                 Some(id) => source.lock_status(id).await?,
                 None => None,
             };
-            match lock {
-                Some(lock) => match lock.state {
+            if let Some(lock) = lock {
+                match lock.state {
                     // A claim at the last moment: the transfer completes after all.
                     LockState::Claimed { preimage } if t.target_lock_id.is_some() => {
                         let next = Transfer {
@@ -759,25 +748,17 @@ pub async fn step(
                             preimage: Some(preimage),
                             ..t.clone()
                         };
-                        advance(app, t, next, "source_claimed", json!({ "preimage": format!("0x{}", hex::encode(preimage)), "by": "peer" })).await
+                        let detail = json!({ "preimage": format!("0x{}", hex::encode(preimage)), "by": "peer" });
+                        return advance(app, t, next, "source_claimed", detail).await;
                     }
                     // Claimed although this side never saw the peer's lock
                     // (its commit-ready was lost or refused): the sender's
                     // funds went to the peer, who could only claim with the
                     // preimage the recipient revealed. Completed, not refunded.
                     LockState::Claimed { .. } => {
-                        let next = Transfer {
-                            state: TransferState::Completed,
-                            ..t.clone()
-                        };
-                        advance(
-                            app,
-                            t,
-                            next,
-                            "completed",
-                            json!({ "reason": "the peer claimed the source lock; its own lock was not seen here" }),
-                        )
-                        .await
+                        let detail = json!({ "reason": "the peer claimed the source lock; its own lock was not seen here" });
+                        return advance_to(app, t, TransferState::Completed, "completed", detail)
+                            .await;
                     }
                     LockState::Locked if now >= lock.terms.expires_at_ms => {
                         let op = OperationKey {
@@ -787,31 +768,21 @@ pub async fn step(
                         if let Acted::Refused(reason) = source.refund(op, lock.id).await? {
                             return Err(StepError::Refused(format!("source-refund: {reason}")));
                         }
-                        Ok(())
+                        return Ok(());
                     }
-                    LockState::Locked => Ok(()),
-                    _ => {
-                        let next = Transfer {
-                            state: TransferState::Refunded,
-                            ..t.clone()
-                        };
-                        advance(app, t, next.clone(), "refunded", json!({})).await?;
-                        abort(app, peer, session).await;
-                        super::recovery::rollback(app, peer, session, &next).await;
-                        Ok(())
-                    }
-                },
-                None => {
-                    let next = Transfer {
-                        state: TransferState::Refunded,
-                        ..t.clone()
-                    };
-                    advance(app, t, next.clone(), "refunded", json!({})).await?;
-                    abort(app, peer, session).await;
-                    super::recovery::rollback(app, peer, session, &next).await;
-                    Ok(())
+                    LockState::Locked => return Ok(()),
+                    LockState::Refunded => {}
                 }
             }
+            // Nothing (left) locked on this side: refunded; the peer is told.
+            let next = Transfer {
+                state: TransferState::Refunded,
+                ..t.clone()
+            };
+            advance(app, t, next.clone(), "refunded", json!({})).await?;
+            abort(app, peer, session).await;
+            super::recovery::rollback(app, peer, session, &next).await;
+            Ok(())
         }
         TransferState::Completed
         | TransferState::Refunded

@@ -40,24 +40,14 @@ use super::Peer;
 use super::client::ExchangeError;
 use super::evidence;
 use super::log::{self, Operation};
-use super::problem::{self, SatpProblem};
-use super::server::{replay, stored};
+use super::problem::SatpProblem;
+use super::server::{header_kid, internal, replay, stored};
 use super::store::{Role, SatpStore, SessionRow, StoredMessage};
 use crate::app::App;
 use crate::sequencer::now_ms;
 use crate::store::{LedgerStore, StoreError};
 use crate::transfers::Transfer;
 use crate::transfers::store::TransferStore;
-
-fn internal(error: impl std::fmt::Display) -> SatpProblem {
-    let mut problem = SatpProblem::new(
-        "err_0.1.1",
-        format!("cannot act on this message now: {error}"),
-    );
-    problem.status = 503;
-    problem.title = "Service unavailable".into();
-    problem
-}
 
 /// Receive a recovery message (RECOVER, RECOVER-UPDATE-ACK, ROLLBACK) from a peer gateway.
 ///
@@ -84,19 +74,11 @@ pub async fn receive(State(app): State<Arc<App>>, body: Bytes) -> Response {
     }
 }
 
-fn peer_of<'a>(app: &'a App, envelope: &Envelope) -> Option<&'a Peer> {
-    use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(&envelope.protected)
-        .ok()?;
-    let header: Value = serde_json::from_slice(&bytes).ok()?;
-    app.satp.peer_by_kid(header.get("kid")?.as_str()?)
-}
-
 async fn handle(app: &App, body: &[u8]) -> Result<Value, SatpProblem> {
     let envelope: Envelope = serde_json::from_slice(body)
         .map_err(|e| SatpProblem::new("err_0.1.1", format!("not a SATP envelope: {e}")))?;
-    let peer = peer_of(app, &envelope)
+    let peer = header_kid(&envelope)
+        .and_then(|kid| app.satp.peer_by_kid(&kid))
         .ok_or_else(|| SatpProblem::new("err_0.1.3", "the signing key is not a pinned peer's"))?;
     let json = envelope::open_value(&envelope, &peer.key)
         .map_err(|e| SatpProblem::new("err_0.1.3", e.to_string()))?;
@@ -286,11 +268,26 @@ pub async fn compensations(
     Ok(vec![compensation])
 }
 
+/// Logs (`init`) and sends a recovery message; the peer's verified answer
+/// and the hash of the message sent (which the answer must name).
 async fn send(
     app: &App,
     peer: &Peer,
     message: &RecoveryMessage,
-) -> Result<RecoveryMessage, ExchangeError> {
+) -> Result<(RecoveryMessage, String), ExchangeError> {
+    let hash = message
+        .hash()
+        .map_err(|e| ExchangeError::Protocol(e.to_string()))?;
+    log::append(
+        &app.store,
+        &app.satp.identity,
+        message.session_id(),
+        message.type_name(),
+        Operation::Init,
+        &hash,
+        now_ms(),
+    )
+    .await?;
     let sealed = envelope::seal_value(&message.to_json(), &app.satp.identity.key)
         .map_err(|e| ExchangeError::Protocol(e.to_string()))?;
     let response = app
@@ -307,28 +304,20 @@ async fn send(
         .await
         .map_err(|e| ExchangeError::Unreachable(format!("reading the answer: {e}")))?;
     if status != ClientStatus::OK {
-        return match problem::verify(&body, &peer.key) {
-            Ok(p)
-                if p.session_id == message.session_id()
-                    && p.status == u64::from(status.as_u16()) =>
-            {
-                Err(ExchangeError::Refused {
-                    status: status.as_u16(),
-                    code: p.type_uri,
-                    detail: p.detail,
-                })
-            }
-            Ok(_) => Err(ExchangeError::Unreachable(
-                "an error document for another exchange".into(),
-            )),
-            Err(e) => Err(ExchangeError::Protocol(format!("{status}: {e}"))),
-        };
+        return Err(super::client::refusal(
+            &body,
+            peer,
+            message.session_id(),
+            status,
+        ));
     }
     let envelope: Envelope =
         serde_json::from_value(body).map_err(|e| ExchangeError::Protocol(e.to_string()))?;
     let json = envelope::open_value(&envelope, &peer.key)
         .map_err(|e| ExchangeError::Protocol(e.to_string()))?;
-    serde_json::from_value(json).map_err(|e| ExchangeError::Protocol(e.to_string()))
+    let answer =
+        serde_json::from_value(json).map_err(|e| ExchangeError::Protocol(e.to_string()))?;
+    Ok((answer, hash))
 }
 
 fn phase(messages: &[StoredMessage]) -> &'static str {
@@ -366,20 +355,7 @@ pub async fn recover(app: &App, peer: &Peer, session: &SessionRow) -> Result<boo
         is_backup: false,
         last_entry_timestamp: last_entry,
     };
-    let recover_hash = recover
-        .hash()
-        .map_err(|e| ExchangeError::Protocol(e.to_string()))?;
-    log::append(
-        store,
-        identity,
-        session_id,
-        recover.type_name(),
-        Operation::Init,
-        &recover_hash,
-        now_ms(),
-    )
-    .await?;
-    let update = send(app, peer, &recover).await?;
+    let (update, recover_hash) = send(app, peer, &recover).await?;
     let RecoveryMessage::RecoverUpdate {
         hash_recover_message,
         recovered_messages,
@@ -469,20 +445,7 @@ pub async fn recover(app: &App, peer: &Peer, session: &SessionRow) -> Result<boo
         success,
         sequence_number: messages.len() as u32,
     };
-    let ack_hash = ack
-        .hash()
-        .map_err(|e| ExchangeError::Protocol(e.to_string()))?;
-    log::append(
-        store,
-        identity,
-        session_id,
-        ack.type_name(),
-        Operation::Init,
-        &ack_hash,
-        now_ms(),
-    )
-    .await?;
-    let done = send(app, peer, &ack).await?;
+    let (done, ack_hash) = send(app, peer, &ack).await?;
     let RecoveryMessage::RecoverSuccess {
         success: agreed,
         hash_recover_update_ack_message,
@@ -546,21 +509,8 @@ pub async fn rollback(app: &App, peer: &Peer, session: &SessionRow, transfer: &T
             context_id: session.context_id.clone(),
             actions,
         };
-        let hash = message
-            .hash()
-            .map_err(|e| ExchangeError::Protocol(e.to_string()))?;
+        let (ack, hash) = send(app, peer, &message).await?;
         let identity = &app.satp.identity;
-        log::append(
-            &app.store,
-            identity,
-            &session.session_id,
-            message.type_name(),
-            Operation::Init,
-            &hash,
-            now_ms(),
-        )
-        .await?;
-        let ack = send(app, peer, &message).await?;
         let RecoveryMessage::RollbackAck {
             hash_rollback_message,
             actions,

@@ -13,7 +13,7 @@
 //! earlier message is a replay and is refused with nothing changed.
 
 use adapters::ledger::{Acted, LedgerAdapter, LockState, LockTerms, OperationKey};
-use adapters::planner::{PlanParams, claim_margin_ms};
+use adapters::planner::claim_margin_ms;
 use adapters::satp::context::TransferContext;
 use adapters::satp::envelope::{self, Envelope};
 use adapters::satp::messages::{Message, NetworkLockType, Sender, hash_json};
@@ -91,7 +91,7 @@ pub async fn identity(State(app): State<Arc<App>>) -> axum::Json<Value> {
     ))
 }
 
-fn internal(error: impl std::fmt::Display) -> SatpProblem {
+pub(crate) fn internal(error: impl std::fmt::Display) -> SatpProblem {
     tracing::warn!(%error, "SATP server: cannot act now");
     SatpProblem {
         status: 503,
@@ -106,7 +106,7 @@ fn internal(error: impl std::fmt::Display) -> SatpProblem {
     }
 }
 
-fn header_kid(envelope: &Envelope) -> Option<String> {
+pub(crate) fn header_kid(envelope: &Envelope) -> Option<String> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(&envelope.protected)
         .ok()?;
@@ -505,11 +505,8 @@ impl Work<'_> {
                 Some(id),
             ) => id,
             (TransferState::SourceLocked, _) => {
-                let reaction = connector
-                    .config
-                    .reaction_ms_max
-                    .max(connector.config.tick_ms.saturating_mul(2));
-                let lock_by = t.source_lock_by_ms + connector.config.commit_ms_max + reaction;
+                let lock_by =
+                    crate::transfers::target_lock_by(&connector.config, t.source_lock_by_ms);
                 let op = OperationKey {
                     transfer_id: &t.id,
                     action: "target-lock",
@@ -816,12 +813,7 @@ async fn propose(
     // last-moment claim on the target, and no lock longer than allowed.
     let config = &connector.config;
     let now = now_ms();
-    let params = PlanParams {
-        now_ms: now,
-        reaction_ms_max: config.reaction_ms_max.max(config.tick_ms.saturating_mul(2)),
-        claim_window_ms: config.claim_window_ms,
-        safety_margin_ms: config.safety_margin_ms,
-    };
+    let params = crate::transfers::plan_params(config, now);
     let target_finality = LocalLedger::new(app, connector, lock_chain)
         .describe()
         .finality;
@@ -1004,7 +996,6 @@ async fn forward(
 ) -> Result<(), String> {
     let connector = &app.connector;
     let config = &connector.config;
-    let reaction = config.reaction_ms_max.max(config.tick_ms.saturating_mul(2));
     let now = now_ms();
     let onward = Transfer {
         id: uuid::Uuid::new_v4().to_string(),
@@ -1024,9 +1015,7 @@ async fn forward(
         // This gateway's own lock is the incoming session's target lock: it
         // may start until the connector's deadline and is final within
         // `commit_ms_max` after it.
-        source_lock_by_ms: context.source_lock_by_ms
-            + config.commit_ms_max
-            + reaction
+        source_lock_by_ms: crate::transfers::target_lock_by(config, context.source_lock_by_ms)
             + config.commit_ms_max,
         source_expires_at_ms: incoming.target_expires_at_ms,
         target_expires_at_ms: context.target_expires_at_ms,

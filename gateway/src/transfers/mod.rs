@@ -323,6 +323,26 @@ pub(crate) fn reaction_ms(config: &crate::config::TransfersConfig) -> u64 {
     config.reaction_ms_max.max(config.tick_ms.saturating_mul(2))
 }
 
+/// The planner's inputs from the engine's settings, at `now_ms`.
+pub(crate) fn plan_params(config: &crate::config::TransfersConfig, now_ms: u64) -> PlanParams {
+    PlanParams {
+        now_ms,
+        reaction_ms_max: reaction_ms(config),
+        claim_window_ms: config.claim_window_ms,
+        safety_margin_ms: config.safety_margin_ms,
+    }
+}
+
+/// The latest moment the target lock of a transfer whose sender's lock is
+/// due by `source_lock_by_ms` may be started: later, the recipient would not
+/// get its full claim window, so the transfer unwinds instead.
+pub(crate) fn target_lock_by(
+    config: &crate::config::TransfersConfig,
+    source_lock_by_ms: u64,
+) -> u64 {
+    source_lock_by_ms + config.commit_ms_max + reaction_ms(config)
+}
+
 /// A leg on `ledger`, planned with the finality its adapter states.
 fn leg(ledger: &impl LedgerAdapter, config: &crate::config::TransfersConfig) -> LegSpec {
     LegSpec {
@@ -390,12 +410,7 @@ pub async fn create(
         return Err(CreateError::SameParty);
     }
     let now = now_ms();
-    let params = PlanParams {
-        now_ms: now,
-        reaction_ms_max: reaction_ms(config),
-        claim_window_ms: config.claim_window_ms,
-        safety_margin_ms: config.safety_margin_ms,
-    };
+    let params = plan_params(config, now);
     let peer_leg = |peer: &crate::satp::Peer| LegSpec {
         finality: peer.finality,
         timelock_ms_max: config.timelock_ms_max,
@@ -714,6 +729,21 @@ pub(crate) async fn advance(
     Ok(())
 }
 
+/// [`advance`] to `state`, nothing else changed.
+pub(crate) async fn advance_to(
+    app: &App,
+    transfer: &Transfer,
+    state: TransferState,
+    kind: &str,
+    detail: serde_json::Value,
+) -> Result<(), StepError> {
+    let next = Transfer {
+        state,
+        ..transfer.clone()
+    };
+    advance(app, transfer, next, kind, detail).await
+}
+
 async fn lock_of(
     ledger: &impl LedgerAdapter,
     id: Option<LockId>,
@@ -815,13 +845,7 @@ async fn counterparty_lock(
     let Some(lock) = target.find_open_lock(&terms).await? else {
         return Ok(());
     };
-    let config = &connector.config;
-    let params = PlanParams {
-        now_ms: now_ms(),
-        reaction_ms_max: reaction_ms(config),
-        claim_window_ms: config.claim_window_ms,
-        safety_margin_ms: config.safety_margin_ms,
-    };
+    let params = plan_params(&connector.config, now_ms());
     let margin = adapters::planner::claim_margin_ms(
         &source.describe().finality,
         &target.describe().finality,
@@ -899,14 +923,10 @@ async fn step_with(
                 Mode::Connector | Mode::Exchange => 0,
             };
             if now >= t.source_lock_by_ms.saturating_add(grace) {
-                let next = Transfer {
-                    state: TransferState::Cancelled,
-                    ..t.clone()
-                };
-                return advance(
+                return advance_to(
                     app,
                     t,
-                    next,
+                    TransferState::Cancelled,
                     "cancelled",
                     json!({ "reason": "the sender did not lock by sourceLockByMs" }),
                 )
@@ -933,18 +953,11 @@ async fn step_with(
                 .await;
             }
             // Too late to give the recipient its full window: unwind instead.
-            let lock_by = t.source_lock_by_ms
-                + connector.config.commit_ms_max
-                + reaction_ms(&connector.config);
-            if now > lock_by {
-                let next = Transfer {
-                    state: TransferState::Refunding,
-                    ..t.clone()
-                };
-                return advance(
+            if now > target_lock_by(&connector.config, t.source_lock_by_ms) {
+                return advance_to(
                     app,
                     t,
-                    next,
+                    TransferState::Refunding,
                     "unwinding",
                     json!({ "reason": "the target lock could not be made in time" }),
                 )
@@ -982,14 +995,10 @@ async fn step_with(
                     .await
                 }
                 Acted::Refused(rejection) => {
-                    let next = Transfer {
-                        state: TransferState::Refunding,
-                        ..t.clone()
-                    };
-                    advance(
+                    advance_to(
                         app,
                         t,
-                        next,
+                        TransferState::Refunding,
                         "unwinding",
                         json!({ "reason": format!("the target lock was refused: {rejection}") }),
                     )
@@ -1016,28 +1025,15 @@ async fn step_with(
                     .await
                 }
                 Some(LockState::Locked) if now >= t.target_expires_at_ms => {
-                    let next = Transfer {
-                        state: TransferState::Refunding,
-                        ..t.clone()
-                    };
-                    advance(app, t, next, "unwinding", json!({ "reason": "the recipient did not claim before the target lock expired" })).await
+                    let detail = json!({ "reason": "the recipient did not claim before the target lock expired" });
+                    advance_to(app, t, TransferState::Refunding, "unwinding", detail).await
                 }
                 Some(LockState::Locked) => Ok(()),
                 // Refunded by someone else (anyone may, after expiry), or gone:
                 // unwind the source too.
                 Some(LockState::Refunded) | None => {
-                    let next = Transfer {
-                        state: TransferState::Refunding,
-                        ..t.clone()
-                    };
-                    advance(
-                        app,
-                        t,
-                        next,
-                        "unwinding",
-                        json!({ "reason": "the target lock is no longer open" }),
-                    )
-                    .await
+                    let detail = json!({ "reason": "the target lock is no longer open" });
+                    advance_to(app, t, TransferState::Refunding, "unwinding", detail).await
                 }
             }
         }
@@ -1052,22 +1048,14 @@ async fn step_with(
                 source_lock.map(|l| l.state),
                 Some(LockState::Claimed { .. })
             ) {
-                let next = Transfer {
-                    state: TransferState::Completed,
-                    ..t.clone()
-                };
-                return advance(app, t, next, "completed", json!({})).await;
+                return advance_to(app, t, TransferState::Completed, "completed", json!({})).await;
             }
             match source
                 .claim(op(t, "source-claim"), lock_id, preimage)
                 .await?
             {
                 Acted::Done(()) => {
-                    let next = Transfer {
-                        state: TransferState::Completed,
-                        ..t.clone()
-                    };
-                    advance(app, t, next, "completed", json!({})).await
+                    advance_to(app, t, TransferState::Completed, "completed", json!({})).await
                 }
                 Acted::Refused(rejection)
                     if matches!(
@@ -1077,23 +1065,15 @@ async fn step_with(
                 {
                     // Someone else claimed it (anyone may): paid all the same.
                     tracing::info!(transfer = %t.id, %rejection, "the source lock was claimed by another submitter");
-                    let next = Transfer {
-                        state: TransferState::Completed,
-                        ..t.clone()
-                    };
-                    advance(app, t, next, "completed", json!({})).await
+                    advance_to(app, t, TransferState::Completed, "completed", json!({})).await
                 }
                 Acted::Refused(rejection) => {
                     // By the plan this cannot happen; it needs an operator.
                     tracing::error!(transfer = %t.id, %rejection, "the source claim was refused");
-                    let next = Transfer {
-                        state: TransferState::Failed,
-                        ..t.clone()
-                    };
-                    advance(
+                    advance_to(
                         app,
                         t,
-                        next,
+                        TransferState::Failed,
                         "failed",
                         json!({ "reason": format!("the source claim was refused: {rejection}") }),
                     )
@@ -1127,11 +1107,7 @@ async fn step_with(
             let source_done =
                 refund_when_expired(source, t, "source-refund", source_lock, now).await?;
             if target_done && source_done {
-                let next = Transfer {
-                    state: TransferState::Refunded,
-                    ..t.clone()
-                };
-                return advance(app, t, next, "refunded", json!({})).await;
+                return advance_to(app, t, TransferState::Refunded, "refunded", json!({})).await;
             }
             Ok(())
         }
