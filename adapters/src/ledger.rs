@@ -172,6 +172,10 @@ pub enum AdapterError {
     /// Stored or received data does not decode.
     #[error("corrupt: {0}")]
     Corrupt(String),
+    /// The action is under way on the ledger but not final yet (an EVM
+    /// transaction waiting for its confirmations); call again later.
+    #[error("pending: {0}")]
+    Pending(String),
 }
 
 /// What the transfer engine sees of a ledger (see the module docs).
@@ -180,6 +184,10 @@ pub enum AdapterError {
 pub trait LedgerAdapter: Send + Sync {
     /// Id, kind and finality of the ledger.
     fn describe(&self) -> LedgerDescription;
+
+    /// The account the adapter acts from (locks from, is paid to as a
+    /// connector) on this ledger.
+    fn account(&self) -> Address;
 
     /// Locks `terms` from the engine's own account; `Done` carries the lock id.
     fn lock(

@@ -37,6 +37,8 @@ pub struct App {
     pub connector: crate::transfers::Connector,
     /// SATP identity and pinned peers.
     pub satp: crate::satp::Satp,
+    /// The EVM chains this gateway is the connector on.
+    pub evm: Vec<Arc<crate::evm::EvmLedger>>,
     /// Wakes the transfer engine before its tick: a block was committed, a
     /// transfer created or a SATP message accepted.
     pub wake: Arc<tokio::sync::Notify>,
@@ -69,6 +71,15 @@ impl App {
                 .or_default()
                 .clone(),
         }
+    }
+
+    /// The EVM chain with this chain id.
+    pub fn evm(&self, chain_id: ChainId) -> Option<&crate::evm::EvmLedger> {
+        use adapters::ledger::LedgerAdapter as _;
+        self.evm
+            .iter()
+            .find(|l| l.describe().chain_id == chain_id)
+            .map(|l| l.as_ref())
     }
 
     /// The hosted ledger with this chain id.
@@ -233,6 +244,7 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
         config: config.transfers.clone(),
     };
     let satp = crate::satp::Satp::from_config(&config)?;
+    let evm = crate::evm::from_config(&config).await?;
     let app = Arc::new(App {
         config,
         chain_id: primary.chain_id,
@@ -243,6 +255,7 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
         ledgers,
         connector: connector.clone(),
         satp,
+        evm,
         wake,
         account_locks: std::sync::Mutex::default(),
     });

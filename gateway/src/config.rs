@@ -27,6 +27,7 @@
 //! | `satp.identity_key` (P-256, 32 bytes hex) | `LOCKGATE_SATP_KEY` | generated into `<data_dir>/satp-key.hex` |
 //! | `satp.fault_step` | `LOCKGATE_SATP_FAULT_STEP` | unset; crash tests only, see `satp::fault` |
 //! | `[[peers]]`: `gateway_id`, `url` (`http://`), `identity_key` (JWK text), `chain_id`, `block_producer`, `account`, `token`, `commit_ms_max`, `clock_drift_ms_max`, `routes` (chain ids reachable through the peer) | — | none; see `satp` (`lockgate satp-identity` prints what a peer pins) |
+//! | `[[evm]]`: `chain_id`, `rpc_url`, `contract`, `deploy_block`, `key` (hex) or `keystore` (file) with `keystore_password` / `keystore_password_env`, `assets` (code = `"native"` or token address), `confirmations`, `block_interval_ms_max`, `inclusion_ms_max`, `clock_drift_ms_max`, `poll_ms`, `wait_ms_max`, `max_fee_per_gas_gwei`, `log_range_blocks`, `lookback_blocks` | — | none; see `adapters::evm` and docs/evm.md (defaults 0 confirmations, 12000 / 60000 / 15000 ms, 200 ms polls, 10000 ms waits, 1000 gwei, 10000 / 100000 blocks) |
 //! | `auth.issuer` | `LOCKGATE_JWT_ISSUER` | `lockgate-dev` |
 //! | `auth.audience` | `LOCKGATE_JWT_AUDIENCE` | `lockgate` |
 //! | `auth.hs256_secret` | `LOCKGATE_JWT_SECRET` | generated into `<data_dir>/jwt-dev-secret.hex` |
@@ -93,6 +94,9 @@ pub struct Config {
     /// Other gateways this one exchanges transfers with, each pinned by its
     /// identity key and its ledger's block key.
     pub peers: Vec<PeerConfig>,
+    /// EVM chains this gateway is the connector on, each through a
+    /// deployed Lockgate HTLC contract (the `evm` feature, on by default).
+    pub evm: Vec<EvmLedgerConfig>,
     /// API authentication.
     pub auth: AuthConfig,
     /// Request limits.
@@ -229,6 +233,93 @@ impl PeerConfig {
     }
 }
 
+/// An EVM chain reached through the Lockgate HTLC contract
+/// (`adapters::evm`). The gateway acts there from its own EVM account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvmLedgerConfig {
+    /// The chain's EIP-155 chain id (also its Lockgate ledger id); checked
+    /// against the node at start.
+    pub chain_id: u64,
+    /// The node's JSON-RPC URL (`http://` or `https://`).
+    pub rpc_url: Secret,
+    /// The HTLC contract's address (`lockgate evm-deploy` deploys one).
+    pub contract: String,
+    /// The block the contract was deployed in: logs are not read below it.
+    #[serde(default)]
+    pub deploy_block: u64,
+    /// The account key: 32-byte secp256k1 secret as hex. Or `keystore`.
+    #[serde(default)]
+    pub key: Option<Secret>,
+    /// A Web3 Secret Storage (v3) keystore file holding the account key.
+    #[serde(default)]
+    pub keystore: Option<PathBuf>,
+    /// The keystore's password; or the environment variable named by
+    /// `keystore_password_env`.
+    #[serde(default)]
+    pub keystore_password: Option<Secret>,
+    /// The environment variable holding the keystore's password.
+    #[serde(default)]
+    pub keystore_password_env: Option<String>,
+    /// Assets: a Lockgate asset code to `"native"` (the chain's coin, in
+    /// wei) or an ERC-20 token's 0x address (in its base units).
+    pub assets: std::collections::BTreeMap<String, String>,
+    /// Blocks on top before a block's contents count as final.
+    #[serde(default)]
+    pub confirmations: u32,
+    /// Longest time between two blocks (ms).
+    #[serde(default = "EvmLedgerConfig::default_block_interval_ms_max")]
+    pub block_interval_ms_max: u64,
+    /// Longest time from sending a transaction to its inclusion (ms).
+    #[serde(default = "EvmLedgerConfig::default_inclusion_ms_max")]
+    pub inclusion_ms_max: u64,
+    /// Largest difference between block timestamps and true time (ms).
+    #[serde(default = "EvmLedgerConfig::default_clock_drift_ms_max")]
+    pub clock_drift_ms_max: u64,
+    /// How often a waiting action polls the node (ms).
+    #[serde(default = "EvmLedgerConfig::default_poll_ms")]
+    pub poll_ms: u64,
+    /// Longest one engine step waits for an action's confirmations (ms).
+    #[serde(default = "EvmLedgerConfig::default_wait_ms_max")]
+    pub wait_ms_max: u64,
+    /// Highest maxFeePerGas offered, in gwei.
+    #[serde(default = "EvmLedgerConfig::default_max_fee_gwei")]
+    pub max_fee_per_gas_gwei: u64,
+    /// Most blocks per eth_getLogs request.
+    #[serde(default = "EvmLedgerConfig::default_log_range_blocks")]
+    pub log_range_blocks: u64,
+    /// How far back lock searches look (blocks).
+    #[serde(default = "EvmLedgerConfig::default_lookback_blocks")]
+    pub lookback_blocks: u64,
+}
+
+impl EvmLedgerConfig {
+    fn default_block_interval_ms_max() -> u64 {
+        12_000
+    }
+    fn default_inclusion_ms_max() -> u64 {
+        60_000
+    }
+    fn default_clock_drift_ms_max() -> u64 {
+        15_000
+    }
+    fn default_poll_ms() -> u64 {
+        200
+    }
+    fn default_wait_ms_max() -> u64 {
+        10_000
+    }
+    fn default_max_fee_gwei() -> u64 {
+        1_000
+    }
+    fn default_log_range_blocks() -> u64 {
+        10_000
+    }
+    fn default_lookback_blocks() -> u64 {
+        100_000
+    }
+}
+
 /// JWT bearer authentication (HS256, pinned).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -267,6 +358,7 @@ impl Default for Config {
             transfers: TransfersConfig::default(),
             satp: SatpConfig::default(),
             peers: Vec::new(),
+            evm: Vec::new(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
         }
@@ -528,6 +620,39 @@ impl Config {
                 || peer.account.parse::<ledger_core::Address>().is_err()
             {
                 return invalid("a peer's block_producer and account must be 0x addresses");
+            }
+        }
+        for evm in &self.evm {
+            if evm.chain_id == 0 || evm.chain_id > crate::dto::STORED_INTEGER_MAX {
+                return invalid("an [[evm]] chain_id must be between 1 and 2^63-1");
+            }
+            if !chain_ids.insert(evm.chain_id) {
+                return invalid("an [[evm]] chain_id is already a hosted ledger's or a peer's");
+            }
+            let url = evm.rpc_url.expose();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return invalid("an [[evm]] rpc_url must start with http:// or https://");
+            }
+            if evm.contract.parse::<ledger_core::Address>().is_err() {
+                return invalid("an [[evm]] contract must be a 0x address");
+            }
+            if evm.key.is_some() == evm.keystore.is_some() {
+                return invalid("an [[evm]] chain needs exactly one of key and keystore");
+            }
+            if evm.assets.is_empty() {
+                return invalid("an [[evm]] chain needs at least one asset");
+            }
+            for (code, asset) in &evm.assets {
+                if ledger_core::AssetCode::new(code).is_err()
+                    || (asset != "native" && asset.parse::<ledger_core::Address>().is_err())
+                {
+                    return invalid(
+                        "[[evm]] assets map asset codes to \"native\" or an ERC-20 token's 0x address",
+                    );
+                }
+            }
+            if evm.poll_ms == 0 || evm.log_range_blocks == 0 {
+                return invalid("an [[evm]] poll_ms and log_range_blocks must be at least 1");
             }
         }
         if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {

@@ -6,7 +6,8 @@
 //! `store` (PostgreSQL and SQLite), `sequencer` (batching and group commit),
 //! `producer` (the one block producer per database), `export` (audit export
 //! and offline verification), `transfers` (cross-ledger transfers between
-//! hosted ledgers, with the gateway as connector).
+//! hosted ledgers, with the gateway as connector), `evm` (EVM chains through
+//! the HTLC contract, feature `evm`), `satp` (gateway-to-gateway protocol).
 
 #![forbid(unsafe_code)]
 
@@ -15,6 +16,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod dto;
+pub mod evm;
 pub mod export;
 pub mod problem;
 pub mod producer;

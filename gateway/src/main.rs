@@ -1,6 +1,7 @@
 //! The `lockgate` command line: `serve` runs the gateway, `token` mints a
 //! development API token, `verify` checks a chain export offline, `openapi`
-//! prints the API document, `satp-identity` prints what a peer pins.
+//! prints the API document, `satp-identity` prints what a peer pins,
+//! `evm-deploy` deploys the HTLC contract to an EVM chain.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +64,25 @@ enum Command {
     /// Print what a peer gateway pins of this one (JSON): gateway id, SATP
     /// identity key (JWK), primary ledger's chain id and block key, account.
     SatpIdentity,
+    /// Deploy the Lockgate HTLC contract to an EVM chain and print (JSON) its
+    /// address and deployment block, for an `[[evm]]` entry's `contract` and
+    /// `deploy_block`.
+    #[cfg(feature = "evm")]
+    EvmDeploy {
+        /// The node's JSON-RPC URL.
+        #[arg(long, env = "LOCKGATE_EVM_RPC_URL")]
+        rpc_url: String,
+        /// The environment variable holding the deploying account's hex key.
+        #[arg(long, default_value = "LOCKGATE_EVM_KEY")]
+        key_env: String,
+        /// Or: a keystore file holding the key (its password in the
+        /// variable named by --keystore-password-env).
+        #[arg(long)]
+        keystore: Option<PathBuf>,
+        /// The environment variable holding the keystore's password.
+        #[arg(long, default_value = "LOCKGATE_EVM_KEYSTORE_PASSWORD")]
+        keystore_password_env: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -89,6 +109,13 @@ fn main() -> ExitCode {
             chain_id,
         } => return verify(&file, &producers, chain_id),
         Command::SatpIdentity => satp_identity(cli.config),
+        #[cfg(feature = "evm")]
+        Command::EvmDeploy {
+            rpc_url,
+            key_env,
+            keystore,
+            keystore_password_env,
+        } => evm_deploy(&rpc_url, &key_env, keystore, &keystore_password_env),
         Command::Openapi => {
             print!("{}", lockgate::api::openapi_json());
             Ok(())
@@ -262,4 +289,38 @@ fn verify(file: &std::path::Path, producers: &[String], chain_id: Option<u64>) -
             ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(feature = "evm")]
+fn evm_deploy(
+    rpc_url: &str,
+    key_env: &str,
+    keystore: Option<PathBuf>,
+    keystore_password_env: &str,
+) -> anyhow::Result<()> {
+    use adapters::evm::{EvmKey, HTLC_ARTIFACT, deploy, load_key, lockgate_address};
+    let key = match keystore {
+        Some(path) => EvmKey::Keystore {
+            path,
+            password: std::env::var(keystore_password_env).unwrap_or_default(),
+        },
+        None => EvmKey::Hex(std::env::var(key_env).with_context(|| {
+            format!("the deploying key is read from ${key_env}, which is not set")
+        })?),
+    };
+    let signer = load_key(&key)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let (contract, block) = runtime.block_on(deploy(rpc_url, &signer, HTLC_ARTIFACT, &[]))?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "contract": contract.to_checksum(),
+            "deployBlock": block,
+            "account": lockgate_address(signer.address()).to_checksum(),
+        })
+    );
+    Ok(())
 }

@@ -13,6 +13,7 @@
     unreachable_pub
 )]
 
+pub mod evm;
 pub mod satp;
 
 use std::path::PathBuf;

@@ -329,6 +329,10 @@ fn lock_info(view: &HtlcView) -> Result<LockInfo, AdapterError> {
 }
 
 impl LedgerAdapter for PeerLedger<'_> {
+    fn account(&self) -> ledger_core::Address {
+        self.key.address()
+    }
+
     fn describe(&self) -> LedgerDescription {
         LedgerDescription {
             chain_id: self.peer.chain_id,

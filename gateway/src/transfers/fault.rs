@@ -12,6 +12,8 @@
 //! | `after-write-ahead` | the signed action is in the database, not yet submitted to the ledger |
 //! | `after-submit` | the ledger committed the action; the transfer's new state is not yet recorded |
 //!
+//! (on an EVM chain, `before-write-ahead` is before the transaction is sent,
+//! `after-write-ahead` right after it was sent; see `crate::evm`)
 //! and `<action>` is one of the engine's ledger actions: `target-lock`,
 //! `source-claim`, `target-refund`, `source-refund`.
 //!
@@ -117,9 +119,24 @@ pub async fn reach(
     action: &str,
     transfer_id: &str,
 ) {
-    let Some(step) = configured else { return };
+    if matches(configured, point, action, transfer_id) {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// True when `configured` names this step, after announcing the halt (the
+/// caller then halts for good).
+pub fn matches(
+    configured: Option<&FaultStep>,
+    point: FaultPoint,
+    action: &str,
+    transfer_id: &str,
+) -> bool {
+    let Some(step) = configured else {
+        return false;
+    };
     if step.point != point || step.action != action {
-        return;
+        return false;
     }
     tracing::warn!(%step, transfer_id, "fault injection: the transfer engine halts here");
     {
@@ -131,7 +148,7 @@ pub async fn reach(
         );
         let _ = out.flush();
     }
-    std::future::pending::<()>().await;
+    true
 }
 
 #[cfg(test)]

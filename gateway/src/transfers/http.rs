@@ -245,6 +245,8 @@ async fn create_one(
                 | CreateError::ExchangeAcrossGateways
                 | CreateError::AmountsDiffer
                 | CreateError::AssetsDiffer
+                | CreateError::EvmToPeer
+                | CreateError::AssetNotOnLedger { .. }
                 | CreateError::SameParty => Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "route-refused",
@@ -387,6 +389,9 @@ pub async fn cancel_transfer(
                 "Transfer cannot be cancelled",
                 error.to_string(),
             ),
+            super::CancelError::Unavailable(_) => {
+                Problem::unavailable("ledger-unavailable", error.to_string())
+            }
             super::CancelError::Store(store) => Problem::from(store),
         })?;
     let events = app.store.transfer_events(&id).await?;

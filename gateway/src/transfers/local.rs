@@ -229,6 +229,10 @@ fn info(htlc: Htlc) -> LockInfo {
 }
 
 impl LedgerAdapter for LocalLedger<'_> {
+    fn account(&self) -> ledger_core::Address {
+        self.connector.key.address()
+    }
+
     fn describe(&self) -> LedgerDescription {
         LedgerDescription {
             chain_id: self.chain,

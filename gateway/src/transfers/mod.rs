@@ -30,6 +30,7 @@
 //! last committed step left off. The engine acts on a transfer only in the
 //! process that produces both its ledgers' blocks.
 
+pub mod any;
 pub mod fault;
 pub mod http;
 pub mod local;
@@ -50,6 +51,7 @@ use serde_json::json;
 use crate::app::App;
 use crate::sequencer::now_ms;
 use crate::store::StoreError;
+use any::AnyLedger;
 use local::LocalLedger;
 use store::TransferStore;
 
@@ -286,6 +288,19 @@ pub enum CreateError {
     /// An exchange needs two parties.
     #[error("an exchange needs two different parties")]
     SameParty,
+    /// An EVM chain does not have the asset configured.
+    #[error("asset {asset} is not configured on chain {chain}")]
+    AssetNotOnLedger {
+        /// The asset.
+        asset: AssetCode,
+        /// The chain.
+        chain: ChainId,
+    },
+    /// A transfer to a peer gateway's ledger starts on a built-in ledger.
+    #[error(
+        "a transfer to a peer gateway's ledger must start on a built-in ledger of this gateway, not an EVM chain"
+    )]
+    EvmToPeer,
     /// The peer gateway hosting the target ledger refused the transfer.
     #[error("{0}")]
     PeerRefused(String),
@@ -374,10 +389,11 @@ pub async fn create(
 ) -> Result<Transfer, CreateError> {
     // The source is hosted here; the target is hosted here (this gateway
     // is the connector) or by a pinned peer (SATP, the peer is).
-    if app.ledger(request.source_chain_id).is_none() {
+    let acts_on = |chain| app.ledger(chain).is_some() || app.evm(chain).is_some();
+    if !acts_on(request.source_chain_id) {
         return Err(CreateError::UnknownLedger(request.source_chain_id));
     }
-    let hosted = app.ledger(request.target_chain_id).is_some();
+    let hosted = acts_on(request.target_chain_id);
     let direct = app.satp.peer_for_chain(request.target_chain_id);
     // A route through a peer to a ledger of one of its peers (topology c).
     let via = match (hosted, direct) {
@@ -399,6 +415,24 @@ pub async fn create(
     if exchange && peer.is_some() {
         return Err(CreateError::ExchangeAcrossGateways);
     }
+    if peer.is_some() && app.evm(request.source_chain_id).is_some() {
+        return Err(CreateError::EvmToPeer);
+    }
+    // An EVM chain moves only the assets configured for it.
+    for (chain, asset) in [
+        (request.source_chain_id, request.source_asset),
+        (request.target_chain_id, request.target_asset),
+    ] {
+        if let Some(evm) = app.evm(chain)
+            && !evm
+                .assets()
+                .await
+                .map_err(|e| CreateError::PeerUnavailable(e.to_string()))?
+                .contains(&asset)
+        {
+            return Err(CreateError::AssetNotOnLedger { asset, chain });
+        }
+    }
     if !exchange && request.target_amount != request.amount {
         return Err(CreateError::AmountsDiffer);
     }
@@ -415,17 +449,15 @@ pub async fn create(
         finality: peer.finality,
         timelock_ms_max: config.timelock_ms_max,
     };
-    let mut legs = vec![leg(
-        &LocalLedger::new(app, connector, request.source_chain_id),
-        config,
-    )];
+    let source = AnyLedger::of(app, connector, request.source_chain_id);
+    let mut legs = vec![leg(&source, config)];
     match (peer, via) {
         // The peer's own ledger, then the ledger beyond it (planned with the
         // peer's finality: this gateway pins nothing of the third one).
         (Some(peer), Some(_)) => legs.extend([peer_leg(peer), peer_leg(peer)]),
         (Some(peer), None) => legs.push(peer_leg(peer)),
         (None, _) => legs.push(leg(
-            &LocalLedger::new(app, connector, request.target_chain_id),
+            &AnyLedger::of(app, connector, request.target_chain_id),
             config,
         )),
     }
@@ -450,7 +482,7 @@ pub async fn create(
         connector: if exchange {
             request.recipient
         } else {
-            peer.map_or(connector.key.address(), |p| p.account)
+            peer.map_or_else(|| source.account(), |p| p.account)
         },
         hashlock: request.hashlock,
         source_lock_by_ms: planned.legs[0].lock_by_ms,
@@ -512,6 +544,9 @@ pub enum CancelError {
     /// The sender's lock is already in place (or the transfer is over).
     #[error("a transfer can be cancelled only while it awaits the sender's lock; it is {0}")]
     TooLate(&'static str),
+    /// The source ledger (an EVM node) cannot be read now.
+    #[error("the source ledger cannot be read now: {0}")]
+    Unavailable(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -564,15 +599,22 @@ pub async fn cancel(app: &App, tenant: &str, id: &str) -> Result<Transfer, Cance
             TransferState::AwaitingSourceLock => {}
             other => return Err(CancelError::TooLate(other.name())),
         }
-        if app
-            .store
-            .find_open_lock(&store::LockWanted::new(
-                transfer.source_chain_id,
-                &sender_lock(&transfer),
-            ))
-            .await?
-            .is_some()
-        {
+        let source_lock = match app.evm(transfer.source_chain_id) {
+            Some(evm) => evm
+                .find_open_lock(&sender_lock(&transfer))
+                .await
+                .map_err(|e| CancelError::Unavailable(e.to_string()))?
+                .is_some(),
+            None => app
+                .store
+                .find_open_lock(&store::LockWanted::new(
+                    transfer.source_chain_id,
+                    &sender_lock(&transfer),
+                ))
+                .await?
+                .is_some(),
+        };
+        if source_lock {
             // The sender's lock is on the ledger: the engine will take it up.
             return Err(CancelError::TooLate("source_locked"));
         }
@@ -643,6 +685,7 @@ pub fn spawn_engine(app: Arc<App>, connector: Connector) {
                     let here = |chain| {
                         app.ledger(chain)
                             .is_some_and(|l| l.producer.sequencer().is_some())
+                            || app.evm(chain).is_some()
                     };
                     let peer = |chain| app.satp.remote_for_chain(chain).is_some();
                     let (source, target) = (transfer.source_chain_id, transfer.target_chain_id);
@@ -786,8 +829,8 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
         .peer_for_chain(transfer.source_chain_id)
         .or_else(|| app.satp.remote_for_chain(transfer.target_chain_id));
     if remote.is_none() {
-        let source = LocalLedger::new(app, connector, transfer.source_chain_id);
-        let target = LocalLedger::new(app, connector, transfer.target_chain_id);
+        let source = AnyLedger::of(app, connector, transfer.source_chain_id);
+        let target = AnyLedger::of(app, connector, transfer.target_chain_id);
         let mode = match transfer.kind {
             TransferKind::Connector => Mode::Connector,
             TransferKind::Exchange => Mode::Exchange,
@@ -971,7 +1014,7 @@ async fn step_with(
                 }
             }
             let terms = LockTerms {
-                sender: t.connector,
+                sender: target.account(),
                 recipient: t.recipient,
                 asset: t.target_asset,
                 amount: t.target_amount,

@@ -1,0 +1,152 @@
+//! [`AnyLedger`]: the ledger a transfer leg is on when this gateway acts on
+//! it itself, a built-in ledger ([`LocalLedger`]) or an EVM chain
+//! ([`crate::evm::EvmLedger`]), behind one [`LedgerAdapter`] so the
+//! connector's state machine runs unchanged over any pair of them.
+
+use adapters::ledger::{
+    Acted, AdapterError, EventPage, LedgerAdapter, LedgerDescription, LockInfo, LockTerms,
+    OperationKey,
+};
+use ledger_core::{Address, AssetCode, ChainId, LockId};
+
+use super::Connector;
+use super::fault::{self, FaultPoint};
+use super::local::LocalLedger;
+use crate::app::App;
+use crate::evm::EvmLedger;
+
+/// A ledger this gateway acts on itself.
+pub enum AnyLedger<'a> {
+    /// A built-in ledger.
+    Local(LocalLedger<'a>),
+    /// An EVM chain.
+    Evm {
+        /// Its adapter.
+        ledger: &'a EvmLedger,
+        /// Fault injection (crash tests): halts once an action is
+        /// confirmed, before the transfer records it.
+        fault: Option<&'a fault::FaultStep>,
+    },
+}
+
+impl<'a> AnyLedger<'a> {
+    /// The adapter of `chain`: an EVM chain when one is configured with
+    /// that id, a built-in ledger otherwise.
+    pub fn of(app: &'a App, connector: &'a Connector, chain: ChainId) -> Self {
+        match app.evm(chain) {
+            Some(ledger) => AnyLedger::Evm {
+                ledger,
+                fault: connector.config.fault_step.as_ref(),
+            },
+            None => AnyLedger::Local(LocalLedger::new(app, connector, chain)),
+        }
+    }
+
+    async fn confirmed<T>(
+        &self,
+        op: OperationKey<'_>,
+        acted: Result<Acted<T>, AdapterError>,
+    ) -> Result<Acted<T>, AdapterError> {
+        if let (AnyLedger::Evm { fault, .. }, Ok(Acted::Done(_))) = (self, &acted) {
+            fault::reach(*fault, FaultPoint::AfterSubmit, op.action, op.transfer_id).await;
+        }
+        acted
+    }
+}
+
+impl LedgerAdapter for AnyLedger<'_> {
+    fn describe(&self) -> LedgerDescription {
+        match self {
+            AnyLedger::Local(l) => l.describe(),
+            AnyLedger::Evm { ledger, .. } => ledger.describe(),
+        }
+    }
+
+    fn account(&self) -> Address {
+        match self {
+            AnyLedger::Local(l) => l.account(),
+            AnyLedger::Evm { ledger, .. } => ledger.account(),
+        }
+    }
+
+    async fn lock(
+        &self,
+        op: OperationKey<'_>,
+        terms: &LockTerms,
+    ) -> Result<Acted<LockId>, AdapterError> {
+        match self {
+            AnyLedger::Local(l) => l.lock(op, terms).await,
+            AnyLedger::Evm { ledger, .. } => self.confirmed(op, ledger.lock(op, terms).await).await,
+        }
+    }
+
+    async fn claim(
+        &self,
+        op: OperationKey<'_>,
+        lock: LockId,
+        preimage: [u8; 32],
+    ) -> Result<Acted<()>, AdapterError> {
+        match self {
+            AnyLedger::Local(l) => l.claim(op, lock, preimage).await,
+            AnyLedger::Evm { ledger, .. } => {
+                self.confirmed(op, ledger.claim(op, lock, preimage).await)
+                    .await
+            }
+        }
+    }
+
+    async fn refund(&self, op: OperationKey<'_>, lock: LockId) -> Result<Acted<()>, AdapterError> {
+        match self {
+            AnyLedger::Local(l) => l.refund(op, lock).await,
+            AnyLedger::Evm { ledger, .. } => {
+                self.confirmed(op, ledger.refund(op, lock).await).await
+            }
+        }
+    }
+
+    async fn committed_lock(&self, op: OperationKey<'_>) -> Result<Option<LockId>, AdapterError> {
+        match self {
+            AnyLedger::Local(l) => l.committed_lock(op).await,
+            AnyLedger::Evm { ledger, .. } => ledger.committed_lock(op).await,
+        }
+    }
+
+    async fn lock_status(&self, id: LockId) -> Result<Option<LockInfo>, AdapterError> {
+        match self {
+            AnyLedger::Local(l) => l.lock_status(id).await,
+            AnyLedger::Evm { ledger, .. } => ledger.lock_status(id).await,
+        }
+    }
+
+    async fn assets(&self) -> Result<Vec<AssetCode>, AdapterError> {
+        match self {
+            AnyLedger::Local(l) => l.assets().await,
+            AnyLedger::Evm { ledger, .. } => ledger.assets().await,
+        }
+    }
+
+    async fn events_since(
+        &self,
+        checkpoint: u64,
+        blocks_max: u32,
+    ) -> Result<EventPage, AdapterError> {
+        match self {
+            AnyLedger::Local(l) => l.events_since(checkpoint, blocks_max).await,
+            AnyLedger::Evm { ledger, .. } => ledger.events_since(checkpoint, blocks_max).await,
+        }
+    }
+
+    async fn prove_lock(&self, id: LockId) -> Result<Option<serde_json::Value>, AdapterError> {
+        match self {
+            AnyLedger::Local(l) => l.prove_lock(id).await,
+            AnyLedger::Evm { ledger, .. } => ledger.prove_lock(id).await,
+        }
+    }
+
+    async fn find_open_lock(&self, terms: &LockTerms) -> Result<Option<LockInfo>, AdapterError> {
+        match self {
+            AnyLedger::Local(l) => l.find_open_lock(terms).await,
+            AnyLedger::Evm { ledger, .. } => ledger.find_open_lock(terms).await,
+        }
+    }
+}
