@@ -32,6 +32,12 @@
 //! approves the contract once for the maximum allowance. The account must be
 //! used by this adapter alone.
 //!
+//! **Remembering.** A transaction's hash is remembered (in memory) before it
+//! is broadcast; a mined transaction whose effect a racing read missed is
+//! in flight, not lost, and a simulation that reverts is a refusal only when
+//! the chain does not show the effect after all. Every JSON-RPC request has
+//! a timeout ([`EvmConfig::rpc_timeout_ms`]).
+//!
 //! **Waiting.** An action waits for its effect to be confirmed for at most
 //! [`EvmConfig::wait_ms_max`], then answers [`AdapterError::Pending`]; the
 //! engine calls again on its next tick and the call picks up where the
@@ -94,6 +100,7 @@ alloy::sol! {
         function allowance(address owner, address spender) external view returns (uint256);
         function approve(address spender, uint256 value) external returns (bool);
         function balanceOf(address owner) external view returns (uint256);
+        function decimals() external view returns (uint8);
     }
 }
 
@@ -158,14 +165,16 @@ pub struct EvmConfig {
     pub max_fee_per_gas_cap: u128,
     /// Added to every gas estimate, in percent.
     pub gas_headroom_percent: u64,
+    /// Longest one JSON-RPC request may take (ms).
+    pub rpc_timeout_ms: u64,
 }
 
 impl EvmConfig {
     /// A configuration with the defaults for everything but the chain, the
     /// node, the contract and the assets: 0 confirmations, 12 s blocks, 60 s
     /// inclusion, 15 s clock drift, 10,000-block log requests, 100,000
-    /// blocks of look-back, 200 ms polls, 10 s waits, a 1,000 gwei fee cap
-    /// and 30% gas headroom.
+    /// blocks of look-back, 200 ms polls, 2 s waits, a 1,000 gwei fee cap,
+    /// 30% gas headroom and 3 s RPC timeouts.
     pub fn new(
         chain_id: ChainId,
         rpc_url: &str,
@@ -185,9 +194,10 @@ impl EvmConfig {
             log_range_blocks: 10_000,
             lookback_blocks: 100_000,
             poll_ms: 200,
-            wait_ms_max: 10_000,
+            wait_ms_max: 2_000,
             max_fee_per_gas_cap: 1_000_000_000_000,
             gas_headroom_percent: 30,
+            rpc_timeout_ms: 3_000,
         }
     }
 }
@@ -284,13 +294,20 @@ pub async fn deploy(
     artifact: &str,
     constructor_args: &[u8],
 ) -> Result<(Address, u64), EvmError> {
-    let provider = connect(rpc_url)?;
+    let provider = connect(rpc_url, 30_000)?;
     let mut code = artifact_bytecode(artifact)?;
     code.extend_from_slice(constructor_args);
     let request = TransactionRequest::default()
         .with_from(signer.address())
         .with_deploy_code(Bytes::from(code));
-    let hash = sign_and_send(&provider, signer, request, u128::MAX, 30)
+    let chain_id = provider
+        .get_chain_id()
+        .await
+        .map_err(|e| EvmError::Node(e.to_string()))?;
+    let (hash, raw) = sign(&provider, signer, request, chain_id, u128::MAX, 30)
+        .await
+        .map_err(|e| EvmError::Node(e.to_string()))?;
+    broadcast(&provider, &raw)
         .await
         .map_err(|e| EvmError::Node(e.to_string()))?;
     let started = Instant::now();
@@ -317,25 +334,37 @@ pub async fn deploy(
     }
 }
 
-fn connect(rpc_url: &str) -> Result<RootProvider, EvmError> {
-    let url = rpc_url
+/// A provider whose every request gives up after `timeout_ms`.
+fn connect(rpc_url: &str, timeout_ms: u64) -> Result<RootProvider, EvmError> {
+    use alloy::transports::http::reqwest;
+    let url: reqwest::Url = rpc_url
         .parse()
         .map_err(|e| EvmError::Invalid(format!("rpc url {rpc_url}: {e}")))?;
-    Ok(RootProvider::new_http(url))
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(timeout_ms.max(1)))
+        .build()
+        .map_err(|e| EvmError::Invalid(format!("HTTP client: {e}")))?;
+    Ok(RootProvider::new(
+        alloy::rpc::client::RpcClient::new_http_with_client(client, url),
+    ))
 }
 
-/// Fills fees, gas and nonce into `request`, signs it as an EIP-1559
-/// transaction and sends it; the caller holds the account's send lock.
-async fn sign_and_send(
+/// Fills fees, gas and nonce into `request` and signs it as an EIP-1559
+/// transaction for `chain_id`: its hash and its raw bytes. The caller holds
+/// the account's send lock until it has broadcast them.
+async fn sign(
     provider: &RootProvider,
     signer: &PrivateKeySigner,
     request: TransactionRequest,
+    chain_id: u64,
     max_fee_cap: u128,
     headroom_percent: u64,
-) -> Result<B256, SendError> {
-    let chain_id = provider.get_chain_id().await.map_err(node)?;
+) -> Result<(B256, Vec<u8>), SendError> {
+    // Simulated against the pending block: its timestamp is now, as the
+    // transaction's will be (the latest block may be old on a quiet chain).
     let gas = provider
         .estimate_gas(request.clone())
+        .block(BlockId::Number(BlockNumberOrTag::Pending))
         .await
         .map_err(reverted_or_node)?;
     let fees = provider.estimate_eip1559_fees().await.map_err(node)?;
@@ -365,14 +394,15 @@ async fn sign_and_send(
         .sign_transaction_sync(&mut tx)
         .map_err(|e| SendError::Node(format!("signing: {e}")))?;
     let envelope = TxEnvelope::from(tx.into_signed(signature));
-    let hash = *envelope.tx_hash();
-    match provider
-        .send_raw_transaction(&envelope.encoded_2718())
-        .await
-    {
-        Ok(_) => Ok(hash),
+    Ok((*envelope.tx_hash(), envelope.encoded_2718()))
+}
+
+/// Sends a signed transaction.
+async fn broadcast(provider: &RootProvider, raw: &[u8]) -> Result<(), SendError> {
+    match provider.send_raw_transaction(raw).await {
+        Ok(_) => Ok(()),
         // The node has it already (a resend): as good as sent.
-        Err(e) if e.to_string().to_ascii_lowercase().contains("already known") => Ok(hash),
+        Err(e) if e.to_string().to_ascii_lowercase().contains("already known") => Ok(()),
         Err(e) => Err(node(e)),
     }
 }
@@ -511,7 +541,7 @@ impl Effect {
 impl EvmLedger {
     /// The adapter for `config`, acting from `signer`'s account.
     pub fn new(config: EvmConfig, signer: PrivateKeySigner) -> Result<Self, EvmError> {
-        let provider = connect(&config.rpc_url)?;
+        let provider = connect(&config.rpc_url, config.rpc_timeout_ms)?;
         Ok(Self {
             config,
             provider,
@@ -695,17 +725,58 @@ impl EvmLedger {
         })
     }
 
-    fn remember(&self, op: OperationKey<'_>, hash: B256) {
+    fn remember(&self, key: String, hash: B256) {
         if let Ok(mut sent) = self.sent.lock() {
-            sent.insert(format!("{}/{}", op.transfer_id, op.action), hash);
+            sent.insert(key, hash);
         }
     }
 
-    fn remembered(&self, op: OperationKey<'_>) -> Option<B256> {
-        self.sent.lock().ok().and_then(|sent| {
-            sent.get(&format!("{}/{}", op.transfer_id, op.action))
-                .copied()
-        })
+    fn remembered(&self, key: &str) -> Option<B256> {
+        self.sent
+            .lock()
+            .ok()
+            .and_then(|sent| sent.get(key).copied())
+    }
+
+    /// Whether transaction `hash` may still take effect: waiting in the
+    /// node's pool, or mined successfully (its effect may not be visible
+    /// yet to a read that raced it). A transaction mined but reverted, or
+    /// unknown to the node (dropped by a reorg or evicted), is not.
+    async fn in_flight(&self, hash: B256) -> Result<bool, AdapterError> {
+        match self
+            .provider
+            .get_transaction_by_hash(hash)
+            .await
+            .map_err(unavailable)?
+        {
+            Some(tx) if tx.block_number.is_none() => Ok(true),
+            Some(_) => Ok(self
+                .provider
+                .get_transaction_receipt(hash)
+                .await
+                .map_err(unavailable)?
+                .is_some_and(|r| r.status())),
+            None => Ok(false),
+        }
+    }
+
+    /// Signs `request` and broadcasts it under the send lock, remembering
+    /// its hash under `key` before it leaves (a resend after a lost answer
+    /// finds it).
+    async fn send(&self, key: String, request: TransactionRequest) -> Result<B256, SendError> {
+        let _serial = self.send.lock().await;
+        let (hash, raw) = sign(
+            &self.provider,
+            &self.signer,
+            request,
+            self.config.chain_id.get(),
+            self.config.max_fee_per_gas_cap,
+            self.config.gas_headroom_percent,
+        )
+        .await?;
+        self.remember(key, hash);
+        broadcast(&self.provider, &raw).await?;
+        Ok(hash)
     }
 
     async fn halt_at(&self, point: &'static str, op: OperationKey<'_>) {
@@ -739,28 +810,21 @@ impl EvmLedger {
             if let Some(reason) = effect.ruled_out(final_state) {
                 return Ok(Acted::Refused(reason.into()));
             }
+            let key = format!("{}/{}", op.transfer_id, op.action);
             let latest = self.stored(id, None).await?.state;
             let in_flight = if effect.seen(latest) {
                 // Mined, not yet confirmed.
                 true
-            } else if let Some(hash) = self.remembered(op) {
-                match self
-                    .provider
-                    .get_transaction_by_hash(hash)
-                    .await
-                    .map_err(unavailable)?
-                {
-                    // Still waiting in the node's pool.
-                    Some(tx) if tx.block_number.is_none() => true,
-                    // Mined without the effect (reverted), or dropped (a
-                    // reorg, an eviction): decide afresh.
-                    Some(_) => false,
-                    None => {
-                        tracing::warn!(transfer = op.transfer_id, action = op.action, %hash,
-                            "EVM transaction no longer known to the node (reorg or eviction); sending again");
-                        false
-                    }
+            } else if let Some(hash) = self.remembered(&key) {
+                // Waiting in the pool, or mined a moment after the read
+                // above: wait. Reverted or dropped (a reorg, an eviction):
+                // decide afresh.
+                let waiting = self.in_flight(hash).await?;
+                if !waiting {
+                    tracing::warn!(transfer = op.transfer_id, action = op.action, %hash,
+                        "EVM transaction reverted or no longer known to the node (reorg or eviction); deciding afresh");
                 }
+                waiting
             } else {
                 false
             };
@@ -784,24 +848,19 @@ impl EvmLedger {
                         .with_input(call.clone())
                         .with_value(value);
                     self.halt_at("before-send", op).await;
-                    let sent = {
-                        let _serial = self.send.lock().await;
-                        sign_and_send(
-                            &self.provider,
-                            &self.signer,
-                            request,
-                            self.config.max_fee_per_gas_cap,
-                            self.config.gas_headroom_percent,
-                        )
-                        .await
-                    };
-                    match sent {
+                    match self.send(key, request).await {
                         Ok(hash) => {
                             tracing::debug!(transfer = op.transfer_id, action = op.action, %hash, "EVM transaction sent");
-                            self.remember(op, hash);
                             self.halt_at("after-send", op).await;
                         }
-                        Err(SendError::Reverted(reason)) => return Ok(Acted::Refused(reason)),
+                        Err(SendError::Reverted(reason)) => {
+                            // The simulation may have raced a transaction of
+                            // ours being mined: a refusal counts only when
+                            // the chain does not show the effect after all.
+                            if !effect.seen(self.stored(id, None).await?.state) {
+                                return Ok(Acted::Refused(reason));
+                            }
+                        }
                         Err(SendError::Node(error)) => {
                             return Err(AdapterError::Unavailable(error));
                         }
@@ -844,17 +903,14 @@ impl EvmLedger {
                 }
                 .abi_encode(),
             );
-        let hash = {
-            let _serial = self.send.lock().await;
-            sign_and_send(
-                &self.provider,
-                &self.signer,
-                request,
-                self.config.max_fee_per_gas_cap,
-                self.config.gas_headroom_percent,
-            )
-            .await
-            .map_err(|e| AdapterError::Unavailable(format!("approve: {e}")))?
+        // One approval per token: one already on its way is waited for.
+        let key = format!("approve/{token}");
+        let hash = match self.remembered(&key) {
+            Some(hash) if self.in_flight(hash).await? => hash,
+            _ => self
+                .send(key, request)
+                .await
+                .map_err(|e| AdapterError::Unavailable(format!("approve: {e}")))?,
         };
         let started = Instant::now();
         while started.elapsed() < Duration::from_millis(self.config.wait_ms_max) {
@@ -876,6 +932,24 @@ impl EvmLedger {
         Err(AdapterError::Pending(format!(
             "approve {hash} not mined yet"
         )))
+    }
+
+    /// The decimals of `asset` on this chain (18 for the native coin, the
+    /// token's `decimals()` otherwise); `None` for an asset not configured.
+    pub async fn decimals(&self, asset: AssetCode) -> Result<Option<u8>, AdapterError> {
+        let Some(token) = self.token_of(asset) else {
+            return Ok(None);
+        };
+        if token == EvmAddress::ZERO {
+            return Ok(Some(18));
+        }
+        let request = TransactionRequest::default()
+            .with_to(token)
+            .with_input(Erc20::decimalsCall {}.abi_encode());
+        let data = self.provider.call(request).await.map_err(unavailable)?;
+        Erc20::decimalsCall::abi_decode_returns(&data)
+            .map(Some)
+            .map_err(|e| AdapterError::Corrupt(format!("decimals() of {token}: {e}")))
     }
 
     /// The lock `lock` calls under `op` make (or made).

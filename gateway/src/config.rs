@@ -27,7 +27,7 @@
 //! | `satp.identity_key` (P-256, 32 bytes hex) | `LOCKGATE_SATP_KEY` | generated into `<data_dir>/satp-key.hex` |
 //! | `satp.fault_step` | `LOCKGATE_SATP_FAULT_STEP` | unset; crash tests only, see `satp::fault` |
 //! | `[[peers]]`: `gateway_id`, `url` (`http://`), `identity_key` (JWK text), `chain_id`, `block_producer`, `account`, `token`, `commit_ms_max`, `clock_drift_ms_max`, `routes` (chain ids reachable through the peer) | — | none; see `satp` (`lockgate satp-identity` prints what a peer pins) |
-//! | `[[evm]]`: `chain_id`, `rpc_url`, `contract`, `deploy_block`, `key` (hex) or `keystore` (file) with `keystore_password` / `keystore_password_env`, `assets` (code = `"native"` or token address), `confirmations`, `block_interval_ms_max`, `inclusion_ms_max`, `clock_drift_ms_max`, `poll_ms`, `wait_ms_max`, `max_fee_per_gas_gwei`, `log_range_blocks`, `lookback_blocks` | — | none; see `adapters::evm` and docs/evm.md (defaults 0 confirmations, 12000 / 60000 / 15000 ms, 200 ms polls, 10000 ms waits, 1000 gwei, 10000 / 100000 blocks) |
+//! | `[[evm]]`: `chain_id`, `rpc_url`, `contract`, `deploy_block`, `key` (hex) or `keystore` (file) with `keystore_password` / `keystore_password_env`, `assets` (code = `"native"` or token address), `confirmations`, `block_interval_ms_max`, `inclusion_ms_max`, `clock_drift_ms_max`, `poll_ms`, `wait_ms_max`, `rpc_timeout_ms`, `max_fee_per_gas_gwei`, `log_range_blocks`, `lookback_blocks` | — | none; see `adapters::evm` and docs/evm.md (`confirmations` required; defaults 12000 / 60000 / 15000 ms, 200 ms polls, 2000 ms waits, 3000 ms RPC timeouts, 1000 gwei, 10000 / 100000 blocks) |
 //! | `auth.issuer` | `LOCKGATE_JWT_ISSUER` | `lockgate-dev` |
 //! | `auth.audience` | `LOCKGATE_JWT_AUDIENCE` | `lockgate` |
 //! | `auth.hs256_secret` | `LOCKGATE_JWT_SECRET` | generated into `<data_dir>/jwt-dev-secret.hex` |
@@ -264,8 +264,8 @@ pub struct EvmLedgerConfig {
     /// Assets: a Lockgate asset code to `"native"` (the chain's coin, in
     /// wei) or an ERC-20 token's 0x address (in its base units).
     pub assets: std::collections::BTreeMap<String, String>,
-    /// Blocks on top before a block's contents count as final.
-    #[serde(default)]
+    /// Blocks on top before a block's contents count as final. Required:
+    /// there is no safe default (0 suits BFT chains and dev nodes only).
     pub confirmations: u32,
     /// Longest time between two blocks (ms).
     #[serde(default = "EvmLedgerConfig::default_block_interval_ms_max")]
@@ -279,9 +279,13 @@ pub struct EvmLedgerConfig {
     /// How often a waiting action polls the node (ms).
     #[serde(default = "EvmLedgerConfig::default_poll_ms")]
     pub poll_ms: u64,
-    /// Longest one engine step waits for an action's confirmations (ms).
+    /// Longest one engine step waits for an action's confirmations (ms);
+    /// less than `transfers.reaction_ms_max`.
     #[serde(default = "EvmLedgerConfig::default_wait_ms_max")]
     pub wait_ms_max: u64,
+    /// Longest one JSON-RPC request may take (ms).
+    #[serde(default = "EvmLedgerConfig::default_rpc_timeout_ms")]
+    pub rpc_timeout_ms: u64,
     /// Highest maxFeePerGas offered, in gwei.
     #[serde(default = "EvmLedgerConfig::default_max_fee_gwei")]
     pub max_fee_per_gas_gwei: u64,
@@ -307,7 +311,10 @@ impl EvmLedgerConfig {
         200
     }
     fn default_wait_ms_max() -> u64 {
-        10_000
+        2_000
+    }
+    fn default_rpc_timeout_ms() -> u64 {
+        3_000
     }
     fn default_max_fee_gwei() -> u64 {
         1_000
@@ -651,8 +658,15 @@ impl Config {
                     );
                 }
             }
-            if evm.poll_ms == 0 || evm.log_range_blocks == 0 {
-                return invalid("an [[evm]] poll_ms and log_range_blocks must be at least 1");
+            if evm.poll_ms == 0 || evm.log_range_blocks == 0 || evm.rpc_timeout_ms == 0 {
+                return invalid(
+                    "an [[evm]] poll_ms, log_range_blocks and rpc_timeout_ms must be at least 1",
+                );
+            }
+            if evm.wait_ms_max >= self.transfers.reaction_ms_max {
+                return invalid(
+                    "an [[evm]] wait_ms_max must be less than transfers.reaction_ms_max (a step that waits must not delay the engine's reaction)",
+                );
             }
         }
         if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {

@@ -27,6 +27,17 @@ pub use adapters::evm::EvmLedger;
 pub enum EvmLedger {}
 
 #[cfg(not(feature = "evm"))]
+impl EvmLedger {
+    /// The decimals of an asset (never called: no values exist).
+    pub async fn decimals(
+        &self,
+        _: ledger_core::AssetCode,
+    ) -> Result<Option<u8>, adapters::ledger::AdapterError> {
+        match *self {}
+    }
+}
+
+#[cfg(not(feature = "evm"))]
 impl adapters::ledger::LedgerAdapter for EvmLedger {
     fn account(&self) -> ledger_core::Address {
         match *self {}
@@ -153,6 +164,7 @@ pub async fn from_config(config: &Config) -> anyhow::Result<Vec<Arc<EvmLedger>>>
         adapter_config.clock_drift_ms_max = evm.clock_drift_ms_max;
         adapter_config.poll_ms = evm.poll_ms;
         adapter_config.wait_ms_max = evm.wait_ms_max;
+        adapter_config.rpc_timeout_ms = evm.rpc_timeout_ms;
         adapter_config.max_fee_per_gas_cap = u128::from(evm.max_fee_per_gas_gwei) * 1_000_000_000;
         adapter_config.log_range_blocks = evm.log_range_blocks;
         adapter_config.lookback_blocks = evm.lookback_blocks;

@@ -12,7 +12,9 @@
 //! - [`apply`]: the state transition and its outcomes;
 //! - [`merkle`]: the RFC 6962 Merkle tree and inclusion proofs;
 //! - [`block`]: signed block headers, sealing, inclusion proofs of transactions;
-//! - [`verify`]: the offline chain verifier.
+//! - [`verify`]: the offline chain verifier;
+//! - [`settlement`]: roaming settlement: usage records, agreements, netting,
+//!   and their EIP-712 types.
 //!
 //! The wire formats (EIP-712 types, hashing and Merkle scheme) are specified
 //! in `docs/ledger-format.md` at the repository root, precisely enough to
@@ -25,6 +27,7 @@ pub mod block;
 pub mod eip712;
 pub mod hash;
 pub mod merkle;
+pub mod settlement;
 pub mod signature;
 pub mod state;
 pub mod tx;

@@ -198,8 +198,19 @@ pub fn bytecode(artifact: &str) -> String {
     value["bytecode"].as_str().expect("bytecode").to_string()
 }
 
-/// Deploys the test ERC-20 with `cast` from dev account `from`; its address.
+/// Deploys the test ERC-20 (2 decimals) with `cast` from dev account `from`;
+/// its address.
 pub fn deploy_token(anvil: &Anvil, from: usize, symbol: &str) -> String {
+    deploy_token_with_decimals(anvil, from, symbol, 2)
+}
+
+/// [`deploy_token`] with `decimals`.
+pub fn deploy_token_with_decimals(
+    anvil: &Anvil,
+    from: usize,
+    symbol: &str,
+    decimals: u8,
+) -> String {
     let code = bytecode(adapters::evm::TEST_TOKEN_ARTIFACT);
     let out = anvil.cast(&[
         "send",
@@ -211,7 +222,7 @@ pub fn deploy_token(anvil: &Anvil, from: usize, symbol: &str) -> String {
         "constructor(string,string,uint8)",
         symbol,
         symbol,
-        "2",
+        &decimals.to_string(),
     ]);
     let receipt: serde_json::Value = serde_json::from_str(&out).expect("receipt json");
     receipt["contractAddress"]

@@ -66,6 +66,8 @@ impl Net {
         // The token, deployed and minted with cast: the gateway's EVM
         // account (dev 0) holds liquidity, dev 1 sends.
         let token = deploy_token(&anvil, 3, "EURT");
+        // A token counting in 18 decimals, which EUR (2) may not pair with.
+        let wide = deploy_token_with_decimals(&anvil, 3, "WEUR", 18);
         for holder in [DEV_ADDRESSES[0], DEV_ADDRESSES[1]] {
             anvil.cast(&[
                 "send",
@@ -82,11 +84,11 @@ impl Net {
         let env = Env::new(&db.url).with_config(&format!(
             "[transfers]\nconnector_key = \"0x{}\"\ntick_ms = 100\nreaction_ms_max = 1500\n\
              commit_ms_max = 500\nclaim_window_ms = 6000\nsafety_margin_ms = 1000\n\
-             asset_pairs = [[\"EUR\", \"EURT\"], [\"EURT\", \"EUR\"]]\n\n\
+             asset_pairs = [[\"EUR\", \"EURT\"], [\"EURT\", \"EUR\"], [\"EUR\", \"WEUR\"]]\n\n\
              [[evm]]\nchain_id = {ANVIL_CHAIN}\nrpc_url = \"{}\"\ncontract = \"{contract}\"\n\
              deploy_block = {}\nkey = \"{}\"\nconfirmations = {confirmations}\nblock_interval_ms_max = 1000\n\
-             inclusion_ms_max = 2000\nclock_drift_ms_max = 2000\npoll_ms = 20\n\
-             assets = {{ EURT = \"{token}\" }}\n",
+             inclusion_ms_max = 2000\nclock_drift_ms_max = 2000\npoll_ms = 20\nwait_ms_max = 1000\n\
+             assets = {{ EURT = \"{token}\", WEUR = \"{wide}\" }}\n",
             hex::encode(connector_secret),
             anvil.url,
             deployed["deployBlock"],
@@ -433,7 +435,7 @@ async fn killed_after_its_claim_on_anvil_was_confirmed_before_recording_it() {
 }
 
 #[tokio::test]
-async fn a_transfer_of_an_asset_the_evm_chain_lacks_is_refused_and_nothing_is_sent() {
+async fn transfers_the_evm_chain_cannot_carry_are_refused_and_nothing_is_sent() {
     let db = PgDatabase::new().await;
     let net = Net::new(&db).await;
     let process = net.env.start().await;
@@ -459,6 +461,29 @@ async fn a_transfer_of_an_asset_the_evm_chain_lacks_is_refused_and_nothing_is_se
             .as_str()
             .unwrap()
             .contains("not configured on chain 31337"),
+        "{problem}"
+    );
+    // EUR (2 decimals) into WEUR (18): refused, the minor units differ.
+    let response = process
+        .http
+        .post(format!("{}/v1/transfers", process.base))
+        .bearer_auth(&net.api)
+        .json(&serde_json::json!({
+            "sourceChainId": CHAIN.to_string(), "targetChainId": ANVIL_CHAIN.to_string(),
+            "sourceAsset": "EUR", "targetAsset": "WEUR", "amount": "5",
+            "sender": net.alice.address().to_string(), "recipient": DEV_ADDRESSES[2],
+            "hashlock": Hashlock::of_preimage(&[2; 32]).to_string(),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("2 decimals and the target asset 18"),
         "{problem}"
     );
     let (status, page) = process.get("/v1/transfers", &net.api).await;

@@ -247,6 +247,7 @@ async fn create_one(
                 | CreateError::AssetsDiffer
                 | CreateError::EvmToPeer
                 | CreateError::AssetNotOnLedger { .. }
+                | CreateError::ScalesDiffer { .. }
                 | CreateError::SameParty => Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "route-refused",

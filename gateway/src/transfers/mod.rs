@@ -296,6 +296,16 @@ pub enum CreateError {
         /// The chain.
         chain: ChainId,
     },
+    /// The two assets count minor units in different decimals.
+    #[error(
+        "the source asset has {source_scale} decimals and the target asset {target_scale}: a connector moves the same minor units on both legs"
+    )]
+    ScalesDiffer {
+        /// The source asset's decimals.
+        source_scale: u8,
+        /// The target asset's decimals.
+        target_scale: u8,
+    },
     /// A transfer to a peer gateway's ledger starts on a built-in ledger.
     #[error(
         "a transfer to a peer gateway's ledger must start on a built-in ledger of this gateway, not an EVM chain"
@@ -380,6 +390,24 @@ pub fn same_value(
             .any(|[s, t]| s == source.as_str() && t == target.as_str())
 }
 
+/// The decimals of `asset` on ledger `chain`: the token's (or 18 for the
+/// native coin) on an EVM chain, the registered scale on a built-in ledger.
+async fn scale_of(app: &App, chain: ChainId, asset: AssetCode) -> Result<u8, CreateError> {
+    if let Some(evm) = app.evm(chain) {
+        return evm
+            .decimals(asset)
+            .await
+            .map_err(|e| CreateError::PeerUnavailable(e.to_string()))?
+            .ok_or(CreateError::AssetNotOnLedger { asset, chain });
+    }
+    use crate::store::LedgerStore as _;
+    app.store
+        .asset(chain, asset)
+        .await?
+        .map(|state| state.asset.scale.get())
+        .ok_or(CreateError::AssetNotOnLedger { asset, chain })
+}
+
 /// Plans and records a new transfer.
 pub async fn create(
     app: &App,
@@ -431,6 +459,21 @@ pub async fn create(
                 .contains(&asset)
         {
             return Err(CreateError::AssetNotOnLedger { asset, chain });
+        }
+    }
+    // A connector pays out the minor units it is paid in: across an EVM
+    // chain both assets must count them in the same decimals.
+    if !exchange
+        && (app.evm(request.source_chain_id).is_some()
+            || app.evm(request.target_chain_id).is_some())
+    {
+        let source_scale = scale_of(app, request.source_chain_id, request.source_asset).await?;
+        let target_scale = scale_of(app, request.target_chain_id, request.target_asset).await?;
+        if source_scale != target_scale {
+            return Err(CreateError::ScalesDiffer {
+                source_scale,
+                target_scale,
+            });
         }
     }
     if !exchange && request.target_amount != request.amount {
@@ -707,9 +750,26 @@ pub fn spawn_engine(app: Arc<App>, connector: Connector) {
                             let mut current = transfer;
                             for _ in 0..STEPS_PER_TICK_MAX {
                                 let (id, version) = (current.id.clone(), current.version);
-                                if let Err(error) = step(app, connector, current).await {
-                                    tracing::warn!(%error, "transfer engine step failed; retrying next tick");
-                                    break;
+                                // A step that hangs (an unresponsive node)
+                                // must not hold up the tick, and with it
+                                // every other transfer's reaction: it is cut
+                                // off, which is safe as a crash is (every
+                                // action is idempotent), and retried.
+                                let limit = Duration::from_millis(reaction_ms(&connector.config));
+                                match tokio::time::timeout(limit, step(app, connector, current)).await {
+                                    Ok(Ok(())) => {}
+                                    Ok(Err(StepError::Adapter(AdapterError::Pending(what)))) => {
+                                        tracing::debug!(%what, "transfer engine step waits for a ledger");
+                                        break;
+                                    }
+                                    Ok(Err(error)) => {
+                                        tracing::warn!(%error, "transfer engine step failed; retrying next tick");
+                                        break;
+                                    }
+                                    Err(_) => {
+                                        tracing::warn!(transfer = %id, "transfer engine step took longer than the reaction bound; cut off, retrying next tick");
+                                        break;
+                                    }
                                 }
                                 match app.store.transfer(&id).await {
                                     Ok(Some(next)) if next.version != version && !next.state.is_final() => {

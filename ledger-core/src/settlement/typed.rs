@@ -1,0 +1,138 @@
+//! The EIP-712 typed data of settlement: what an operator signs (a usage
+//! record, its acceptance, a dispute) and what the gateway signs (a
+//! statement). Any EIP-712 wallet or library can produce and check these
+//! signatures (`eth_signTypedData_v4`).
+//!
+//! Domain: `EIP712Domain(string name,string version,uint256 chainId)` with
+//! name [`DOMAIN_NAME`] (`"Lockgate Settlement"`, so no settlement signature
+//! is ever a valid ledger transaction signature or the reverse), version
+//! `"1"`, and the chain id of the gateway's primary ledger.
+//!
+//! Types (EIP-712 `encodeType`; a referenced struct type is appended):
+//!
+//! ```text
+//! UsageRecord(string sender,string recipient,uint64 sequence,uint64 periodStartMs,uint64 periodEndMs,string currency,uint32 agreementVersion,ServiceLine[] lines,uint256 chargesTotal,uint256 discount,uint256 total)ServiceLine(string service,uint64 quantity,uint256 ratePrice,uint64 ratePer,uint256 charge)
+//! RecordAcceptance(bytes32 recordHash,string recipient)
+//! RecordDispute(bytes32 recordHash,string recipient,string reason,uint256 disputedAmount,bytes32 evidenceHash)
+//! ```
+//!
+//! `recordHash` is `hashStruct(UsageRecord)`, the record's identity.
+
+use std::sync::LazyLock;
+
+use crate::eip712::{signing_digest, uint_word};
+use crate::hash::{keccak256, keccak256_concat};
+use crate::types::ChainId;
+
+use super::record::{ServiceLine, UsageRecord};
+
+/// The settlement domain's `name`.
+pub const DOMAIN_NAME: &str = "Lockgate Settlement";
+/// The settlement domain's `version`.
+pub const DOMAIN_VERSION: &str = "1";
+
+/// `encodeType(ServiceLine)`.
+pub const SERVICE_LINE_TYPE: &str =
+    "ServiceLine(string service,uint64 quantity,uint256 ratePrice,uint64 ratePer,uint256 charge)";
+/// `encodeType(UsageRecord)`.
+pub const USAGE_RECORD_TYPE: &str = "UsageRecord(string sender,string recipient,uint64 sequence,uint64 periodStartMs,uint64 periodEndMs,string currency,uint32 agreementVersion,ServiceLine[] lines,uint256 chargesTotal,uint256 discount,uint256 total)ServiceLine(string service,uint64 quantity,uint256 ratePrice,uint64 ratePer,uint256 charge)";
+/// `encodeType(RecordAcceptance)`.
+pub const ACCEPTANCE_TYPE: &str = "RecordAcceptance(bytes32 recordHash,string recipient)";
+/// `encodeType(RecordDispute)`.
+pub const DISPUTE_TYPE: &str = "RecordDispute(bytes32 recordHash,string recipient,string reason,uint256 disputedAmount,bytes32 evidenceHash)";
+
+static TYPE_HASHES: LazyLock<[[u8; 32]; 4]> = LazyLock::new(|| {
+    [
+        keccak256(SERVICE_LINE_TYPE.as_bytes()),
+        keccak256(USAGE_RECORD_TYPE.as_bytes()),
+        keccak256(ACCEPTANCE_TYPE.as_bytes()),
+        keccak256(DISPUTE_TYPE.as_bytes()),
+    ]
+});
+
+/// The settlement domain separator for the gateway whose primary ledger
+/// has `chain_id`.
+pub fn domain_separator(chain_id: ChainId) -> [u8; 32] {
+    keccak256_concat(&[
+        &keccak256(crate::eip712::DOMAIN_TYPE.as_bytes()),
+        &keccak256(DOMAIN_NAME.as_bytes()),
+        &keccak256(DOMAIN_VERSION.as_bytes()),
+        &uint_word(u128::from(chain_id.get())),
+    ])
+}
+
+fn line_hash(line: &ServiceLine) -> [u8; 32] {
+    keccak256_concat(&[
+        &TYPE_HASHES[0],
+        &keccak256(line.service.name().as_bytes()),
+        &uint_word(u128::from(line.quantity)),
+        &uint_word(line.rate.price),
+        &uint_word(u128::from(line.rate.per)),
+        &uint_word(line.charge),
+    ])
+}
+
+/// `hashStruct(UsageRecord)`: the record's identity (`recordHash`).
+pub fn record_hash(record: &UsageRecord) -> [u8; 32] {
+    let mut lines = Vec::with_capacity(32 * record.lines.len());
+    for line in &record.lines {
+        lines.extend_from_slice(&line_hash(line));
+    }
+    keccak256_concat(&[
+        &TYPE_HASHES[1],
+        &keccak256(record.sender.as_str().as_bytes()),
+        &keccak256(record.recipient.as_str().as_bytes()),
+        &uint_word(u128::from(record.sequence)),
+        &uint_word(u128::from(record.period_start_ms)),
+        &uint_word(u128::from(record.period_end_ms)),
+        &keccak256(record.currency.as_str().as_bytes()),
+        &uint_word(u128::from(record.agreement_version)),
+        &keccak256(&lines),
+        &uint_word(record.charges_total),
+        &uint_word(record.discount),
+        &uint_word(record.total),
+    ])
+}
+
+/// The digest the sender signs for `record`.
+pub fn record_digest(chain_id: ChainId, record: &UsageRecord) -> [u8; 32] {
+    signing_digest(&domain_separator(chain_id), &record_hash(record))
+}
+
+/// The digest the recipient signs to accept the record `record_hash`.
+pub fn acceptance_digest(chain_id: ChainId, record_hash: &[u8; 32], recipient: &str) -> [u8; 32] {
+    let hash = keccak256_concat(&[
+        &TYPE_HASHES[2],
+        record_hash,
+        &keccak256(recipient.as_bytes()),
+    ]);
+    signing_digest(&domain_separator(chain_id), &hash)
+}
+
+/// A dispute as the recipient signs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DisputeTerms<'a> {
+    /// The disputed record.
+    pub record_hash: [u8; 32],
+    /// The recipient's TADIG code.
+    pub recipient: &'a str,
+    /// Why, in words.
+    pub reason: &'a str,
+    /// How much of the total is disputed (minor units).
+    pub disputed_amount: u128,
+    /// SHA-256 of the evidence document (zero when none).
+    pub evidence_hash: [u8; 32],
+}
+
+/// The digest the recipient signs to dispute a record.
+pub fn dispute_digest(chain_id: ChainId, dispute: &DisputeTerms<'_>) -> [u8; 32] {
+    let hash = keccak256_concat(&[
+        &TYPE_HASHES[3],
+        &dispute.record_hash,
+        &keccak256(dispute.recipient.as_bytes()),
+        &keccak256(dispute.reason.as_bytes()),
+        &uint_word(dispute.disputed_amount),
+        &dispute.evidence_hash,
+    ]);
+    signing_digest(&domain_separator(chain_id), &hash)
+}
