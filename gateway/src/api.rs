@@ -56,6 +56,11 @@ type AppState = Arc<App>;
         crate::transfers::http::create_transfer, crate::transfers::http::get_transfer,
         crate::transfers::http::list_transfers, crate::transfers::http::cancel_transfer, crate::transfers::http::stream_transfers,
         crate::satp::server::receive, crate::satp::recovery::receive, crate::satp::server::identity,
+        crate::settlement::http::register_operator, crate::settlement::http::list_operators,
+        crate::settlement::http::add_agreement, crate::settlement::http::list_agreements,
+        crate::settlement::http::submit_record, crate::settlement::http::list_records,
+        crate::settlement::http::get_record, crate::settlement::http::accept_record,
+        crate::settlement::http::dispute_record, crate::settlement::http::get_anchor,
         healthz, readyz, metrics,
     ),
     components(schemas(
@@ -71,6 +76,14 @@ type AppState = Arc<App>;
         adapters::satp::messages::Capabilities, adapters::satp::messages::NetworkLockType,
         adapters::satp::envelope::Envelope, crate::satp::problem::SatpError,
         adapters::satp::recovery::RecoveryMessage, adapters::satp::recovery::Compensation,
+        crate::settlement::http::OperatorBody, crate::settlement::http::OperatorView,
+        crate::settlement::http::OperatorList, crate::settlement::http::AgreementList,
+        crate::settlement::http::SubmitRecord, crate::settlement::http::AcceptRecord,
+        crate::settlement::http::DisputeRecord, crate::settlement::http::RecordView,
+        crate::settlement::http::RecordPage, crate::settlement::http::AnchorView,
+        crate::settlement::AgreementBody, crate::settlement::RateBody,
+        crate::settlement::ServiceLineBody, crate::settlement::UsageRecordBody,
+        crate::settlement::DisputeBody,
     )),
     servers((url = "/", description = "This gateway")),
     modifiers(&BearerAuth, &CommonResponses, &StrictSatpMessages),
@@ -78,6 +91,7 @@ type AppState = Arc<App>;
         (name = "ledger", description = "The built-in ledger"),
         (name = "transfers", description = "Cross-ledger transfers between the hosted ledgers, this gateway as connector"),
         (name = "satp", description = "Gateway-to-gateway messages (draft-ietf-satp-core-17), authenticated by pinned identity keys, not tokens"),
+        (name = "settlement", description = "Roaming settlement: operators, agreements, EIP-712 signed usage records, acceptance, disputes, anchors on the built-in ledger"),
         (name = "operations", description = "Health, readiness and metrics (no authentication)"),
     ),
 )]
@@ -285,6 +299,22 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/satp/messages", post(crate::satp::server::receive))
         .route("/v1/satp/recovery", post(crate::satp::recovery::receive))
         .route("/v1/satp/identity", get(crate::satp::server::identity))
+        .route(
+            "/v1/settlement/operators",
+            post(crate::settlement::http::register_operator).get(crate::settlement::http::list_operators),
+        )
+        .route(
+            "/v1/settlement/agreements",
+            post(crate::settlement::http::add_agreement).get(crate::settlement::http::list_agreements),
+        )
+        .route(
+            "/v1/settlement/records",
+            post(crate::settlement::http::submit_record).get(crate::settlement::http::list_records),
+        )
+        .route("/v1/settlement/records/{hash}", get(crate::settlement::http::get_record))
+        .route("/v1/settlement/records/{hash}/accept", post(crate::settlement::http::accept_record))
+        .route("/v1/settlement/records/{hash}/dispute", post(crate::settlement::http::dispute_record))
+        .route("/v1/settlement/records/{hash}/anchor", get(crate::settlement::http::get_anchor))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -263,5 +263,6 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
         tracing::warn!(%step, "fault injection is set: the transfer engine halts at this step (crash tests only)");
     }
     crate::transfers::spawn_engine(app.clone(), connector);
+    crate::settlement::spawn_anchorer(app.clone());
     Ok(app)
 }

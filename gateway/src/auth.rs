@@ -41,11 +41,17 @@ pub enum Scope {
     TransfersRead,
     /// Create transfers.
     TransfersWrite,
+    /// Read the settlement records and agreements of the tenant's operators.
+    SettlementRead,
+    /// Submit, accept and dispute usage records for the tenant's operators.
+    SettlementWrite,
+    /// Manage the operator registry and agreements.
+    SettlementAdmin,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 10] = [
         Scope::LedgerRead,
         Scope::LedgerReadAll,
         Scope::LedgerSubmit,
@@ -53,6 +59,9 @@ impl Scope {
         Scope::LedgerExport,
         Scope::TransfersRead,
         Scope::TransfersWrite,
+        Scope::SettlementRead,
+        Scope::SettlementWrite,
+        Scope::SettlementAdmin,
     ];
 
     /// The scope's name in tokens.
@@ -65,6 +74,9 @@ impl Scope {
             Scope::LedgerExport => "ledger:export",
             Scope::TransfersRead => "transfers:read",
             Scope::TransfersWrite => "transfers:write",
+            Scope::SettlementRead => "settlement:read",
+            Scope::SettlementWrite => "settlement:write",
+            Scope::SettlementAdmin => "settlement:admin",
         }
     }
 

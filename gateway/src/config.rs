@@ -28,6 +28,7 @@
 //! | `satp.fault_step` | `LOCKGATE_SATP_FAULT_STEP` | unset; crash tests only, see `satp::fault` |
 //! | `[[peers]]`: `gateway_id`, `url` (`http://`), `identity_key` (JWK text), `chain_id`, `block_producer`, `account`, `token`, `commit_ms_max`, `clock_drift_ms_max`, `routes` (chain ids reachable through the peer) | — | none; see `satp` (`lockgate satp-identity` prints what a peer pins) |
 //! | `[[evm]]`: `chain_id`, `rpc_url`, `contract`, `deploy_block`, `key` (hex) or `keystore` (file) with `keystore_password` / `keystore_password_env`, `assets` (code = `"native"` or token address), `confirmations`, `block_interval_ms_max`, `inclusion_ms_max`, `clock_drift_ms_max`, `poll_ms`, `wait_ms_max`, `rpc_timeout_ms`, `max_fee_per_gas_gwei`, `log_range_blocks`, `lookback_blocks` | — | none; see `adapters::evm` and docs/evm.md (`confirmations` required; defaults 12000 / 60000 / 15000 ms, 200 ms polls, 2000 ms waits, 3000 ms RPC timeouts, 1000 gwei, 10000 / 100000 blocks) |
+//! | `settlement.dispute_window_ms` | `LOCKGATE_DISPUTE_WINDOW_MS` | 1209600000 (14 days) |
 //! | `auth.issuer` | `LOCKGATE_JWT_ISSUER` | `lockgate-dev` |
 //! | `auth.audience` | `LOCKGATE_JWT_AUDIENCE` | `lockgate` |
 //! | `auth.hs256_secret` | `LOCKGATE_JWT_SECRET` | generated into `<data_dir>/jwt-dev-secret.hex` |
@@ -97,6 +98,8 @@ pub struct Config {
     /// EVM chains this gateway is the connector on, each through a
     /// deployed Lockgate HTLC contract (the `evm` feature, on by default).
     pub evm: Vec<EvmLedgerConfig>,
+    /// Roaming settlement.
+    pub settlement: SettlementConfig,
     /// API authentication.
     pub auth: AuthConfig,
     /// Request limits.
@@ -327,6 +330,23 @@ impl EvmLedgerConfig {
     }
 }
 
+/// Roaming settlement.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SettlementConfig {
+    /// How long a recipient has to accept or dispute a usage record (ms).
+    pub dispute_window_ms: u64,
+}
+
+impl Default for SettlementConfig {
+    fn default() -> Self {
+        Self {
+            // 14 days.
+            dispute_window_ms: 14 * 24 * 3_600_000,
+        }
+    }
+}
+
 /// JWT bearer authentication (HS256, pinned).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -366,6 +386,7 @@ impl Default for Config {
             satp: SatpConfig::default(),
             peers: Vec::new(),
             evm: Vec::new(),
+            settlement: SettlementConfig::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
         }
@@ -516,6 +537,10 @@ impl Config {
         if let Ok(step) = std::env::var("LOCKGATE_SATP_FAULT_STEP") {
             self.satp.fault_step = Some(step);
         }
+        env_parse(
+            "LOCKGATE_DISPUTE_WINDOW_MS",
+            &mut self.settlement.dispute_window_ms,
+        )?;
         if let Ok(issuer) = std::env::var("LOCKGATE_JWT_ISSUER") {
             self.auth.issuer = issuer;
         }
@@ -668,6 +693,9 @@ impl Config {
                     "an [[evm]] wait_ms_max must be less than transfers.reaction_ms_max (a step that waits must not delay the engine's reaction)",
                 );
             }
+        }
+        if self.settlement.dispute_window_ms == 0 {
+            return invalid("settlement.dispute_window_ms must be at least 1");
         }
         if self.auth.issuer.is_empty() || self.auth.audience.is_empty() {
             return invalid("auth.issuer and auth.audience must not be empty");

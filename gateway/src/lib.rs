@@ -7,7 +7,8 @@
 //! `producer` (the one block producer per database), `export` (audit export
 //! and offline verification), `transfers` (cross-ledger transfers between
 //! hosted ledgers, with the gateway as connector), `evm` (EVM chains through
-//! the HTLC contract, feature `evm`), `satp` (gateway-to-gateway protocol).
+//! the HTLC contract, feature `evm`), `satp` (gateway-to-gateway protocol), `settlement` (roaming settlement:
+//! operators, agreements, usage records and their anchors).
 
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,7 @@ pub mod problem;
 pub mod producer;
 pub mod satp;
 pub mod sequencer;
+pub mod settlement;
 pub mod store;
 pub mod transfers;
 pub mod views;

@@ -1,0 +1,602 @@
+//! Roaming settlement over real HTTP on SQLite and PostgreSQL: the operator
+//! registry and agreement versions; usage records submitted with the
+//! sender's EIP-712 signature, each rule violation refused with its own
+//! problem type and nothing stored; acceptance (counter-signed, then anchored
+//! on the built-in ledger, the anchor's inclusion proof checked with
+//! ledger-core); a dispute resolved by a corrected record; the deadline; and
+//! tenant isolation on every endpoint.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use ledger_core::settlement::record::{Rate, ServiceLine, UsageRecord, discount_of};
+use ledger_core::settlement::typed::{
+    DisputeTerms, acceptance_digest, dispute_digest, record_digest, record_hash,
+};
+use ledger_core::settlement::{Service, Tadig};
+use ledger_core::{AssetCode, SigningKey, TxBody};
+use lockgate::auth::Scope;
+use lockgate::settlement::UsageRecordBody;
+use serde_json::json;
+use support::*;
+
+const DAY: u64 = 86_400_000;
+const JAN_2026: u64 = 1_767_225_600_000;
+const FEB_2026: u64 = JAN_2026 + 31 * DAY;
+
+struct Net {
+    gw: Gateway,
+    admin: String,
+    fra: String,
+    deu: String,
+    gbr: String,
+    fra_key: SigningKey,
+    deu_key: SigningKey,
+}
+
+fn tadig(code: &str) -> Tadig {
+    code.parse().unwrap()
+}
+
+impl Net {
+    async fn new(kind: Db, dispute_window_ms: u64) -> Self {
+        let db = TestDb::new(kind).await;
+        let gw = Gateway::start_on(db, |config| {
+            config.settlement.dispute_window_ms = dispute_window_ms
+        })
+        .await;
+        let now = lockgate::sequencer::now_ms() / 1000;
+        let mint = |tenant: &str, scopes: &[Scope]| {
+            gw.app
+                .auth
+                .mint("test", tenant, scopes, &[], now, 600)
+                .unwrap()
+        };
+        let party = [Scope::SettlementRead, Scope::SettlementWrite];
+        let net = Self {
+            admin: mint("registry", &[Scope::SettlementAdmin]),
+            fra: mint("op-fra", &party),
+            deu: mint("op-deu", &party),
+            gbr: mint("op-gbr", &party),
+            fra_key: key(11),
+            deu_key: key(12),
+            gw,
+        };
+        for (code, name, key, tenant) in [
+            ("FRAF1", "Visited France", &net.fra_key, "op-fra"),
+            ("DEUD2", "Home Germany", &net.deu_key, "op-deu"),
+            ("GBRCN", "Bystander UK", &key(13), "op-gbr"),
+        ] {
+            let (status, body) = net
+                .gw
+                .post("/v1/settlement/operators", &net.admin, &json!({"tadig": code, "name": name, "address": key.address().to_string(), "tenant": tenant}))
+                .await;
+            assert_eq!(status, 201, "{body}");
+        }
+        net
+    }
+
+    fn record(&self, sequence: u64, voice_seconds: u64) -> UsageRecord {
+        let rates = rates();
+        let lines: Vec<ServiceLine> = [
+            (Service::VoiceMo, voice_seconds),
+            (Service::Sms, 4_321),
+            (Service::Data, 987_654_321),
+        ]
+        .into_iter()
+        .map(|(service, quantity)| {
+            let rate = rates[&service];
+            ServiceLine {
+                service,
+                quantity,
+                rate,
+                charge: rate.charge(quantity).unwrap(),
+            }
+        })
+        .collect();
+        let charges_total: u128 = lines.iter().map(|l| l.charge).sum();
+        let discount = discount_of(charges_total, 250).unwrap();
+        UsageRecord {
+            sender: tadig("FRAF1"),
+            recipient: tadig("DEUD2"),
+            sequence,
+            period_start_ms: JAN_2026,
+            period_end_ms: FEB_2026,
+            currency: AssetCode::new("EUR").unwrap(),
+            agreement_version: 1,
+            lines,
+            charges_total,
+            discount,
+            total: charges_total - discount,
+        }
+    }
+
+    fn submission(&self, record: &UsageRecord, signer: &SigningKey) -> serde_json::Value {
+        let signature = signer.sign_digest(&record_digest(self.gw.app.chain_id, record));
+        json!({"record": UsageRecordBody::from_domain(record), "signature": signature.to_string()})
+    }
+
+    async fn submit(&self, token: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        self.gw.post("/v1/settlement/records", token, body).await
+    }
+
+    fn acceptance(&self, hash: &str, signer: &SigningKey) -> serde_json::Value {
+        let digest = acceptance_digest(self.gw.app.chain_id, &hash32(hash), "DEUD2");
+        json!({"signature": signer.sign_digest(&digest).to_string()})
+    }
+}
+
+fn rates() -> BTreeMap<Service, Rate> {
+    BTreeMap::from([
+        (Service::VoiceMo, Rate { price: 10, per: 60 }),
+        (Service::Sms, Rate { price: 3, per: 1 }),
+        (
+            Service::Data,
+            Rate {
+                price: 150,
+                per: 1_000_000,
+            },
+        ),
+    ])
+}
+
+fn hash32(text: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text.trim_start_matches("0x"), &mut out).unwrap();
+    out
+}
+
+fn agreement(version: u32) -> serde_json::Value {
+    json!({
+        "sender": "FRAF1", "recipient": "DEUD2", "version": version, "currency": "EUR",
+        "validFromMs": (JAN_2026 - 365 * DAY).to_string(), "validUntilMs": (JAN_2026 + 365 * DAY).to_string(),
+        "rates": {"voice_mo": {"price": "10", "per": "60"}, "sms": {"price": "3", "per": "1"}, "data": {"price": "150", "per": "1000000"}},
+        "discountBps": 250,
+    })
+}
+
+async fn workflow(kind: Db) {
+    let net = Net::new(kind, 14 * DAY).await;
+    let gw = &net.gw;
+
+    // The registry: the same details again are fine, others are a conflict;
+    // a party's tenant cannot register.
+    let fra = key(11).address().to_string();
+    let again =
+        json!({"tadig": "FRAF1", "name": "Visited France", "address": fra, "tenant": "op-fra"});
+    assert_eq!(
+        gw.post("/v1/settlement/operators", &net.admin, &again)
+            .await
+            .0,
+        200
+    );
+    let other =
+        json!({"tadig": "FRAF1", "name": "Someone else", "address": fra, "tenant": "op-fra"});
+    assert_eq!(
+        gw.post("/v1/settlement/operators", &net.admin, &other)
+            .await
+            .0,
+        409
+    );
+    assert_eq!(
+        gw.post("/v1/settlement/operators", &net.fra, &again)
+            .await
+            .0,
+        403
+    );
+    let (status, list) = gw.get("/v1/settlement/operators", &net.gbr).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["items"].as_array().unwrap().len(), 3);
+    assert!(
+        list["items"][0].get("tenant").is_none(),
+        "tenants are shown to admins only"
+    );
+
+    // Agreements: versions come one after another; admins only.
+    assert_eq!(
+        gw.post("/v1/settlement/agreements", &net.fra, &agreement(1))
+            .await
+            .0,
+        403
+    );
+    let (status, body) = gw
+        .post("/v1/settlement/agreements", &net.admin, &agreement(1))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = gw
+        .post("/v1/settlement/agreements", &net.admin, &agreement(3))
+        .await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (409, Some("urn:lockgate:problem:agreement-version")),
+        "{body}"
+    );
+    let (status, _) = gw
+        .get(
+            "/v1/settlement/agreements?sender=FRAF1&recipient=DEUD2",
+            &net.gbr,
+        )
+        .await;
+    assert_eq!(status, 404, "a bystander does not see the agreement");
+    let (status, list) = gw
+        .get(
+            "/v1/settlement/agreements?sender=FRAF1&recipient=DEUD2",
+            &net.deu,
+        )
+        .await;
+    assert_eq!((status, list["items"].as_array().unwrap().len()), (200, 1));
+
+    // Every violation is refused with its own type, and nothing is stored.
+    let good = net.record(1, 123_457);
+    let refusals: Vec<(UsageRecord, &SigningKey, u16, &str)> = vec![
+        (
+            {
+                let mut r = good.clone();
+                r.total += 1;
+                r
+            },
+            &net.fra_key,
+            422,
+            "record-total-mismatch",
+        ),
+        (
+            {
+                let mut r = good.clone();
+                r.charges_total += 1;
+                r.total += 1;
+                r
+            },
+            &net.fra_key,
+            422,
+            "record-charges-total-mismatch",
+        ),
+        (
+            {
+                let mut r = good.clone();
+                r.lines[0].charge += 1;
+                r
+            },
+            &net.fra_key,
+            422,
+            "record-charge-mismatch",
+        ),
+        (
+            {
+                let mut r = good.clone();
+                r.lines[1].rate.price = 4;
+                r
+            },
+            &net.fra_key,
+            422,
+            "record-rate-mismatch",
+        ),
+        (
+            {
+                let mut r = good.clone();
+                r.discount = 0;
+                r.total = r.charges_total;
+                r
+            },
+            &net.fra_key,
+            422,
+            "record-discount-mismatch",
+        ),
+        (
+            {
+                let mut r = good.clone();
+                r.period_end_ms = u64::from(u32::MAX) * 1_000_000;
+                r
+            },
+            &net.fra_key,
+            422,
+            "record-period-in-future",
+        ),
+        (
+            {
+                let mut r = good.clone();
+                r.currency = AssetCode::new("USD").unwrap();
+                r
+            },
+            &net.fra_key,
+            422,
+            "record-no-agreement",
+        ),
+        (
+            {
+                let mut r = good.clone();
+                r.agreement_version = 2;
+                r
+            },
+            &net.fra_key,
+            422,
+            "record-wrong-agreement-version",
+        ),
+        (
+            {
+                let mut r = good.clone();
+                r.sequence = 2;
+                r
+            },
+            &net.fra_key,
+            422,
+            "record-sequence-gap",
+        ),
+        (good.clone(), &net.deu_key, 422, "bad-signature"),
+    ];
+    for (record, signer, status, slug) in &refusals {
+        let (got, body) = net.submit(&net.fra, &net.submission(record, signer)).await;
+        assert_eq!(
+            (got, body["type"].as_str()),
+            (
+                *status,
+                Some(format!("urn:lockgate:problem:{slug}").as_str())
+            ),
+            "{body}"
+        );
+    }
+    // The recipient's tenant cannot submit as the sender.
+    assert_eq!(
+        net.submit(&net.deu, &net.submission(&good, &net.fra_key))
+            .await
+            .0,
+        403
+    );
+    let (_, list) = gw.get("/v1/settlement/records", &net.fra).await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        0,
+        "refused records are not stored"
+    );
+
+    // Submitted, then a duplicate sequence number refused.
+    let (status, submitted) = net
+        .submit(&net.fra, &net.submission(&good, &net.fra_key))
+        .await;
+    assert_eq!(status, 201, "{submitted}");
+    assert_eq!(submitted["state"], "submitted");
+    let hash = submitted["recordHash"].as_str().unwrap().to_string();
+    assert_eq!(hash32(&hash), record_hash(&good));
+    let other_content = net.record(1, 100_000);
+    let (status, body) = net
+        .submit(&net.fra, &net.submission(&other_content, &net.fra_key))
+        .await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (409, Some("urn:lockgate:problem:record-duplicate-sequence")),
+        "{body}"
+    );
+
+    // Isolation: a bystander sees and does nothing; the sender cannot answer.
+    let path = format!("/v1/settlement/records/{hash}");
+    assert_eq!(gw.get(&path, &net.gbr).await.0, 404);
+    assert_eq!(gw.get(&format!("{path}/anchor"), &net.gbr).await.0, 404);
+    assert_eq!(
+        gw.post(
+            &format!("{path}/accept"),
+            &net.gbr,
+            &net.acceptance(&hash, &net.deu_key)
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        gw.get("/v1/settlement/records", &net.gbr).await.1["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        gw.post(
+            &format!("{path}/accept"),
+            &net.fra,
+            &net.acceptance(&hash, &net.deu_key)
+        )
+        .await
+        .0,
+        403
+    );
+    // The recipient's acceptance must be signed by the recipient.
+    let (status, body) = gw
+        .post(
+            &format!("{path}/accept"),
+            &net.deu,
+            &net.acceptance(&hash, &net.fra_key),
+        )
+        .await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (422, Some("urn:lockgate:problem:bad-signature")),
+        "{body}"
+    );
+    assert_eq!(
+        gw.get(&path, &net.deu).await.1["state"],
+        "submitted",
+        "nothing changed"
+    );
+
+    // Accepted and anchored; the anchor's proof checks with ledger-core.
+    let (status, accepted) = gw
+        .post(
+            &format!("{path}/accept"),
+            &net.deu,
+            &net.acceptance(&hash, &net.deu_key),
+        )
+        .await;
+    assert_eq!(status, 200, "{accepted}");
+    assert_eq!(accepted["state"], "accepted");
+    assert_eq!(accepted["anchored"], true, "{accepted}");
+    assert_eq!(
+        gw.post(
+            &format!("{path}/accept"),
+            &net.deu,
+            &net.acceptance(&hash, &net.deu_key)
+        )
+        .await
+        .0,
+        409
+    );
+    let (status, anchor) = gw.get(&format!("{path}/anchor"), &net.fra).await;
+    assert_eq!(status, 200, "{anchor}");
+    let signed = lockgate::satp::evidence::verify_inclusion(
+        &anchor["inclusion"],
+        gw.app.chain_id,
+        gw.app.block_producer,
+    )
+    .unwrap();
+    match &signed.transaction.body {
+        TxBody::Anchor {
+            document_hash,
+            parties,
+        } => {
+            assert_eq!(document_hash.as_bytes(), &hash32(&hash));
+            assert_eq!(
+                parties.as_slice(),
+                &[net.fra_key.address(), net.deu_key.address()]
+            );
+        }
+        other => panic!("not an anchor: {other:?}"),
+    }
+    // A tampered proof does not check.
+    let mut tampered = anchor["inclusion"].clone();
+    tampered["proof"]["index"] = json!(tampered["proof"]["index"].as_u64().unwrap() + 1);
+    assert!(
+        lockgate::satp::evidence::verify_inclusion(
+            &tampered,
+            gw.app.chain_id,
+            gw.app.block_producer
+        )
+        .is_err()
+    );
+
+    // Record 2 disputed, then corrected: the correction takes its number.
+    let second = net.record(2, 60_000);
+    let (status, body) = net
+        .submit(&net.fra, &net.submission(&second, &net.fra_key))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let second_hash = body["recordHash"].as_str().unwrap().to_string();
+    let terms = DisputeTerms {
+        record_hash: hash32(&second_hash),
+        recipient: "DEUD2",
+        reason: "voice minutes double-counted on 2026-01-17",
+        disputed_amount: 5_000,
+        evidence_hash: [0xab; 32],
+    };
+    let dispute = json!({
+        "reason": terms.reason, "disputedAmount": "5000", "evidenceHash": format!("0x{}", "ab".repeat(32)),
+        "signature": net.deu_key.sign_digest(&dispute_digest(gw.app.chain_id, &terms)).to_string(),
+    });
+    let (status, disputed) = gw
+        .post(
+            &format!("/v1/settlement/records/{second_hash}/dispute"),
+            &net.deu,
+            &dispute,
+        )
+        .await;
+    assert_eq!(status, 200, "{disputed}");
+    assert_eq!(disputed["state"], "disputed");
+    assert_eq!(disputed["dispute"]["disputedAmount"], "5000");
+    // A correction of an accepted record is refused.
+    let mut wrong = net.submission(&net.record(1, 100_000), &net.fra_key);
+    wrong["replaces"] = json!(hash);
+    let (status, body) = net.submit(&net.fra, &wrong).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (422, Some("urn:lockgate:problem:record-bad-replacement")),
+        "{body}"
+    );
+    let corrected = net.record(2, 30_000);
+    let mut correction = net.submission(&corrected, &net.fra_key);
+    correction["replaces"] = json!(second_hash);
+    let (status, body) = net.submit(&net.fra, &correction).await;
+    assert_eq!(status, 201, "{body}");
+    let corrected_hash = body["recordHash"].as_str().unwrap().to_string();
+    assert_eq!(
+        gw.get(&format!("/v1/settlement/records/{second_hash}"), &net.deu)
+            .await
+            .1["state"],
+        "superseded"
+    );
+    let (status, body) = gw
+        .post(
+            &format!("/v1/settlement/records/{corrected_hash}/accept"),
+            &net.deu,
+            &net.acceptance(&corrected_hash, &net.deu_key),
+        )
+        .await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("accepted")),
+        "{body}"
+    );
+    // Sequence 3 comes next.
+    let (status, body) = net
+        .submit(&net.fra, &net.submission(&net.record(3, 1), &net.fra_key))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, page) = gw.get("/v1/settlement/records?limit=2", &net.deu).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let cursor = page["nextCursor"].as_str().unwrap();
+    let (_, rest) = gw
+        .get(
+            &format!("/v1/settlement/records?limit=2&cursor={cursor}"),
+            &net.deu,
+        )
+        .await;
+    assert_eq!(
+        rest["items"].as_array().unwrap().len(),
+        2,
+        "four records in all, superseded included"
+    );
+}
+
+#[tokio::test]
+async fn workflow_on_sqlite() {
+    workflow(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn workflow_on_postgres() {
+    workflow(Db::Postgres).await;
+}
+
+#[tokio::test]
+async fn no_answer_after_the_deadline() {
+    let net = Net::new(Db::Sqlite, 300).await;
+    let (status, body) = net
+        .gw
+        .post("/v1/settlement/agreements", &net.admin, &agreement(1))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = net
+        .submit(&net.fra, &net.submission(&net.record(1, 60), &net.fra_key))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let hash = body["recordHash"].as_str().unwrap().to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let (status, body) = net
+        .gw
+        .post(
+            &format!("/v1/settlement/records/{hash}/accept"),
+            &net.deu,
+            &net.acceptance(&hash, &net.deu_key),
+        )
+        .await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (409, Some("urn:lockgate:problem:record-deadline-passed")),
+        "{body}"
+    );
+    assert_eq!(
+        net.gw
+            .get(&format!("/v1/settlement/records/{hash}"), &net.deu)
+            .await
+            .1["state"],
+        "submitted"
+    );
+}
