@@ -47,6 +47,35 @@ TYPES = {
         {"name": "recordHash", "type": "bytes32"},
         {"name": "recipient", "type": "string"},
     ],
+    "Statement": [
+        {"name": "closeId", "type": "bytes32"},
+        {"name": "operator", "type": "string"},
+        {"name": "currency", "type": "string"},
+        {"name": "periodStartMs", "type": "uint64"},
+        {"name": "periodEndMs", "type": "uint64"},
+        {"name": "lines", "type": "StatementLine[]"},
+        {"name": "receivable", "type": "uint256"},
+        {"name": "payable", "type": "uint256"},
+        {"name": "payments", "type": "StatementPayment[]"},
+        {"name": "fxRates", "type": "FxRate[]"},
+    ],
+    "StatementLine": [
+        {"name": "recordHash", "type": "bytes32"},
+        {"name": "counterparty", "type": "string"},
+        {"name": "amount", "type": "uint256"},
+        {"name": "receivable", "type": "bool"},
+    ],
+    "StatementPayment": [
+        {"name": "payer", "type": "string"},
+        {"name": "payee", "type": "string"},
+        {"name": "amount", "type": "uint256"},
+    ],
+    "FxRate": [
+        {"name": "from", "type": "string"},
+        {"name": "to", "type": "string"},
+        {"name": "numerator", "type": "uint256"},
+        {"name": "denominator", "type": "uint256"},
+    ],
     "RecordDispute": [
         {"name": "recordHash", "type": "bytes32"},
         {"name": "recipient", "type": "string"},
@@ -80,6 +109,9 @@ def typed(primary, message):
     types = {"EIP712Domain": DOMAIN_TYPE, primary: TYPES[primary]}
     if primary == "UsageRecord":
         types["ServiceLine"] = TYPES["ServiceLine"]
+    if primary == "Statement":
+        for name in ("StatementLine", "StatementPayment", "FxRate"):
+            types[name] = TYPES[name]
     return {"types": types, "primaryType": primary, "domain": DOMAIN, "message": message}
 
 
@@ -112,10 +144,29 @@ dispute = typed(
         "evidenceHash": "0x" + "ab" * 32,
     },
 )
+statement = typed(
+    "Statement",
+    {
+        "closeId": "0x" + "11" * 32,
+        "operator": "DEUD2",
+        "currency": "USD",
+        "periodStartMs": 1767225600000,
+        "periodEndMs": 1769904000000,
+        "lines": [
+            {"recordHash": record_hash, "counterparty": "FRAF1", "amount": 194784, "receivable": False},
+            {"recordHash": "0x" + "22" * 32, "counterparty": "GBRCN", "amount": 5000, "receivable": True},
+        ],
+        "receivable": 5000,
+        "payable": 194784,
+        "payments": [{"payer": "DEUD2", "payee": "FRAF1", "amount": 189784}],
+        "fxRates": [{"from": "EUR", "to": "USD", "numerator": 108, "denominator": 100}],
+    },
+)
 print(json.dumps({
     "signer": Account.from_key(KEY).address,
     "chainId": CHAIN_ID,
     "record": {"typedData": record, "recordHash": record_hash, **sign(record)},
     "acceptance": {"typedData": acceptance, **sign(acceptance)},
     "dispute": {"typedData": dispute, **sign(dispute)},
+    "statement": {"typedData": statement, "statementHash": struct_hash(statement), **sign(statement)},
 }, indent=2))

@@ -61,6 +61,8 @@ type AppState = Arc<App>;
         crate::settlement::http::submit_record, crate::settlement::http::list_records,
         crate::settlement::http::get_record, crate::settlement::http::accept_record,
         crate::settlement::http::dispute_record, crate::settlement::http::get_anchor,
+        crate::settlement::close::close_period, crate::settlement::close::get_close,
+        crate::settlement::close::list_statements,
         healthz, readyz, metrics,
     ),
     components(schemas(
@@ -84,6 +86,10 @@ type AppState = Arc<App>;
         crate::settlement::AgreementBody, crate::settlement::RateBody,
         crate::settlement::ServiceLineBody, crate::settlement::UsageRecordBody,
         crate::settlement::DisputeBody,
+        crate::settlement::close::FxRateBody, crate::settlement::close::CloseBody,
+        crate::settlement::close::StatementLineView, crate::settlement::close::PaymentView,
+        crate::settlement::close::StatementView, crate::settlement::close::CloseView,
+        crate::settlement::close::StatementList,
     )),
     servers((url = "/", description = "This gateway")),
     modifiers(&BearerAuth, &CommonResponses, &StrictSatpMessages),
@@ -315,6 +321,9 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/settlement/records/{hash}/accept", post(crate::settlement::http::accept_record))
         .route("/v1/settlement/records/{hash}/dispute", post(crate::settlement::http::dispute_record))
         .route("/v1/settlement/records/{hash}/anchor", get(crate::settlement::http::get_anchor))
+        .route("/v1/settlement/closes", post(crate::settlement::close::close_period))
+        .route("/v1/settlement/closes/{id}", get(crate::settlement::close::get_close))
+        .route("/v1/settlement/statements", get(crate::settlement::close::list_statements))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

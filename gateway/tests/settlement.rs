@@ -600,3 +600,312 @@ async fn no_answer_after_the_deadline() {
         "submitted"
     );
 }
+
+fn agreement_between(sender: &str, recipient: &str) -> serde_json::Value {
+    let mut a = agreement(1);
+    a["sender"] = json!(sender);
+    a["recipient"] = json!(recipient);
+    a
+}
+
+impl Net {
+    async fn submit_ok(&self, token: &str, record: &UsageRecord, key: &SigningKey) -> String {
+        let (status, body) = self.submit(token, &self.submission(record, key)).await;
+        assert_eq!(status, 201, "{body}");
+        body["recordHash"].as_str().unwrap().to_string()
+    }
+
+    async fn accept_ok(&self, hash: &str, token: &str, signer: &SigningKey, recipient: &str) {
+        let digest = acceptance_digest(self.gw.app.chain_id, &hash32(hash), recipient);
+        let body = json!({"signature": signer.sign_digest(&digest).to_string()});
+        let (status, body) = self
+            .gw
+            .post(
+                &format!("/v1/settlement/records/{hash}/accept"),
+                token,
+                &body,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// A record from `sender` to `recipient` (EUR, January).
+    fn record_between(
+        &self,
+        sender: &str,
+        recipient: &str,
+        sequence: u64,
+        voice_seconds: u64,
+    ) -> UsageRecord {
+        let mut r = self.record(sequence, voice_seconds);
+        r.sender = tadig(sender);
+        r.recipient = tadig(recipient);
+        r
+    }
+}
+
+/// Rebuilds the signed `Statement` from its view.
+fn statement_of(view: &serde_json::Value) -> ledger_core::settlement::statement::Statement {
+    use ledger_core::settlement::netting::Payment;
+    use ledger_core::settlement::statement::{FxRate, Statement, StatementLine};
+    let s = |v: &serde_json::Value| v.as_str().unwrap().to_string();
+    let n = |v: &serde_json::Value| s(v).parse::<u128>().unwrap();
+    let code = |v: &serde_json::Value| AssetCode::new(v.as_str().unwrap()).unwrap();
+    Statement {
+        operator: tadig(&s(&view["operator"])),
+        currency: code(&view["currency"]),
+        period_start_ms: s(&view["periodStartMs"]).parse().unwrap(),
+        period_end_ms: s(&view["periodEndMs"]).parse().unwrap(),
+        lines: view["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| StatementLine {
+                record_hash: hash32(l["recordHash"].as_str().unwrap()),
+                counterparty: tadig(&s(&l["counterparty"])),
+                amount: n(&l["amount"]),
+                receivable: l["receivable"].as_bool().unwrap(),
+            })
+            .collect(),
+        receivable: n(&view["receivable"]),
+        payable: n(&view["payable"]),
+        payments: view["payments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| Payment {
+                payer: tadig(&s(&p["payer"])),
+                payee: tadig(&s(&p["payee"])),
+                amount: n(&p["amount"]),
+            })
+            .collect(),
+        fx_rates: view["fxRates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| FxRate {
+                from: code(&r["from"]),
+                to: code(&r["to"]),
+                numerator: n(&r["numerator"]),
+                denominator: n(&r["denominator"]),
+            })
+            .collect(),
+    }
+}
+
+async fn close_and_statements(kind: Db) {
+    let net = Net::new(kind, 1_500).await;
+    let gw = &net.gw;
+    let gbr_key = key(13);
+    let gbr_token = gw
+        .app
+        .auth
+        .mint(
+            "test",
+            "op-gbr",
+            &[Scope::SettlementRead, Scope::SettlementWrite],
+            &[],
+            lockgate::sequencer::now_ms() / 1000,
+            600,
+        )
+        .unwrap();
+    for (s, r) in [("FRAF1", "DEUD2"), ("DEUD2", "GBRCN"), ("GBRCN", "FRAF1")] {
+        let (status, body) = gw
+            .post(
+                "/v1/settlement/agreements",
+                &net.admin,
+                &agreement_between(s, r),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    // FRA -> DEU accepted; DEU -> GBR accepted; GBR -> FRA unanswered
+    // (deemed accepted at its deadline); FRA -> DEU #2 disputed (left out).
+    let fra_deu = net
+        .submit_ok(
+            &net.fra,
+            &net.record_between("FRAF1", "DEUD2", 1, 600_000),
+            &net.fra_key,
+        )
+        .await;
+    let deu_gbr = net
+        .submit_ok(
+            &net.deu,
+            &net.record_between("DEUD2", "GBRCN", 1, 300_000),
+            &net.deu_key,
+        )
+        .await;
+    let gbr_fra = net
+        .submit_ok(
+            &gbr_token,
+            &net.record_between("GBRCN", "FRAF1", 1, 120_000),
+            &gbr_key,
+        )
+        .await;
+    let disputed = net
+        .submit_ok(
+            &net.fra,
+            &net.record_between("FRAF1", "DEUD2", 2, 1_000),
+            &net.fra_key,
+        )
+        .await;
+    net.accept_ok(&fra_deu, &net.deu, &net.deu_key, "DEUD2")
+        .await;
+    net.accept_ok(&deu_gbr, &gbr_token, &gbr_key, "GBRCN").await;
+    let terms = DisputeTerms {
+        record_hash: hash32(&disputed),
+        recipient: "DEUD2",
+        reason: "not ours",
+        disputed_amount: 1,
+        evidence_hash: [0; 32],
+    };
+    let dispute = json!({"reason": "not ours", "disputedAmount": "1", "evidenceHash": format!("0x{}", "00".repeat(32)),
+        "signature": net.deu_key.sign_digest(&dispute_digest(gw.app.chain_id, &terms)).to_string()});
+    assert_eq!(
+        gw.post(
+            &format!("/v1/settlement/records/{disputed}/dispute"),
+            &net.deu,
+            &dispute
+        )
+        .await
+        .0,
+        200
+    );
+    // Let the unanswered record's deadline pass.
+    tokio::time::sleep(std::time::Duration::from_millis(1_600)).await;
+
+    let close = json!({"periodStartMs": JAN_2026.to_string(), "periodEndMs": FEB_2026.to_string(),
+        "settlementCurrency": "USD", "fxRates": [{"from": "EUR", "to": "USD", "numerator": "108", "denominator": "100"}]});
+    assert_eq!(
+        gw.post("/v1/settlement/closes", &net.fra, &close).await.0,
+        403,
+        "parties do not close"
+    );
+    let mut no_rate = close.clone();
+    no_rate["fxRates"] = json!([]);
+    let (status, body) = gw.post("/v1/settlement/closes", &net.admin, &no_rate).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (422, Some("urn:lockgate:problem:close-refused")),
+        "{body}"
+    );
+    let (status, closed) = gw.post("/v1/settlement/closes", &net.admin, &close).await;
+    assert_eq!(status, 201, "{closed}");
+    assert_eq!(
+        closed["recordCount"], 3,
+        "accepted and deemed accepted, not the disputed one"
+    );
+    let statements = closed["statements"].as_array().unwrap();
+    assert_eq!(statements.len(), 3);
+    let close_id = hash32(closed["closeId"].as_str().unwrap());
+    let mut nets = 0i128;
+    let mut payments = std::collections::BTreeSet::new();
+    for view in statements {
+        // Signed by the gateway over exactly what it shows.
+        let statement = statement_of(view);
+        let digest = ledger_core::settlement::typed::statement_digest(
+            gw.app.chain_id,
+            &close_id,
+            &statement,
+        );
+        let signature: ledger_core::Signature =
+            view["signature"].as_str().unwrap().parse().unwrap();
+        let signer = ledger_core::signature::recover_signer(&digest, &signature).unwrap();
+        assert_eq!(signer.to_string(), view["signer"].as_str().unwrap());
+        assert_eq!(signer, gw.app.connector.key.address());
+        assert_eq!(view["currency"], "USD");
+        assert_eq!(statement.net().to_string(), view["net"].as_str().unwrap());
+        nets += statement.net();
+        for p in &statement.payments {
+            payments.insert((p.payer, p.payee, p.amount));
+        }
+        assert!(
+            statement
+                .lines
+                .iter()
+                .all(|l| l.record_hash != hash32(&disputed))
+        );
+    }
+    assert_eq!(nets, 0, "positions are conserved");
+    assert!(
+        payments.len() <= 2,
+        "three operators settle in at most two payments: {payments:?}"
+    );
+    // The FRA -> DEU line is converted at 1.08.
+    let fra = statements
+        .iter()
+        .find(|s| s["operator"] == "FRAF1")
+        .unwrap();
+    let line = fra["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["recordHash"] == fra_deu)
+        .unwrap();
+    let eur_total = net.record_between("FRAF1", "DEUD2", 1, 600_000).total;
+    assert_eq!(
+        line["amount"].as_str().unwrap(),
+        ledger_core::settlement::record::round_half_up(eur_total * 108, 100)
+            .unwrap()
+            .to_string()
+    );
+
+    // Each party sees its own statement only; a closed period has nothing left.
+    let (_, mine) = gw.get("/v1/settlement/statements", &net.deu).await;
+    let mine = mine["items"].as_array().unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["operator"], "DEUD2");
+    assert_eq!(
+        gw.get(
+            &format!(
+                "/v1/settlement/closes/{}",
+                closed["closeId"].as_str().unwrap()
+            ),
+            &net.deu
+        )
+        .await
+        .0,
+        403
+    );
+    let (status, again) = gw
+        .get(
+            &format!(
+                "/v1/settlement/closes/{}",
+                closed["closeId"].as_str().unwrap()
+            ),
+            &net.admin,
+        )
+        .await;
+    assert_eq!((status, again["recordCount"].as_u64()), (200, Some(3)));
+    let (status, body) = gw.post("/v1/settlement/closes", &net.admin, &close).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (422, Some("urn:lockgate:problem:nothing-to-close")),
+        "{body}"
+    );
+    // The deemed-accepted record is accepted now, and gets anchored.
+    let path = format!("/v1/settlement/records/{gbr_fra}");
+    for _ in 0..100 {
+        let (_, record) = gw.get(&path, &net.fra).await;
+        if record["anchored"] == true {
+            assert_eq!(record["state"], "accepted");
+            assert!(
+                record.get("acceptanceSignature").is_none(),
+                "deemed, not signed"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the deemed-accepted record was never anchored");
+}
+
+#[tokio::test]
+async fn close_and_statements_on_sqlite() {
+    close_and_statements(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn close_and_statements_on_postgres() {
+    close_and_statements(Db::Postgres).await;
+}

@@ -335,3 +335,158 @@ proptest! {
         }
     }
 }
+
+mod close {
+    use super::*;
+    use ledger_core::settlement::statement::{CloseError, CloseTerms, FxRate, close};
+
+    fn owed(
+        sender: &str,
+        recipient: &str,
+        currency: &str,
+        total: u128,
+        n: u8,
+    ) -> ([u8; 32], UsageRecord) {
+        let a = agreement(1, JAN_2026, FEB_2026);
+        let mut r = record(&a, 1);
+        r.sender = t(sender);
+        r.recipient = t(recipient);
+        r.currency = AssetCode::new(currency).unwrap();
+        r.total = total;
+        ([n; 32], r)
+    }
+
+    fn terms(settlement: Option<&str>, fx: Vec<FxRate>) -> CloseTerms {
+        CloseTerms {
+            period_start_ms: JAN_2026,
+            period_end_ms: FEB_2026,
+            multilateral: true,
+            settlement_currency: settlement.map(|c| AssetCode::new(c).unwrap()),
+            fx_rates: fx,
+        }
+    }
+
+    fn eur_usd(numerator: u128, denominator: u128) -> FxRate {
+        FxRate {
+            from: AssetCode::new("EUR").unwrap(),
+            to: AssetCode::new("USD").unwrap(),
+            numerator,
+            denominator,
+        }
+    }
+
+    #[test]
+    fn three_operators_in_two_currencies_settled_in_usd() {
+        let records = [
+            owed("FRAF1", "DEUD2", "EUR", 100_000, 1), // DEU owes FRA 1000.00 EUR = 1080.00 USD
+            owed("DEUD2", "GBRCN", "USD", 50_000, 2),  // GBR owes DEU 500.00 USD
+            owed("GBRCN", "FRAF1", "EUR", 10_001, 3), // FRA owes GBR 100.01 EUR = 108.0108 -> 108.01 USD
+        ];
+        let statements = close(&records, &terms(Some("USD"), vec![eur_usd(108, 100)])).unwrap();
+        assert_eq!(statements.len(), 3);
+        let by: BTreeMap<Tadig, _> = statements.iter().map(|s| (s.operator, s)).collect();
+        assert_eq!(by[&t("FRAF1")].receivable, 108_000);
+        assert_eq!(by[&t("FRAF1")].payable, 10_801);
+        assert_eq!(by[&t("DEUD2")].net(), 50_000 - 108_000);
+        assert_eq!(by[&t("GBRCN")].net(), 10_801 - 50_000);
+        assert!(
+            statements
+                .iter()
+                .all(|s| s.fx_rates == vec![eur_usd(108, 100)])
+        );
+        // Each statement's payments move exactly its net, and the nets sum to zero.
+        let mut total = 0i128;
+        for s in &statements {
+            let flow: i128 = s
+                .payments
+                .iter()
+                .map(|p| {
+                    if p.payee == s.operator {
+                        p.amount as i128
+                    } else {
+                        -(p.amount as i128)
+                    }
+                })
+                .sum();
+            assert_eq!(flow, s.net(), "{}", s.operator);
+            total += s.net();
+        }
+        assert_eq!(total, 0);
+        // Three operators: at most two payments.
+        assert!(by[&t("DEUD2")].payments.len() <= 2);
+    }
+
+    #[test]
+    fn without_a_settlement_currency_each_currency_closes_alone() {
+        let records = [
+            owed("FRAF1", "DEUD2", "EUR", 100, 1),
+            owed("DEUD2", "FRAF1", "USD", 40, 2),
+        ];
+        let statements = close(&records, &terms(None, vec![])).unwrap();
+        let currencies: Vec<&str> = statements.iter().map(|s| s.currency.as_str()).collect();
+        assert_eq!(currencies, ["EUR", "EUR", "USD", "USD"]);
+        assert!(statements.iter().all(|s| s.fx_rates.is_empty()));
+    }
+
+    #[test]
+    fn a_missing_or_bad_rate_is_refused() {
+        let records = [owed("FRAF1", "DEUD2", "EUR", 100, 1)];
+        assert_eq!(
+            close(&records, &terms(Some("USD"), vec![])),
+            Err(CloseError::NoFxRate {
+                from: AssetCode::new("EUR").unwrap(),
+                to: AssetCode::new("USD").unwrap()
+            })
+        );
+        assert_eq!(
+            close(&records, &terms(Some("USD"), vec![eur_usd(0, 1)])),
+            Err(CloseError::BadFxRate)
+        );
+        assert_eq!(
+            close(
+                &records,
+                &terms(Some("USD"), vec![eur_usd(1, 1), eur_usd(2, 1)])
+            ),
+            Err(CloseError::BadFxRate)
+        );
+        assert_eq!(
+            close(&records, &terms(Some("GBP"), vec![eur_usd(1, 1)])),
+            Err(CloseError::BadFxRate)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn every_statement_nets_to_its_payments((n, raw) in obligations_strategy(), multilateral in any::<bool>()) {
+            let ps = parties(n);
+            let records: Vec<([u8; 32], UsageRecord)> = raw
+                .iter()
+                .enumerate()
+                .filter(|(_, (d, c, _))| d != c)
+                .map(|(i, &(d, c, a))| {
+                    let (_, mut r) = owed("FRAF1", "DEUD2", if i % 3 == 0 { "USD" } else { "EUR" }, u128::from(a), 0);
+                    r.sender = ps[c];
+                    r.recipient = ps[d];
+                    let mut hash = [0u8; 32];
+                    hash[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                    (hash, r)
+                })
+                .collect();
+            let mut terms = terms(Some("USD"), vec![eur_usd(97, 89)]);
+            terms.multilateral = multilateral;
+            let statements = close(&records, &terms).unwrap();
+            let mut total = 0i128;
+            for s in &statements {
+                let flow: i128 = s.payments.iter().map(|p| if p.payee == s.operator { p.amount as i128 } else { -(p.amount as i128) }).sum();
+                prop_assert_eq!(flow, s.net());
+                let lines: i128 = s.lines.iter().map(|l| if l.receivable { l.amount as i128 } else { -(l.amount as i128) }).sum();
+                prop_assert_eq!(lines, s.net());
+                total += s.net();
+            }
+            prop_assert_eq!(total, 0);
+            // Every record appears on exactly two statements.
+            let appearances: usize = statements.iter().map(|s| s.lines.len()).sum();
+            prop_assert_eq!(appearances, records.len() * 2);
+        }
+    }
+}

@@ -108,3 +108,65 @@ fn digests_and_signatures_match_eth_account() {
     let other = ChainId::new(4202).unwrap();
     assert_ne!(record_digest(other, &record), record_digest(chain, &record));
 }
+
+#[test]
+fn the_statement_digest_matches_eth_account() {
+    use ledger_core::settlement::Tadig;
+    use ledger_core::settlement::netting::Payment;
+    use ledger_core::settlement::statement::{FxRate, Statement, StatementLine};
+    use ledger_core::settlement::typed::{statement_digest, statement_hash};
+    let v = vectors();
+    let chain = ChainId::new(v["chainId"].as_u64().unwrap()).unwrap();
+    let signer: Address = v["signer"].as_str().unwrap().parse().unwrap();
+    let m = &v["statement"]["typedData"]["message"];
+    let tadig = |v: &Value| v.as_str().unwrap().parse::<Tadig>().unwrap();
+    let code = |v: &Value| AssetCode::new(v.as_str().unwrap()).unwrap();
+    let statement = Statement {
+        operator: tadig(&m["operator"]),
+        currency: code(&m["currency"]),
+        period_start_ms: uint(&m["periodStartMs"]),
+        period_end_ms: uint(&m["periodEndMs"]),
+        lines: m["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| StatementLine {
+                record_hash: hex32(&l["recordHash"]),
+                counterparty: tadig(&l["counterparty"]),
+                amount: u128::from(uint(&l["amount"])),
+                receivable: l["receivable"].as_bool().unwrap(),
+            })
+            .collect(),
+        receivable: u128::from(uint(&m["receivable"])),
+        payable: u128::from(uint(&m["payable"])),
+        payments: m["payments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| Payment {
+                payer: tadig(&p["payer"]),
+                payee: tadig(&p["payee"]),
+                amount: u128::from(uint(&p["amount"])),
+            })
+            .collect(),
+        fx_rates: m["fxRates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| FxRate {
+                from: code(&r["from"]),
+                to: code(&r["to"]),
+                numerator: u128::from(uint(&r["numerator"])),
+                denominator: u128::from(uint(&r["denominator"])),
+            })
+            .collect(),
+    };
+    let close_id = hex32(&m["closeId"]);
+    assert_eq!(
+        statement_hash(&close_id, &statement),
+        hex32(&v["statement"]["statementHash"])
+    );
+    let digest = statement_digest(chain, &close_id, &statement);
+    assert_eq!(digest, hex32(&v["statement"]["digest"]));
+    assert_eq!(signer_of(&digest, &v["statement"]["signature"]), signer);
+}

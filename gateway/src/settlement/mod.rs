@@ -29,6 +29,7 @@
 //! for the other party). The registry and agreements are managed with the
 //! `settlement:admin` scope.
 
+pub mod close;
 pub mod http;
 pub mod store;
 

@@ -106,6 +106,65 @@ pub trait SettlementStore: Send + Sync {
         &self,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<StoredRecord>, StoreError>> + Send;
+    /// Records a close of `[start_ms, end_ms)` takes: not closed before,
+    /// their period within it, and accepted, or submitted with the deadline
+    /// passed at `now_ms` (deemed accepted).
+    fn records_to_close(
+        &self,
+        start_ms: u64,
+        end_ms: u64,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Vec<StoredRecord>, StoreError>> + Send;
+    /// Stores a close with its statements and marks its records closed (and
+    /// the deemed ones accepted at their deadline), in one database
+    /// transaction; false (nothing written) when a record changed meanwhile.
+    fn put_close(
+        &self,
+        close: &StoredClose,
+        statements: &[StoredStatement],
+        records: &[StoredRecord],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// A close.
+    fn close(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<StoredClose>, StoreError>> + Send;
+    /// The statements of a close, or of a tenant's operators (newest close
+    /// first), at most `limit`.
+    fn statements(
+        &self,
+        close_id: Option<&str>,
+        tenant: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<StoredStatement>, StoreError>> + Send;
+}
+
+/// A close as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredClose {
+    /// `0x` + 64 hex digits (the EIP-712 `closeId`).
+    pub id: String,
+    /// Its terms (wire JSON).
+    pub terms: String,
+    /// The gateway address that signed its statements.
+    pub signer: Address,
+    /// When (ms).
+    pub created_at_ms: u64,
+}
+
+/// A statement as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredStatement {
+    /// Its close.
+    pub close_id: String,
+    /// The operator.
+    pub operator: Tadig,
+    /// The currency.
+    pub currency: String,
+    /// The statement (wire JSON, signature included).
+    pub body: String,
+    /// The gateway's EIP-712 signature of it.
+    pub signature: String,
 }
 
 /// The columns of a record (the nullable `accepted_at_ms` read as text in
@@ -423,6 +482,94 @@ macro_rules! impl_settlement_store {
                 Ok(updated.rows_affected() == 1)
             }
 
+            async fn records_to_close(&self, start_ms: u64, end_ms: u64, now_ms: u64) -> Result<Vec<StoredRecord>, StoreError> {
+                let rows = sqlx::query(Self::select_record(" WHERE close_id IS NULL AND period_start_ms >= $1 AND period_end_ms <= $2 AND (state = 'accepted' OR (state = 'submitted' AND deadline_ms <= $3)) ORDER BY record_hash"))
+                    .bind(to_i64(start_ms, "time")?)
+                    .bind(to_i64(end_ms, "time")?)
+                    .bind(to_i64(now_ms, "time")?)
+                    .fetch_all(self.pool())
+                    .await?;
+                rows.iter().map(record_from_row).collect()
+            }
+
+            async fn put_close(&self, close: &StoredClose, statements: &[StoredStatement], records: &[StoredRecord]) -> Result<bool, StoreError> {
+                let mut db = if $dialect_pg {
+                    self.pool().begin().await?
+                } else {
+                    self.pool().begin_with("BEGIN IMMEDIATE").await?
+                };
+                sqlx::query("INSERT INTO settlement_closes (id, terms, signer, created_at_ms) VALUES ($1, $2, $3, $4)")
+                    .bind(&close.id)
+                    .bind(&close.terms)
+                    .bind(close.signer.as_bytes().to_vec())
+                    .bind(to_i64(close.created_at_ms, "time")?)
+                    .execute(&mut *db)
+                    .await?;
+                for s in statements {
+                    sqlx::query("INSERT INTO settlement_statements (close_id, operator, currency, body, signature) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(&s.close_id)
+                        .bind(s.operator.as_str())
+                        .bind(&s.currency)
+                        .bind(&s.body)
+                        .bind(&s.signature)
+                        .execute(&mut *db)
+                        .await?;
+                }
+                for r in records {
+                    // Records deemed accepted (the deadline passed unanswered)
+                    // become accepted at their deadline.
+                    let updated = sqlx::query("UPDATE usage_records SET close_id = $2, state = 'accepted', accepted_at_ms = COALESCE(accepted_at_ms, deadline_ms), updated_at_ms = $3, version = version + 1 WHERE record_hash = $1 AND version = $4 AND close_id IS NULL")
+                        .bind(r.hash.to_vec())
+                        .bind(&close.id)
+                        .bind(to_i64(close.created_at_ms, "time")?)
+                        .bind(r.version)
+                        .execute(&mut *db)
+                        .await?;
+                    if updated.rows_affected() != 1 {
+                        db.rollback().await?;
+                        return Ok(false);
+                    }
+                }
+                db.commit().await?;
+                Ok(true)
+            }
+
+            async fn close(&self, id: &str) -> Result<Option<StoredClose>, StoreError> {
+                let row = sqlx::query("SELECT id, terms, signer, created_at_ms FROM settlement_closes WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(self.pool())
+                    .await?;
+                row.map(|row| -> Result<StoredClose, StoreError> {
+                    Ok(StoredClose {
+                        id: row.get_string("id")?,
+                        terms: row.get_string("terms")?,
+                        signer: Address::from_bytes(bytes(row.get_bytes("signer")?, "signer")?),
+                        created_at_ms: to_u64(row.get_i64("created_at_ms")?, "time")?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn statements(&self, close_id: Option<&str>, tenant: Option<&str>, limit: u32) -> Result<Vec<StoredStatement>, StoreError> {
+                let rows = sqlx::query("SELECT s.close_id, s.operator, s.currency, s.body, s.signature FROM settlement_statements s JOIN settlement_closes c ON c.id = s.close_id WHERE ($1 IS NULL OR s.close_id = $1) AND ($2 IS NULL OR s.operator IN (SELECT tadig FROM settlement_operators WHERE tenant = $2)) ORDER BY c.created_at_ms DESC, s.currency, s.operator LIMIT $3")
+                    .bind(close_id)
+                    .bind(tenant)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.pool())
+                    .await?;
+                rows.iter()
+                    .map(|row| -> Result<StoredStatement, StoreError> {
+                        Ok(StoredStatement {
+                            close_id: row.get_string("close_id")?,
+                            operator: tadig(&row.get_string("operator")?)?,
+                            currency: row.get_string("currency")?,
+                            body: row.get_string("body")?,
+                            signature: row.get_string("signature")?,
+                        })
+                    })
+                    .collect()
+            }
+
             async fn records_to_anchor(&self, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
                 let rows = sqlx::query(Self::select_record(" WHERE state = 'accepted' AND anchored = 0 ORDER BY accepted_at_ms LIMIT $1"))
                     .bind(i64::from(limit))
@@ -493,5 +640,32 @@ impl SettlementStore for AnyStore {
     }
     async fn records_to_anchor(&self, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
         delegate!(self, s => s.records_to_anchor(limit))
+    }
+    async fn records_to_close(
+        &self,
+        start_ms: u64,
+        end_ms: u64,
+        now_ms: u64,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        delegate!(self, s => s.records_to_close(start_ms, end_ms, now_ms))
+    }
+    async fn put_close(
+        &self,
+        close: &StoredClose,
+        statements: &[StoredStatement],
+        records: &[StoredRecord],
+    ) -> Result<bool, StoreError> {
+        delegate!(self, s => s.put_close(close, statements, records))
+    }
+    async fn close(&self, id: &str) -> Result<Option<StoredClose>, StoreError> {
+        delegate!(self, s => s.close(id))
+    }
+    async fn statements(
+        &self,
+        close_id: Option<&str>,
+        tenant: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StoredStatement>, StoreError> {
+        delegate!(self, s => s.statements(close_id, tenant, limit))
     }
 }

@@ -8,6 +8,8 @@
 //!   records, their validation with one error per violation, and the
 //!   sequence rule;
 //! - [`netting`]: net positions, bilateral and multilateral netting;
+//! - [`statement`]: closing a period into per-operator statements, with FX
+//!   conversion into a settlement currency;
 //! - [`typed`]: the EIP-712 types an operator signs (a record, its
 //!   acceptance, a dispute) and the gateway signs (a statement).
 //!
@@ -16,6 +18,7 @@
 
 pub mod netting;
 pub mod record;
+pub mod statement;
 pub mod typed;
 
 use std::fmt;

@@ -14,6 +14,7 @@
 //! UsageRecord(string sender,string recipient,uint64 sequence,uint64 periodStartMs,uint64 periodEndMs,string currency,uint32 agreementVersion,ServiceLine[] lines,uint256 chargesTotal,uint256 discount,uint256 total)ServiceLine(string service,uint64 quantity,uint256 ratePrice,uint64 ratePer,uint256 charge)
 //! RecordAcceptance(bytes32 recordHash,string recipient)
 //! RecordDispute(bytes32 recordHash,string recipient,string reason,uint256 disputedAmount,bytes32 evidenceHash)
+//! Statement(bytes32 closeId,string operator,string currency,uint64 periodStartMs,uint64 periodEndMs,StatementLine[] lines,uint256 receivable,uint256 payable,StatementPayment[] payments,FxRate[] fxRates)FxRate(string from,string to,uint256 numerator,uint256 denominator)StatementLine(bytes32 recordHash,string counterparty,uint256 amount,bool receivable)StatementPayment(string payer,string payee,uint256 amount)
 //! ```
 //!
 //! `recordHash` is `hashStruct(UsageRecord)`, the record's identity.
@@ -25,6 +26,7 @@ use crate::hash::{keccak256, keccak256_concat};
 use crate::types::ChainId;
 
 use super::record::{ServiceLine, UsageRecord};
+use super::statement::{FxRate, Statement, StatementLine};
 
 /// The settlement domain's `name`.
 pub const DOMAIN_NAME: &str = "Lockgate Settlement";
@@ -41,12 +43,28 @@ pub const ACCEPTANCE_TYPE: &str = "RecordAcceptance(bytes32 recordHash,string re
 /// `encodeType(RecordDispute)`.
 pub const DISPUTE_TYPE: &str = "RecordDispute(bytes32 recordHash,string recipient,string reason,uint256 disputedAmount,bytes32 evidenceHash)";
 
-static TYPE_HASHES: LazyLock<[[u8; 32]; 4]> = LazyLock::new(|| {
+/// `encodeType(Statement)`.
+pub const STATEMENT_TYPE: &str = "Statement(bytes32 closeId,string operator,string currency,uint64 periodStartMs,uint64 periodEndMs,StatementLine[] lines,uint256 receivable,uint256 payable,StatementPayment[] payments,FxRate[] fxRates)FxRate(string from,string to,uint256 numerator,uint256 denominator)StatementLine(bytes32 recordHash,string counterparty,uint256 amount,bool receivable)StatementPayment(string payer,string payee,uint256 amount)";
+/// `encodeType(FxRate)`.
+pub const FX_RATE_TYPE: &str =
+    "FxRate(string from,string to,uint256 numerator,uint256 denominator)";
+/// `encodeType(StatementLine)`.
+pub const STATEMENT_LINE_TYPE: &str =
+    "StatementLine(bytes32 recordHash,string counterparty,uint256 amount,bool receivable)";
+/// `encodeType(StatementPayment)`.
+pub const STATEMENT_PAYMENT_TYPE: &str =
+    "StatementPayment(string payer,string payee,uint256 amount)";
+
+static TYPE_HASHES: LazyLock<[[u8; 32]; 8]> = LazyLock::new(|| {
     [
         keccak256(SERVICE_LINE_TYPE.as_bytes()),
         keccak256(USAGE_RECORD_TYPE.as_bytes()),
         keccak256(ACCEPTANCE_TYPE.as_bytes()),
         keccak256(DISPUTE_TYPE.as_bytes()),
+        keccak256(STATEMENT_TYPE.as_bytes()),
+        keccak256(FX_RATE_TYPE.as_bytes()),
+        keccak256(STATEMENT_LINE_TYPE.as_bytes()),
+        keccak256(STATEMENT_PAYMENT_TYPE.as_bytes()),
     ]
 });
 
@@ -135,4 +153,65 @@ pub fn dispute_digest(chain_id: ChainId, dispute: &DisputeTerms<'_>) -> [u8; 32]
         &dispute.evidence_hash,
     ]);
     signing_digest(&domain_separator(chain_id), &hash)
+}
+
+fn fx_rate_hash(rate: &FxRate) -> [u8; 32] {
+    keccak256_concat(&[
+        &TYPE_HASHES[5],
+        &keccak256(rate.from.as_str().as_bytes()),
+        &keccak256(rate.to.as_str().as_bytes()),
+        &uint_word(rate.numerator),
+        &uint_word(rate.denominator),
+    ])
+}
+
+fn statement_line_hash(line: &StatementLine) -> [u8; 32] {
+    keccak256_concat(&[
+        &TYPE_HASHES[6],
+        &line.record_hash,
+        &keccak256(line.counterparty.as_str().as_bytes()),
+        &uint_word(line.amount),
+        &uint_word(u128::from(line.receivable)),
+    ])
+}
+
+fn array_hash(items: impl Iterator<Item = [u8; 32]>) -> [u8; 32] {
+    let mut words = Vec::new();
+    for item in items {
+        words.extend_from_slice(&item);
+    }
+    keccak256(&words)
+}
+
+/// `hashStruct(Statement)` of `statement` in the close `close_id`.
+pub fn statement_hash(close_id: &[u8; 32], statement: &Statement) -> [u8; 32] {
+    let payments = array_hash(statement.payments.iter().map(|p| {
+        keccak256_concat(&[
+            &TYPE_HASHES[7],
+            &keccak256(p.payer.as_str().as_bytes()),
+            &keccak256(p.payee.as_str().as_bytes()),
+            &uint_word(p.amount),
+        ])
+    }));
+    keccak256_concat(&[
+        &TYPE_HASHES[4],
+        close_id,
+        &keccak256(statement.operator.as_str().as_bytes()),
+        &keccak256(statement.currency.as_str().as_bytes()),
+        &uint_word(u128::from(statement.period_start_ms)),
+        &uint_word(u128::from(statement.period_end_ms)),
+        &array_hash(statement.lines.iter().map(statement_line_hash)),
+        &uint_word(statement.receivable),
+        &uint_word(statement.payable),
+        &payments,
+        &array_hash(statement.fx_rates.iter().map(fx_rate_hash)),
+    ])
+}
+
+/// The digest the gateway signs for `statement`.
+pub fn statement_digest(chain_id: ChainId, close_id: &[u8; 32], statement: &Statement) -> [u8; 32] {
+    signing_digest(
+        &domain_separator(chain_id),
+        &statement_hash(close_id, statement),
+    )
 }

@@ -1,0 +1,411 @@
+//! Closing a settlement period (`POST /v1/settlement/closes`,
+//! `settlement:admin`) and reading the statements (`GET
+//! /v1/settlement/statements`, each operator's tenant its own).
+//!
+//! A close takes every record not closed before whose period lies within
+//! the close's period and that is accepted, or was left unanswered past its
+//! deadline (deemed accepted then, and anchored like any accepted record).
+//! Disputed records wait for their correction. It nets them
+//! (`ledger_core::settlement::statement::close`), signs each operator's
+//! statement with the gateway's key (EIP-712 `Statement`, docs/settlement.md),
+//! and stores the close, its statements and the records' close in one
+//! database transaction.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use ledger_core::AssetCode;
+use ledger_core::settlement::netting::Payment;
+use ledger_core::settlement::statement::{CloseTerms, FxRate, Statement, close};
+use ledger_core::settlement::typed::statement_digest;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::decimal;
+use super::store::{SettlementStore, StoredClose, StoredStatement};
+use crate::api::{JsonBody, query};
+use crate::app::App;
+use crate::auth::{Caller, Scope};
+use crate::problem::Problem;
+use crate::sequencer::now_ms;
+
+/// An FX rate: `numerator / denominator` units of `to` per unit of `from`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FxRateBody {
+    /// A record currency.
+    #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
+    pub from: String,
+    /// The settlement currency.
+    #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
+    pub to: String,
+    /// Numerator.
+    #[schema(pattern = r"^[1-9][0-9]{0,37}$")]
+    pub numerator: String,
+    /// Denominator.
+    #[schema(pattern = r"^[1-9][0-9]{0,37}$")]
+    pub denominator: String,
+}
+
+/// A period to close.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CloseBody {
+    /// Period start (ms, inclusive).
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
+    pub period_start_ms: String,
+    /// Period end (ms, exclusive).
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
+    pub period_end_ms: String,
+    /// `multilateral` (default: fewest payments across all operators) or
+    /// `bilateral` (one payment per pair).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^(multilateral|bilateral)$")]
+    pub netting: Option<String>,
+    /// Settle everything in this currency, converting with `fxRates`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
+    pub settlement_currency: Option<String>,
+    /// One rate from each other record currency into the settlement currency.
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub fx_rates: Vec<FxRateBody>,
+}
+
+/// One record on a statement.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatementLineView {
+    /// The record.
+    pub record_hash: String,
+    /// The other operator.
+    pub counterparty: String,
+    /// In the statement's currency.
+    pub amount: String,
+    /// True when the operator is owed it.
+    pub receivable: bool,
+}
+
+/// A payment that settles positions.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentView {
+    /// Who pays.
+    pub payer: String,
+    /// Who is paid.
+    pub payee: String,
+    /// Minor units of the statement's currency.
+    pub amount: String,
+}
+
+/// An operator's statement, signed by the gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatementView {
+    /// The close (the EIP-712 `closeId`).
+    pub close_id: String,
+    /// The operator.
+    pub operator: String,
+    /// The currency.
+    pub currency: String,
+    /// Period start (ms).
+    pub period_start_ms: String,
+    /// Period end (ms).
+    pub period_end_ms: String,
+    /// Its records.
+    pub lines: Vec<StatementLineView>,
+    /// What it is owed.
+    pub receivable: String,
+    /// What it owes.
+    pub payable: String,
+    /// `receivable − payable` (negative: it pays).
+    pub net: String,
+    /// The payments it makes or receives.
+    pub payments: Vec<PaymentView>,
+    /// The FX rates applied.
+    pub fx_rates: Vec<FxRateBody>,
+    /// The gateway's EIP-712 signature of the `Statement`.
+    pub signature: String,
+    /// The gateway address that signed.
+    pub signer: String,
+}
+
+/// A closed period.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloseView {
+    /// The close id.
+    pub close_id: String,
+    /// Its terms.
+    pub terms: CloseBody,
+    /// Records closed.
+    #[schema(minimum = 0, maximum = 9007199254740991_u64)]
+    pub record_count: u64,
+    /// One per operator and currency.
+    pub statements: Vec<StatementView>,
+}
+
+/// Statements.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatementList {
+    /// Newest close first.
+    pub items: Vec<StatementView>,
+}
+
+fn code(pointer: &str, text: &str) -> Result<AssetCode, Problem> {
+    AssetCode::new(text).map_err(|e| Problem::invalid_field(pointer, e.to_string()))
+}
+
+fn terms_of(body: &CloseBody) -> Result<CloseTerms, Problem> {
+    let field = |e: super::FieldError| Problem::invalid_field(&e.pointer, e.reason);
+    let period_start_ms: u64 = decimal("/periodStartMs", &body.period_start_ms).map_err(field)?;
+    let period_end_ms: u64 = decimal("/periodEndMs", &body.period_end_ms).map_err(field)?;
+    if period_end_ms <= period_start_ms {
+        return Err(Problem::invalid_field(
+            "/periodEndMs",
+            "must be after periodStartMs",
+        ));
+    }
+    let multilateral = match body.netting.as_deref() {
+        None | Some("multilateral") => true,
+        Some("bilateral") => false,
+        Some(_) => {
+            return Err(Problem::invalid_field(
+                "/netting",
+                "must be multilateral or bilateral",
+            ));
+        }
+    };
+    let settlement_currency = body
+        .settlement_currency
+        .as_deref()
+        .map(|c| code("/settlementCurrency", c))
+        .transpose()?;
+    let mut fx_rates = Vec::new();
+    for (i, rate) in body.fx_rates.iter().enumerate() {
+        let at = |f: &str| format!("/fxRates/{i}/{f}");
+        fx_rates.push(FxRate {
+            from: code(&at("from"), &rate.from)?,
+            to: code(&at("to"), &rate.to)?,
+            numerator: decimal(&at("numerator"), &rate.numerator).map_err(field)?,
+            denominator: decimal(&at("denominator"), &rate.denominator).map_err(field)?,
+        });
+    }
+    Ok(CloseTerms {
+        period_start_ms,
+        period_end_ms,
+        multilateral,
+        settlement_currency,
+        fx_rates,
+    })
+}
+
+fn statement_view(close_id: &str, s: &Statement, signature: &str, signer: &str) -> StatementView {
+    let payment = |p: &Payment| PaymentView {
+        payer: p.payer.to_string(),
+        payee: p.payee.to_string(),
+        amount: p.amount.to_string(),
+    };
+    StatementView {
+        close_id: close_id.to_string(),
+        operator: s.operator.to_string(),
+        currency: s.currency.to_string(),
+        period_start_ms: s.period_start_ms.to_string(),
+        period_end_ms: s.period_end_ms.to_string(),
+        lines: s
+            .lines
+            .iter()
+            .map(|l| StatementLineView {
+                record_hash: format!("0x{}", hex::encode(l.record_hash)),
+                counterparty: l.counterparty.to_string(),
+                amount: l.amount.to_string(),
+                receivable: l.receivable,
+            })
+            .collect(),
+        receivable: s.receivable.to_string(),
+        payable: s.payable.to_string(),
+        net: s.net().to_string(),
+        payments: s.payments.iter().map(payment).collect(),
+        fx_rates: s
+            .fx_rates
+            .iter()
+            .map(|r| FxRateBody {
+                from: r.from.to_string(),
+                to: r.to.to_string(),
+                numerator: r.numerator.to_string(),
+                denominator: r.denominator.to_string(),
+            })
+            .collect(),
+        signature: signature.to_string(),
+        signer: signer.to_string(),
+    }
+}
+
+fn stored_view(s: &StoredStatement) -> Result<StatementView, Problem> {
+    serde_json::from_str(&s.body)
+        .map_err(|e| Problem::from(crate::store::StoreError::Corrupt(e.to_string())))
+}
+
+/// Close a settlement period: net the accepted records and sign a statement
+/// per operator and currency.
+#[utoipa::path(
+    post, path = "/v1/settlement/closes", tag = "settlement",
+    request_body = CloseBody,
+    responses(
+        (status = 201, description = "Closed", body = CloseView),
+        (status = 422, description = "Nothing to close, or a missing or bad FX rate", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A record changed meanwhile; close again", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn close_period(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    JsonBody(body, _raw): JsonBody<CloseBody>,
+) -> Result<(StatusCode, axum::Json<CloseView>), Problem> {
+    caller.require(Scope::SettlementAdmin)?;
+    let terms = terms_of(&body)?;
+    let now = now_ms();
+    let records = app
+        .store
+        .records_to_close(terms.period_start_ms, terms.period_end_ms, now)
+        .await?;
+    if records.is_empty() {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "nothing-to-close",
+            "Nothing to close",
+            "no accepted record of this period is left to close",
+        ));
+    }
+    let pairs: Vec<([u8; 32], ledger_core::settlement::record::UsageRecord)> =
+        records.iter().map(|r| (r.hash, r.record.clone())).collect();
+    let statements = close(&pairs, &terms).map_err(|e| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "close-refused",
+            "Close refused",
+            e.to_string(),
+        )
+    })?;
+    let close_id = ledger_core::hash::sha256(uuid::Uuid::new_v4().as_bytes());
+    let id = format!("0x{}", hex::encode(close_id));
+    let key = &app.connector.key;
+    let signer = key.address().to_checksum();
+    let mut views = Vec::with_capacity(statements.len());
+    let mut stored = Vec::with_capacity(statements.len());
+    for statement in &statements {
+        let signature = key
+            .sign_digest(&statement_digest(app.chain_id, &close_id, statement))
+            .to_string();
+        let view = statement_view(&id, statement, &signature, &signer);
+        stored.push(StoredStatement {
+            close_id: id.clone(),
+            operator: statement.operator,
+            currency: statement.currency.to_string(),
+            body: serde_json::to_string(&view)
+                .map_err(|e| Problem::from(crate::store::StoreError::Corrupt(e.to_string())))?,
+            signature,
+        });
+        views.push(view);
+    }
+    let close_row = StoredClose {
+        id: id.clone(),
+        terms: serde_json::to_string(&body)
+            .map_err(|e| Problem::from(crate::store::StoreError::Corrupt(e.to_string())))?,
+        signer: key.address(),
+        created_at_ms: now,
+    };
+    if !app.store.put_close(&close_row, &stored, &records).await? {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "close-raced",
+            "Records changed",
+            "a record changed while closing; close again",
+        ));
+    }
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CloseView {
+            close_id: id,
+            terms: body,
+            record_count: records.len() as u64,
+            statements: views,
+        }),
+    ))
+}
+
+/// Get a close with its statements.
+#[utoipa::path(
+    get, path = "/v1/settlement/closes/{id}", tag = "settlement",
+    params(("id" = String, Path, description = "The close id", pattern = r"^0x[0-9a-f]{64}$")),
+    responses(
+        (status = 200, description = "The close", body = CloseView),
+        (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn get_close(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<CloseView>, Problem> {
+    caller.require(Scope::SettlementAdmin)?;
+    let close = app
+        .store
+        .close(&id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no close {id}")))?;
+    let terms: CloseBody = serde_json::from_str(&close.terms)
+        .map_err(|e| Problem::from(crate::store::StoreError::Corrupt(e.to_string())))?;
+    let statements = app.store.statements(Some(&id), None, 10_000).await?;
+    let views = statements
+        .iter()
+        .map(stored_view)
+        .collect::<Result<Vec<_>, _>>()?;
+    let record_count = views.iter().map(|v| v.lines.len() as u64).sum::<u64>() / 2;
+    Ok(axum::Json(CloseView {
+        close_id: close.id,
+        terms,
+        record_count,
+        statements: views,
+    }))
+}
+
+/// Query of the statements list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StatementParams {
+    /// Only this close's.
+    #[serde(rename = "closeId")]
+    #[param(pattern = r"^0x[0-9a-f]{64}$")]
+    close_id: Option<String>,
+}
+
+/// The statements of the caller's operators, newest close first (at most 200).
+#[utoipa::path(
+    get, path = "/v1/settlement/statements", tag = "settlement",
+    params(StatementParams),
+    responses((status = 200, description = "The statements", body = StatementList)),
+    security(("bearer" = [])),
+)]
+pub async fn list_statements(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    uri: axum::http::Uri,
+) -> Result<axum::Json<StatementList>, Problem> {
+    caller.require(Scope::SettlementRead)?;
+    let params: StatementParams = query(uri.query())?;
+    let statements = app
+        .store
+        .statements(params.close_id.as_deref(), Some(&caller.tenant), 200)
+        .await?;
+    let items = statements
+        .iter()
+        .map(stored_view)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(axum::Json(StatementList { items }))
+}
