@@ -62,7 +62,7 @@ type AppState = Arc<App>;
         crate::settlement::http::get_record, crate::settlement::http::accept_record,
         crate::settlement::http::dispute_record, crate::settlement::http::get_anchor,
         crate::settlement::close::close_period, crate::settlement::close::get_close,
-        crate::settlement::close::list_statements,
+        crate::settlement::close::list_statements, crate::settlement::import::import_records,
         healthz, readyz, metrics,
     ),
     components(schemas(
@@ -89,7 +89,8 @@ type AppState = Arc<App>;
         crate::settlement::close::FxRateBody, crate::settlement::close::CloseBody,
         crate::settlement::close::StatementLineView, crate::settlement::close::PaymentView,
         crate::settlement::close::StatementView, crate::settlement::close::CloseView,
-        crate::settlement::close::StatementList,
+        crate::settlement::close::StatementList, crate::settlement::import::ImportReport,
+        crate::settlement::import::RowError,
     )),
     servers((url = "/", description = "This gateway")),
     modifiers(&BearerAuth, &CommonResponses, &StrictSatpMessages),
@@ -277,6 +278,7 @@ pub fn openapi_json() -> String {
 pub fn router(app: AppState) -> Router {
     let body_limit = app.config.limits.request_body_bytes_max;
     let timeout = std::time::Duration::from_millis(app.config.limits.request_timeout_ms);
+    let import_timeout = std::time::Duration::from_millis(app.config.limits.import_timeout_ms);
     let docs: Router = utoipa_swagger_ui::SwaggerUi::new("/docs")
         .url("/openapi.json", ApiDoc::openapi())
         .into();
@@ -317,6 +319,7 @@ pub fn router(app: AppState) -> Router {
             "/v1/settlement/records",
             post(crate::settlement::http::submit_record).get(crate::settlement::http::list_records),
         )
+        .route("/v1/settlement/records/import", post(crate::settlement::import::import_records))
         .route("/v1/settlement/records/{hash}", get(crate::settlement::http::get_record))
         .route("/v1/settlement/records/{hash}/accept", post(crate::settlement::http::accept_record))
         .route("/v1/settlement/records/{hash}/dispute", post(crate::settlement::http::dispute_record))
@@ -332,7 +335,7 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
         .merge(docs)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn_with_state(timeout, request_timeout))
+        .layer(middleware::from_fn_with_state((timeout, import_timeout), request_timeout))
         .layer(middleware::from_fn(problem_request_id))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_panic| {
             tracing::error!("a request handler panicked");
@@ -356,10 +359,16 @@ pub fn router(app: AppState) -> Router {
 /// limit. A submission that timed out may still commit afterwards; retrying
 /// it is safe, since the same signed transaction answers like the first time.
 async fn request_timeout(
-    State(limit): State<std::time::Duration>,
+    State((normal, import)): State<(std::time::Duration, std::time::Duration)>,
     request: Request,
     next: Next,
 ) -> Response {
+    // A bulk import streams for as long as its body takes.
+    let limit = if request.uri().path() == "/v1/settlement/records/import" {
+        import
+    } else {
+        normal
+    };
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => Problem::unavailable(

@@ -36,6 +36,7 @@
 //! | `limits.batch_request_txs_max` | `LOCKGATE_BATCH_REQUEST_TXS_MAX` | 1024 |
 //! | `limits.page_size_max` | `LOCKGATE_PAGE_SIZE_MAX` | 200 |
 //! | `limits.request_timeout_ms` | `LOCKGATE_REQUEST_TIMEOUT_MS` | 30000 |
+//! | `limits.import_bytes_max` / `import_timeout_ms` | — | 1073741824 / 3600000 (bulk imports of usage records) |
 //!
 //! Secrets (the block key and the JWT secret) are held in [`Secret`], whose
 //! `Debug` prints `[redacted]`, and are never logged.
@@ -371,6 +372,10 @@ pub struct LimitsConfig {
     pub page_size_max: u32,
     /// Requests taking longer are answered 503.
     pub request_timeout_ms: u64,
+    /// Largest body of a bulk import (streamed, never held whole).
+    pub import_bytes_max: u64,
+    /// A bulk import taking longer is cut off (what it stored stays).
+    pub import_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -422,6 +427,8 @@ impl Default for LimitsConfig {
             batch_request_txs_max: 1024,
             page_size_max: 200,
             request_timeout_ms: 30_000,
+            import_bytes_max: 1 << 30,
+            import_timeout_ms: 3_600_000,
         }
     }
 }

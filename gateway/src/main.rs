@@ -1,7 +1,8 @@
 //! The `lockgate` command line: `serve` runs the gateway, `token` mints a
 //! development API token, `verify` checks a chain export offline, `openapi`
 //! prints the API document, `satp-identity` prints what a peer pins,
-//! `evm-deploy` deploys the HTLC contract to an EVM chain.
+//! `evm-deploy` deploys the HTLC contract to an EVM chain, `records import`
+//! streams a file of usage records to a gateway.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +65,11 @@ enum Command {
     /// Print what a peer gateway pins of this one (JSON): gateway id, SATP
     /// identity key (JWK), primary ledger's chain id and block key, account.
     SatpIdentity,
+    /// Usage records.
+    Records {
+        #[command(subcommand)]
+        command: RecordsCommand,
+    },
     /// Deploy the Lockgate HTLC contract to an EVM chain and print (JSON) its
     /// address and deployment block, for an `[[evm]]` entry's `contract` and
     /// `deploy_block`.
@@ -82,6 +88,30 @@ enum Command {
         /// The environment variable holding the keystore's password.
         #[arg(long, default_value = "LOCKGATE_EVM_KEYSTORE_PASSWORD")]
         keystore_password_env: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecordsCommand {
+    /// Stream a CSV or NDJSON file of signed usage records to a gateway's
+    /// bulk import (POST /v1/settlement/records/import), showing progress;
+    /// prints the report (each refused row with its line number and reason).
+    /// Exit status 0 when every row was imported, 2 when some were refused.
+    Import {
+        /// The file (`.csv`, or `.ndjson` / `.jsonl`).
+        file: PathBuf,
+        /// The gateway.
+        #[arg(long, env = "LOCKGATE_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An API token with `settlement:write` for the senders' tenant.
+        #[arg(long, env = "LOCKGATE_TOKEN", hide_env_values = true)]
+        token: String,
+        /// `csv` or `ndjson`; by default from the file's extension.
+        #[arg(long)]
+        format: Option<String>,
+        /// Check every row, store nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -109,6 +139,16 @@ fn main() -> ExitCode {
             chain_id,
         } => return verify(&file, &producers, chain_id),
         Command::SatpIdentity => satp_identity(cli.config),
+        Command::Records {
+            command:
+                RecordsCommand::Import {
+                    file,
+                    url,
+                    token,
+                    format,
+                    dry_run,
+                },
+        } => return records_import(&file, &url, &token, format.as_deref(), dry_run),
         #[cfg(feature = "evm")]
         Command::EvmDeploy {
             rpc_url,
@@ -323,4 +363,126 @@ fn evm_deploy(
         })
     );
     Ok(())
+}
+
+/// `lockgate records import` (see [`RecordsCommand::Import`]).
+fn records_import(
+    file: &std::path::Path,
+    url: &str,
+    token: &str,
+    format: Option<&str>,
+    dry_run: bool,
+) -> ExitCode {
+    let run = || -> anyhow::Result<ExitCode> {
+        let extension = file.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let content_type = match format.unwrap_or(extension) {
+            "csv" => "text/csv",
+            "ndjson" | "jsonl" => "application/x-ndjson",
+            other => {
+                anyhow::bail!("unknown format {other:?}: give --format csv or --format ndjson")
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        runtime.block_on(async {
+            use tokio::io::AsyncReadExt as _;
+            let handle = tokio::fs::File::open(file)
+                .await
+                .with_context(|| format!("opening {}", file.display()))?;
+            let total = handle.metadata().await.map(|m| m.len()).unwrap_or(0);
+            let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            // Read and sent in 256 KiB chunks; progress after each.
+            let chunks = futures_util::stream::unfold(
+                (handle, 0u64, 0u64),
+                move |(mut handle, sent, shown)| async move {
+                    let mut buffer = vec![0u8; 256 * 1024];
+                    match handle.read(&mut buffer).await {
+                        Ok(0) => {
+                            eprintln!(
+                                "{}sent {sent} of {total} bytes (100%)",
+                                if terminal { "\r" } else { "" }
+                            );
+                            None
+                        }
+                        Ok(n) => {
+                            buffer.truncate(n);
+                            let sent = sent + n as u64;
+                            let percent = (sent * 100).checked_div(total).unwrap_or(100);
+                            let shown = if terminal {
+                                eprint!("\rsent {sent} of {total} bytes ({percent}%)");
+                                percent
+                            } else if percent >= shown + 10 {
+                                eprintln!("sent {sent} of {total} bytes ({percent}%)");
+                                percent
+                            } else {
+                                shown
+                            };
+                            Some((Ok::<_, std::io::Error>(buffer), (handle, sent, shown)))
+                        }
+                        Err(error) => Some((Err(error), (handle, sent, shown))),
+                    }
+                },
+            );
+            let started = std::time::Instant::now();
+            let endpoint = format!(
+                "{}/v1/settlement/records/import{}",
+                url.trim_end_matches('/'),
+                if dry_run { "?dryRun=true" } else { "" }
+            );
+            let response = reqwest::Client::new()
+                .post(endpoint)
+                .bearer_auth(token)
+                .header("content-type", content_type)
+                .body(reqwest::Body::wrap_stream(chunks))
+                .send()
+                .await
+                .context("sending the file")?;
+            let status = response.status();
+            let report: serde_json::Value = response.json().await.context("reading the answer")?;
+            if !status.is_success() {
+                anyhow::bail!(
+                    "the gateway refused the import ({status}): {}",
+                    report["detail"].as_str().unwrap_or("")
+                );
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            for error in report["errors"].as_array().into_iter().flatten() {
+                println!(
+                    "line {}: {}: {}",
+                    error["line"],
+                    error["type"].as_str().unwrap_or(""),
+                    error["detail"].as_str().unwrap_or("")
+                );
+            }
+            if report["errorsTruncated"] == true {
+                println!("(more refused rows than listed)");
+            }
+            let imported = report["imported"].as_u64().unwrap_or(0);
+            println!(
+                "{} rows: {imported} {}, {} refused, in {elapsed:.1} s ({:.0} rows/s)",
+                report["rows"],
+                if dry_run {
+                    "checked (dry run)"
+                } else {
+                    "imported"
+                },
+                report["refused"],
+                report["rows"].as_f64().unwrap_or(0.0) / elapsed.max(1e-9),
+            );
+            Ok(if report["refused"].as_u64().unwrap_or(0) == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        })
+    };
+    match run() {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("lockgate: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

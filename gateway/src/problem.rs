@@ -216,6 +216,13 @@ impl Problem {
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
+
+    /// The slug of the problem type (`urn:lockgate:problem:<slug>`).
+    pub fn slug(&self) -> &str {
+        self.type_uri
+            .strip_prefix("urn:lockgate:problem:")
+            .unwrap_or(&self.type_uri)
+    }
 }
 
 /// The problem slug and title of each ledger rejection.

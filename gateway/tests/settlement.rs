@@ -909,3 +909,179 @@ async fn close_and_statements_on_sqlite() {
 async fn close_and_statements_on_postgres() {
     close_and_statements(Db::Postgres).await;
 }
+
+async fn post_raw(
+    gw: &Gateway,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: String,
+) -> (u16, serde_json::Value) {
+    let response = gw
+        .http
+        .post(format!("{}{path}", gw.base))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+async fn bulk_import(kind: Db) {
+    use lockgate::settlement::import::{CSV_HEADER, csv_line};
+    let net = Net::new(kind, 14 * DAY).await;
+    let gw = &net.gw;
+    assert_eq!(
+        gw.post("/v1/settlement/agreements", &net.admin, &agreement(1))
+            .await
+            .0,
+        201
+    );
+    let sign = |r: &UsageRecord, k: &SigningKey| k.sign_digest(&record_digest(gw.app.chain_id, r));
+    // 2,000 good rows in sequence, with bad rows between them (each on a
+    // line the report must name), across two batches.
+    let mut lines = vec![CSV_HEADER.to_string()];
+    let mut expected: Vec<(u64, &str)> = Vec::new();
+    for sequence in 1..=2_000u64 {
+        let r = net.record(sequence, sequence * 7);
+        lines.push(csv_line(&r, &sign(&r, &net.fra_key)));
+        let bad = match sequence {
+            10 => {
+                let mut bad = net.record(11, 1);
+                bad.total += 1;
+                Some((
+                    csv_line(&bad, &sign(&bad, &net.fra_key)),
+                    "record-total-mismatch",
+                ))
+            }
+            100 => {
+                let r = net.record(101, 1);
+                Some((csv_line(&r, &sign(&r, &net.deu_key)), "bad-signature"))
+            }
+            500 => Some(("FRAF1,DEUD2,not-a-row".to_string(), "invalid-field")),
+            1_500 => {
+                let r = net.record(3, 99);
+                Some((
+                    csv_line(&r, &sign(&r, &net.fra_key)),
+                    "record-duplicate-sequence",
+                ))
+            }
+            1_800 => {
+                let r = net.record(5_000, 1);
+                Some((csv_line(&r, &sign(&r, &net.fra_key)), "record-sequence-gap"))
+            }
+            _ => None,
+        };
+        if let Some((line, kind)) = bad {
+            lines.push(line);
+            expected.push((lines.len() as u64, kind));
+        }
+    }
+    let csv = lines.join("\n") + "\n";
+    let path = "/v1/settlement/records/import";
+    // A dry run checks everything and stores nothing.
+    let (status, dry) = post_raw(
+        gw,
+        &format!("{path}?dryRun=true"),
+        &net.fra,
+        "text/csv",
+        csv.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(
+        (
+            dry["imported"].as_u64(),
+            dry["refused"].as_u64(),
+            dry["dryRun"].as_bool()
+        ),
+        (Some(2_000), Some(5), Some(true))
+    );
+    assert_eq!(
+        gw.get("/v1/settlement/records?limit=1", &net.fra).await.1["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    // The import.
+    let (status, report) =
+        post_raw(gw, path, &net.fra, "text/csv; charset=utf-8", csv.clone()).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (
+            report["rows"].as_u64(),
+            report["imported"].as_u64(),
+            report["refused"].as_u64()
+        ),
+        (Some(2_005), Some(2_000), Some(5)),
+        "{report}"
+    );
+    let got: Vec<(u64, String)> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap(),
+                e["type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(u64, String)> = expected.iter().map(|(l, k)| (*l, k.to_string())).collect();
+    assert_eq!(got, want);
+    // Stored like single submissions: sequence 2001 comes next.
+    let (status, body) = net
+        .submit(
+            &net.fra,
+            &net.submission(&net.record(2_001, 1), &net.fra_key),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // Importing the file again stores nothing new.
+    let (_, again) = post_raw(gw, path, &net.fra, "text/csv", csv).await;
+    assert_eq!(again["imported"], 0);
+    // NDJSON, from another tenant: rows for an operator it does not act for are refused.
+    let r = net.record(2_002, 1);
+    let ndjson = format!(
+        "{}\n\n{}\n",
+        net.submission(&r, &net.fra_key),
+        net.submission(&net.record(2_003, 1), &net.fra_key)
+    );
+    let (status, report) =
+        post_raw(gw, path, &net.gbr, "application/x-ndjson", ndjson.clone()).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (report["imported"].as_u64(), report["refused"].as_u64()),
+        (Some(0), Some(2))
+    );
+    assert_eq!(report["errors"][1]["line"], 3, "blank lines count as lines");
+    let (_, report) = post_raw(gw, path, &net.fra, "application/x-ndjson", ndjson).await;
+    assert_eq!(report["imported"], 2, "{report}");
+    // A wrong header or media type changes nothing.
+    assert_eq!(
+        post_raw(gw, path, &net.fra, "text/csv", "sender,recipient\n".into())
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        post_raw(gw, path, &net.fra, "application/json", "{}".into())
+            .await
+            .0,
+        415
+    );
+}
+
+#[tokio::test]
+async fn bulk_import_on_sqlite() {
+    bulk_import(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn bulk_import_on_postgres() {
+    bulk_import(Db::Postgres).await;
+}

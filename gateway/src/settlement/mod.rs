@@ -31,6 +31,7 @@
 
 pub mod close;
 pub mod http;
+pub mod import;
 pub mod store;
 
 use std::collections::BTreeMap;

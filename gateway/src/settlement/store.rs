@@ -101,6 +101,19 @@ pub trait SettlementStore: Send + Sync {
         record: &StoredRecord,
         expected_version: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The highest sequence number from `sender` to `recipient`, if any.
+    fn last_sequence(
+        &self,
+        sender: Tadig,
+        recipient: Tadig,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+    /// Stores checked, new (non-correcting) records in one database
+    /// transaction; false, with nothing stored, when one of them clashes
+    /// with a stored record (hash or live sequence number).
+    fn insert_records(
+        &self,
+        records: &[StoredRecord],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Accepted records not yet anchored.
     fn records_to_anchor(
         &self,
@@ -482,6 +495,51 @@ macro_rules! impl_settlement_store {
                 Ok(updated.rows_affected() == 1)
             }
 
+            async fn last_sequence(&self, sender: Tadig, recipient: Tadig) -> Result<Option<u64>, StoreError> {
+                let row = sqlx::query("SELECT COALESCE(MAX(sequence), 0) AS last FROM usage_records WHERE sender = $1 AND recipient = $2")
+                    .bind(sender.as_str())
+                    .bind(recipient.as_str())
+                    .fetch_one(self.pool())
+                    .await?;
+                let last: i64 = sqlx::Row::try_get::<i64, _>(&row, "last")?;
+                (last > 0).then(|| to_u64(last, "sequence")).transpose()
+            }
+
+            async fn insert_records(&self, records: &[StoredRecord]) -> Result<bool, StoreError> {
+                let mut db = self.pool().begin().await?;
+                for r in records {
+                    let body = serde_json::to_string(&UsageRecordBody::from_domain(&r.record)).map_err(corrupt)?;
+                    let inserted = sqlx::query(Self::ssql("INSERT INTO usage_records (record_hash, sender, recipient, sequence, currency, period_start_ms, period_end_ms, total, body, sender_signature, state, submitted_at_ms, deadline_ms, replaces, updated_at_ms, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::numeric, $9, $10, $11, $12, $13, NULL, $14, $15)"))
+                        .bind(r.hash.to_vec())
+                        .bind(r.record.sender.as_str())
+                        .bind(r.record.recipient.as_str())
+                        .bind(to_i64(r.record.sequence, "sequence")?)
+                        .bind(r.record.currency.as_str())
+                        .bind(to_i64(r.record.period_start_ms, "time")?)
+                        .bind(to_i64(r.record.period_end_ms, "time")?)
+                        .bind(r.record.total.to_string())
+                        .bind(body)
+                        .bind(r.sender_signature.to_string())
+                        .bind(r.state.name())
+                        .bind(to_i64(r.submitted_at_ms, "time")?)
+                        .bind(to_i64(r.deadline_ms, "time")?)
+                        .bind(to_i64(r.updated_at_ms, "time")?)
+                        .bind(r.version)
+                        .execute(&mut *db)
+                        .await;
+                    match inserted {
+                        Ok(_) => {}
+                        Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                            db.rollback().await?;
+                            return Ok(false);
+                        }
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+                db.commit().await?;
+                Ok(true)
+            }
+
             async fn records_to_close(&self, start_ms: u64, end_ms: u64, now_ms: u64) -> Result<Vec<StoredRecord>, StoreError> {
                 let rows = sqlx::query(Self::select_record(" WHERE close_id IS NULL AND period_start_ms >= $1 AND period_end_ms <= $2 AND (state = 'accepted' OR (state = 'submitted' AND deadline_ms <= $3)) ORDER BY record_hash"))
                     .bind(to_i64(start_ms, "time")?)
@@ -640,6 +698,16 @@ impl SettlementStore for AnyStore {
     }
     async fn records_to_anchor(&self, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
         delegate!(self, s => s.records_to_anchor(limit))
+    }
+    async fn last_sequence(
+        &self,
+        sender: Tadig,
+        recipient: Tadig,
+    ) -> Result<Option<u64>, StoreError> {
+        delegate!(self, s => s.last_sequence(sender, recipient))
+    }
+    async fn insert_records(&self, records: &[StoredRecord]) -> Result<bool, StoreError> {
+        delegate!(self, s => s.insert_records(records))
     }
     async fn records_to_close(
         &self,
