@@ -506,28 +506,44 @@ macro_rules! impl_settlement_store {
             }
 
             async fn insert_records(&self, records: &[StoredRecord]) -> Result<bool, StoreError> {
+                // One multi-row INSERT per chunk (15 parameters a row, well
+                // under both databases' parameter limits), in one transaction.
                 let mut db = self.pool().begin().await?;
-                for r in records {
-                    let body = serde_json::to_string(&UsageRecordBody::from_domain(&r.record)).map_err(corrupt)?;
-                    let inserted = sqlx::query(Self::ssql("INSERT INTO usage_records (record_hash, sender, recipient, sequence, currency, period_start_ms, period_end_ms, total, body, sender_signature, state, submitted_at_ms, deadline_ms, replaces, updated_at_ms, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::numeric, $9, $10, $11, $12, $13, NULL, $14, $15)"))
-                        .bind(r.hash.to_vec())
-                        .bind(r.record.sender.as_str())
-                        .bind(r.record.recipient.as_str())
-                        .bind(to_i64(r.record.sequence, "sequence")?)
-                        .bind(r.record.currency.as_str())
-                        .bind(to_i64(r.record.period_start_ms, "time")?)
-                        .bind(to_i64(r.record.period_end_ms, "time")?)
-                        .bind(r.record.total.to_string())
-                        .bind(body)
-                        .bind(r.sender_signature.to_string())
-                        .bind(r.state.name())
-                        .bind(to_i64(r.submitted_at_ms, "time")?)
-                        .bind(to_i64(r.deadline_ms, "time")?)
-                        .bind(to_i64(r.updated_at_ms, "time")?)
-                        .bind(r.version)
-                        .execute(&mut *db)
-                        .await;
-                    match inserted {
+                for chunk in records.chunks(500) {
+                    let mut sql = String::from("INSERT INTO usage_records (record_hash, sender, recipient, sequence, currency, period_start_ms, period_end_ms, total, body, sender_signature, state, submitted_at_ms, deadline_ms, updated_at_ms, version) VALUES ");
+                    for i in 0..chunk.len() {
+                        let p = i * 15;
+                        if i > 0 {
+                            sql.push(',');
+                        }
+                        let cast = if $dialect_pg { "::numeric" } else { "" };
+                        sql.push_str(&format!(
+                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}{cast}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                            p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7, p + 8, p + 9, p + 10, p + 11, p + 12, p + 13, p + 14, p + 15
+                        ));
+                    }
+                    // Only placeholders are generated: no value enters the SQL text.
+                    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for r in chunk {
+                        let body = serde_json::to_string(&UsageRecordBody::from_domain(&r.record)).map_err(corrupt)?;
+                        query = query
+                            .bind(r.hash.to_vec())
+                            .bind(r.record.sender.as_str().to_string())
+                            .bind(r.record.recipient.as_str().to_string())
+                            .bind(to_i64(r.record.sequence, "sequence")?)
+                            .bind(r.record.currency.as_str().to_string())
+                            .bind(to_i64(r.record.period_start_ms, "time")?)
+                            .bind(to_i64(r.record.period_end_ms, "time")?)
+                            .bind(r.record.total.to_string())
+                            .bind(body)
+                            .bind(r.sender_signature.to_string())
+                            .bind(r.state.name())
+                            .bind(to_i64(r.submitted_at_ms, "time")?)
+                            .bind(to_i64(r.deadline_ms, "time")?)
+                            .bind(to_i64(r.updated_at_ms, "time")?)
+                            .bind(r.version);
+                    }
+                    match query.execute(&mut *db).await {
                         Ok(_) => {}
                         Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
                             db.rollback().await?;
