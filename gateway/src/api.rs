@@ -62,7 +62,7 @@ type AppState = Arc<App>;
         crate::settlement::http::get_record, crate::settlement::http::accept_record,
         crate::settlement::http::dispute_record, crate::settlement::http::get_anchor,
         crate::settlement::close::close_period, crate::settlement::close::get_close,
-        crate::settlement::close::list_statements, crate::settlement::import::import_records,
+        crate::settlement::close::list_statements, crate::settlement::import::import_records, crate::settlement::close::pay_statement,
         healthz, readyz, metrics,
     ),
     components(schemas(
@@ -89,7 +89,7 @@ type AppState = Arc<App>;
         crate::settlement::close::FxRateBody, crate::settlement::close::CloseBody,
         crate::settlement::close::StatementLineView, crate::settlement::close::PaymentView,
         crate::settlement::close::StatementView, crate::settlement::close::CloseView,
-        crate::settlement::close::StatementList, crate::settlement::import::ImportReport,
+        crate::settlement::close::StatementList, crate::settlement::close::PayStatement, crate::settlement::import::ImportReport,
         crate::settlement::import::RowError,
     )),
     servers((url = "/", description = "This gateway")),
@@ -327,6 +327,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/settlement/closes", post(crate::settlement::close::close_period))
         .route("/v1/settlement/closes/{id}", get(crate::settlement::close::get_close))
         .route("/v1/settlement/statements", get(crate::settlement::close::list_statements))
+        .route("/v1/settlement/payments", post(crate::settlement::close::pay_statement))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -43,11 +43,15 @@ fn tadig(code: &str) -> Tadig {
 
 impl Net {
     async fn new(kind: Db, dispute_window_ms: u64) -> Self {
-        let db = TestDb::new(kind).await;
-        let gw = Gateway::start_on(db, |config| {
+        Self::with(kind, |config| {
             config.settlement.dispute_window_ms = dispute_window_ms
         })
-        .await;
+        .await
+    }
+
+    async fn with(kind: Db, adjust: impl FnOnce(&mut lockgate::config::Config)) -> Self {
+        let db = TestDb::new(kind).await;
+        let gw = Gateway::start_on(db, adjust).await;
         let now = lockgate::sequencer::now_ms() / 1000;
         let mint = |tenant: &str, scopes: &[Scope]| {
             gw.app
@@ -1084,4 +1088,212 @@ async fn bulk_import_on_sqlite() {
 #[tokio::test]
 async fn bulk_import_on_postgres() {
     bulk_import(Db::Postgres).await;
+}
+
+const TARGET: u64 = CHAIN + 1;
+
+async fn first_statement(gw: &Gateway, close_id: &str, token: &str) -> serde_json::Value {
+    let (_, list) = gw
+        .get(
+            &format!("/v1/settlement/statements?closeId={close_id}"),
+            token,
+        )
+        .await;
+    list["items"][0].clone()
+}
+
+async fn wait_transfer(gw: &Gateway, path: &str, token: &str, state: &str) -> serde_json::Value {
+    for _ in 0..400 {
+        let (_, view) = gw.get(path, token).await;
+        if view["state"] == state {
+            return view;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let (_, view) = gw.get(path, token).await;
+    panic!("the payment transfer never reached {state}: {view}");
+}
+
+async fn statement_paid_through_a_transfer(kind: Db) {
+    use ledger_core::{ChainId, Hashlock, LockId};
+    let net = Net::with(kind, |config| {
+        config.extra_ledgers.push(lockgate::config::LedgerConfig {
+            chain_id: TARGET,
+            batch_wait_ms: 1,
+            ..lockgate::config::LedgerConfig::default()
+        });
+        config.transfers.commit_ms_max = 300;
+        config.transfers.reaction_ms_max = 300;
+        config.transfers.safety_margin_ms = 100;
+        config.transfers.claim_window_ms = 5_000;
+        config.transfers.tick_ms = 50;
+    })
+    .await;
+    let gw = &net.gw;
+    let target = ChainId::new(TARGET).unwrap();
+    // EUR on both ledgers: DEUD2's account pays on the first, the gateway
+    // (connector) has liquidity on the second.
+    let issuer = key(1);
+    let connector = gw.app.connector.key.address();
+    for (chain, holder) in [(chain(), net.deu_key.address()), (target, connector)] {
+        for (nonce, body) in [(0, register("EUR")), (1, issue("EUR", holder, 100_000_000))] {
+            let (status, body) = gw.submit(&sign_on(chain, &issuer, nonce, body)).await;
+            assert_eq!(status, 201, "{body}");
+        }
+    }
+    // One accepted record FRAF1 -> DEUD2, closed: DEUD2 pays FRAF1.
+    assert_eq!(
+        gw.post("/v1/settlement/agreements", &net.admin, &agreement(1))
+            .await
+            .0,
+        201
+    );
+    let record = net.record(1, 600_000);
+    let hash = net.submit_ok(&net.fra, &record, &net.fra_key).await;
+    net.accept_ok(&hash, &net.deu, &net.deu_key, "DEUD2").await;
+    let (status, closed) = gw
+        .post(
+            "/v1/settlement/closes",
+            &net.admin,
+            &json!({"periodStartMs": JAN_2026.to_string(), "periodEndMs": FEB_2026.to_string()}),
+        )
+        .await;
+    assert_eq!(status, 201, "{closed}");
+    let close_id = closed["closeId"].as_str().unwrap().to_string();
+    let amount = record.total;
+    let statement = first_statement(gw, &close_id, &net.deu).await;
+    assert_eq!(
+        (
+            statement["paid"].as_bool(),
+            statement["payments"][0]["status"].as_str()
+        ),
+        (Some(false), Some("unpaid"))
+    );
+
+    // The payee holds the preimage; the payer pays through a transfer.
+    let secret = [0x77u8; 32];
+    let pay = json!({"closeId": close_id, "currency": "EUR", "payer": "DEUD2", "payee": "FRAF1",
+        "sourceChainId": CHAIN.to_string(), "targetChainId": TARGET.to_string(),
+        "sender": net.deu_key.address().to_string(), "recipient": net.fra_key.address().to_string(),
+        "hashlock": Hashlock::of_preimage(&secret).to_string()});
+    assert_eq!(
+        gw.post("/v1/settlement/payments", &net.fra, &pay).await.0,
+        403,
+        "only the payer pays"
+    );
+    assert_eq!(
+        gw.post("/v1/settlement/payments", &net.gbr, &pay).await.0,
+        403
+    );
+    let mut wrong = pay.clone();
+    wrong["payee"] = json!("GBRCN");
+    assert_eq!(
+        gw.post("/v1/settlement/payments", &net.deu, &wrong).await.0,
+        404
+    );
+    let (status, transfer) = gw.post("/v1/settlement/payments", &net.deu, &pay).await;
+    assert_eq!(status, 201, "{transfer}");
+    assert_eq!(transfer["amount"].as_str().unwrap(), amount.to_string());
+    assert_eq!(
+        transfer["reference"].as_str().unwrap(),
+        format!("settlement:{close_id}:EUR:DEUD2:FRAF1")
+    );
+    let id = transfer["id"].as_str().unwrap().to_string();
+    let (status, body) = gw.post("/v1/settlement/payments", &net.deu, &pay).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (409, Some("urn:lockgate:problem:payment-in-progress")),
+        "{body}"
+    );
+    let statement = first_statement(gw, &close_id, &net.deu).await;
+    assert_eq!(statement["payments"][0]["status"], "in_progress");
+    assert_eq!(statement["payments"][0]["transferId"], id.as_str());
+    assert_eq!(statement["paid"], false);
+
+    // The payer locks; the gateway locks on the target; the payee claims.
+    let expires: u64 = transfer["sourceExpiresAtMs"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (status, body) = gw
+        .submit(&sign_on(
+            chain(),
+            &net.deu_key,
+            0,
+            lock("EUR", connector, amount, &secret, expires),
+        ))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let transfer_path = format!("/v1/transfers/{id}");
+    // The payment transfer is the payer's tenant's, read with transfers:read.
+    let reader = gw
+        .app
+        .auth
+        .mint(
+            "test",
+            "op-deu",
+            &[Scope::TransfersRead],
+            &[],
+            lockgate::sequencer::now_ms() / 1000,
+            600,
+        )
+        .unwrap();
+    let view = wait_transfer(gw, &transfer_path, &reader, "target_locked").await;
+    let target_lock: LockId = view["targetLockId"].as_str().unwrap().parse().unwrap();
+    // Not paid before every leg completed.
+    assert_eq!(
+        first_statement(gw, &close_id, &net.deu).await["paid"],
+        false
+    );
+    let (status, body) = gw
+        .submit(&sign_on(
+            target,
+            &net.fra_key,
+            0,
+            claim(target_lock, &secret),
+        ))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    wait_transfer(gw, &transfer_path, &reader, "completed").await;
+    let statement = first_statement(gw, &close_id, &net.deu).await;
+    assert_eq!(
+        (
+            statement["paid"].as_bool(),
+            statement["payments"][0]["status"].as_str()
+        ),
+        (Some(true), Some("paid"))
+    );
+    let (_, fra_list) = gw
+        .get(
+            &format!("/v1/settlement/statements?closeId={close_id}"),
+            &net.fra,
+        )
+        .await;
+    assert_eq!(
+        fra_list["items"][0]["paid"], true,
+        "the payee's statement shows it paid too"
+    );
+    let (status, body) = gw.post("/v1/settlement/payments", &net.deu, &pay).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (409, Some("urn:lockgate:problem:payment-made")),
+        "{body}"
+    );
+    // A client cannot forge a settlement reference on its own transfers.
+    let mut forged = json!({"sourceChainId": CHAIN.to_string(), "targetChainId": TARGET.to_string(), "sourceAsset": "EUR", "targetAsset": "EUR",
+        "amount": "1", "sender": net.deu_key.address().to_string(), "recipient": net.fra_key.address().to_string(),
+        "hashlock": Hashlock::of_preimage(&[9; 32]).to_string()});
+    forged["reference"] = json!(format!("settlement:{close_id}:EUR:DEUD2:FRAF1"));
+    assert_eq!(gw.post("/v1/transfers", &gw.admin(), &forged).await.0, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_paid_through_a_transfer_on_sqlite() {
+    statement_paid_through_a_transfer(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_paid_through_a_transfer_on_postgres() {
+    statement_paid_through_a_transfer(Db::Postgres).await;
 }

@@ -881,6 +881,7 @@ async fn propose(
         created_at_ms: now,
         updated_at_ms: now,
         version: 0,
+        reference: None,
     };
     if let Some(next) = next {
         forward(app, peer, next, &context, &transfer)
@@ -1025,6 +1026,7 @@ async fn forward(
         created_at_ms: now,
         updated_at_ms: now,
         version: 0,
+        reference: None,
     };
     let session = super::client::open(app, next, &onward, None)
         .await

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::decimal;
-use super::store::{SettlementStore, StoredClose, StoredStatement};
+use super::store::{PaymentLink, SettlementStore, StoredClose, StoredStatement};
 use crate::api::{JsonBody, query};
 use crate::app::App;
 use crate::auth::{Caller, Scope};
@@ -97,6 +97,15 @@ pub struct PaymentView {
     pub payee: String,
     /// Minor units of the statement's currency.
     pub amount: String,
+    /// `unpaid`, `in_progress` (a transfer pays it and is not over) or
+    /// `paid` (that transfer completed on every leg). Not signed: it is
+    /// read when the statement is.
+    #[serde(default)]
+    #[schema(pattern = r"^(unpaid|in_progress|paid)$")]
+    pub status: String,
+    /// The transfer paying it (the latest, if several were tried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_id: Option<String>,
 }
 
 /// An operator's statement, signed by the gateway.
@@ -129,6 +138,9 @@ pub struct StatementView {
     pub signature: String,
     /// The gateway address that signed.
     pub signer: String,
+    /// True once every payment it makes or receives is paid.
+    #[serde(default)]
+    pub paid: bool,
 }
 
 /// A closed period.
@@ -207,6 +219,8 @@ fn statement_view(close_id: &str, s: &Statement, signature: &str, signer: &str) 
         payer: p.payer.to_string(),
         payee: p.payee.to_string(),
         amount: p.amount.to_string(),
+        status: "unpaid".into(),
+        transfer_id: None,
     };
     StatementView {
         close_id: close_id.to_string(),
@@ -240,7 +254,74 @@ fn statement_view(close_id: &str, s: &Statement, signature: &str, signer: &str) 
             .collect(),
         signature: signature.to_string(),
         signer: signer.to_string(),
+        paid: s.payments.is_empty(),
     }
+}
+
+/// Where a payment stands, from the transfers linked to it.
+async fn payment_status(
+    app: &App,
+    links: &[PaymentLink],
+    currency: &str,
+    payer: &str,
+    payee: &str,
+) -> Result<(String, Option<String>), Problem> {
+    use crate::transfers::store::TransferStore as _;
+    let mut status = ("unpaid".to_string(), None);
+    for link in links.iter().filter(|l| {
+        l.currency == currency && l.payer.as_str() == payer && l.payee.as_str() == payee
+    }) {
+        let Some(transfer) = app.store.transfer(&link.transfer_id).await? else {
+            continue;
+        };
+        match transfer.state {
+            crate::transfers::TransferState::Completed => {
+                return Ok(("paid".into(), Some(transfer.id)));
+            }
+            state if !state.is_final() => status = ("in_progress".into(), Some(transfer.id)),
+            _ => {
+                if status.0 == "unpaid" {
+                    status.1 = Some(transfer.id);
+                }
+            }
+        }
+    }
+    Ok(status)
+}
+
+/// Fills in each payment's status and each statement's `paid`.
+async fn with_payment_status(
+    app: &App,
+    mut views: Vec<StatementView>,
+) -> Result<Vec<StatementView>, Problem> {
+    let mut links: std::collections::HashMap<String, Vec<PaymentLink>> =
+        std::collections::HashMap::new();
+    for view in &mut views {
+        if let std::collections::hash_map::Entry::Vacant(slot) = links.entry(view.close_id.clone())
+        {
+            slot.insert(app.store.payments(&view.close_id).await?);
+        }
+        let close_links = links
+            .get(&view.close_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut all_paid = true;
+        for payment in &mut view.payments {
+            let (status, transfer) = payment_status(
+                app,
+                close_links,
+                &view.currency,
+                &payment.payer,
+                &payment.payee,
+            )
+            .await?;
+            all_paid &= status == "paid";
+            payment.status = status;
+            payment.transfer_id = transfer;
+        }
+        view.paid = all_paid;
+    }
+    Ok(views)
 }
 
 fn stored_view(s: &StoredStatement) -> Result<StatementView, Problem> {
@@ -365,6 +446,7 @@ pub async fn get_close(
         .iter()
         .map(stored_view)
         .collect::<Result<Vec<_>, _>>()?;
+    let views = with_payment_status(&app, views).await?;
     let record_count = views.iter().map(|v| v.lines.len() as u64).sum::<u64>() / 2;
     Ok(axum::Json(CloseView {
         close_id: close.id,
@@ -407,5 +489,193 @@ pub async fn list_statements(
         .iter()
         .map(stored_view)
         .collect::<Result<Vec<_>, _>>()?;
+    let items = with_payment_status(&app, items).await?;
     Ok(axum::Json(StatementList { items }))
+}
+
+/// A statement payment to make through a transfer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PayStatement {
+    /// The close.
+    #[schema(pattern = r"^0x[0-9a-f]{64}$")]
+    pub close_id: String,
+    /// The statement's currency (the asset moved on both legs).
+    #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
+    pub currency: String,
+    /// The paying operator (the caller's).
+    #[schema(pattern = r"^[A-Z]{3}[A-Z0-9]{2}$")]
+    pub payer: String,
+    /// The paid operator.
+    #[schema(pattern = r"^[A-Z]{3}[A-Z0-9]{2}$")]
+    pub payee: String,
+    /// The ledger the payer pays from.
+    #[schema(pattern = r"^[1-9][0-9]{0,17}$")]
+    pub source_chain_id: String,
+    /// The ledger the payee is paid on.
+    #[schema(pattern = r"^[1-9][0-9]{0,17}$")]
+    pub target_chain_id: String,
+    /// The payer's account on the source ledger (it locks there).
+    #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
+    pub sender: String,
+    /// The payee's account on the target ledger.
+    #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
+    pub recipient: String,
+    /// SHA-256 of the preimage the payee holds.
+    #[schema(pattern = r"^0x[0-9a-fA-F]{64}$")]
+    pub hashlock: String,
+}
+
+/// Pay one payment of a statement through a transfer (the payer's tenant).
+///
+/// Creates a connector transfer of exactly the payment's amount in the
+/// statement's currency, referenced `settlement:<closeId>:<currency>:<payer>:<payee>`,
+/// and links it to the payment: the statements show the payment `paid` (and
+/// themselves `paid` when all their payments are) only once the transfer
+/// has completed on every leg. One transfer at a time pays a payment; a new
+/// one may be made after a refunded or cancelled one.
+#[utoipa::path(
+    post, path = "/v1/settlement/payments", tag = "settlement",
+    request_body = PayStatement,
+    responses(
+        (status = 201, description = "The transfer, created and linked", body = crate::transfers::http::TransferView),
+        (status = 403, description = "The tenant does not act for the payer", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such payment in the close", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Paid, or a transfer paying it is under way", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The transfer is refused (route, plan, limits)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn pay_statement(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    JsonBody(body, _raw): JsonBody<PayStatement>,
+) -> Result<(StatusCode, axum::Json<crate::transfers::http::TransferView>), Problem> {
+    use crate::transfers::store::TransferStore as _;
+    caller.require(Scope::SettlementWrite)?;
+    let tadig = |pointer: &str, text: &str| -> Result<ledger_core::settlement::Tadig, Problem> {
+        text.parse()
+            .map_err(|e: ledger_core::settlement::BadTadig| {
+                Problem::invalid_field(pointer, e.to_string())
+            })
+    };
+    let (payer, payee) = (tadig("/payer", &body.payer)?, tadig("/payee", &body.payee)?);
+    let currency = code("/currency", &body.currency)?;
+    let parse_chain = |pointer: &str, text: &str| -> Result<ledger_core::ChainId, Problem> {
+        let n: u64 =
+            decimal(pointer, text).map_err(|e| Problem::invalid_field(&e.pointer, e.reason))?;
+        ledger_core::ChainId::new(n).map_err(|e| Problem::invalid_field(pointer, e.to_string()))
+    };
+    let address = |pointer: &str, text: &str| -> Result<ledger_core::Address, Problem> {
+        text.parse()
+            .map_err(|e: ledger_core::ParseError| Problem::invalid_field(pointer, e.to_string()))
+    };
+    let source_chain_id = parse_chain("/sourceChainId", &body.source_chain_id)?;
+    let target_chain_id = parse_chain("/targetChainId", &body.target_chain_id)?;
+    let sender = address("/sender", &body.sender)?;
+    let recipient = address("/recipient", &body.recipient)?;
+    let hashlock: ledger_core::Hashlock = body
+        .hashlock
+        .parse()
+        .map_err(|e: ledger_core::ParseError| Problem::invalid_field("/hashlock", e.to_string()))?;
+    let operator = app.store.operator(payer).await?;
+    if operator.is_none_or(|o| o.tenant != caller.tenant) {
+        return Err(Problem::forbidden(format!(
+            "this tenant does not act for {payer}"
+        )));
+    }
+    let not_found = || {
+        Problem::not_found(format!(
+            "close {} has no payment {payer} -> {payee} in {currency}",
+            body.close_id
+        ))
+    };
+    let statements = app
+        .store
+        .statements(Some(&body.close_id), Some(&caller.tenant), 10_000)
+        .await?;
+    let statement = statements
+        .iter()
+        .find(|s| s.operator == payer && s.currency == currency.as_str())
+        .ok_or_else(not_found)?;
+    let amount: u128 = stored_view(statement)?
+        .payments
+        .iter()
+        .find(|p| p.payer == payer.as_str() && p.payee == payee.as_str())
+        .ok_or_else(not_found)?
+        .amount
+        .parse()
+        .map_err(|_| Problem::from(crate::store::StoreError::Corrupt("statement amount".into())))?;
+    let links = app.store.payments(&body.close_id).await?;
+    let (status, transfer) = payment_status(
+        &app,
+        &links,
+        currency.as_str(),
+        payer.as_str(),
+        payee.as_str(),
+    )
+    .await?;
+    if status != "unpaid" {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            if status == "paid" {
+                "payment-made"
+            } else {
+                "payment-in-progress"
+            },
+            "Payment not open",
+            format!(
+                "the payment is {status} (transfer {})",
+                transfer.unwrap_or_default()
+            ),
+        ));
+    }
+    let request = crate::transfers::TransferRequest {
+        kind: crate::transfers::TransferKind::Connector,
+        source_chain_id,
+        target_chain_id,
+        source_asset: currency,
+        target_asset: currency,
+        amount: ledger_core::Amount::from_minor_units(amount),
+        target_amount: ledger_core::Amount::from_minor_units(amount),
+        sender,
+        recipient,
+        hashlock,
+        reference: Some(format!(
+            "settlement:{}:{currency}:{payer}:{payee}",
+            body.close_id
+        )),
+    };
+    let transfer = crate::transfers::create(&app, &app.connector, &caller.tenant, &request)
+        .await
+        .map_err(|error| match error {
+            crate::transfers::CreateError::Store(store) => Problem::from(store),
+            crate::transfers::CreateError::HashlockInUse => Problem::new(
+                StatusCode::CONFLICT,
+                "hashlock-in-use",
+                "Hashlock in use",
+                error.to_string(),
+            ),
+            other => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "route-refused",
+                "Transfer refused",
+                other.to_string(),
+            ),
+        })?;
+    app.store
+        .put_payment(&PaymentLink {
+            transfer_id: transfer.id.clone(),
+            close_id: body.close_id.clone(),
+            currency: currency.to_string(),
+            payer,
+            payee,
+            created_at_ms: now_ms(),
+        })
+        .await?;
+    let events = app.store.transfer_events(&transfer.id).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(crate::transfers::http::view(&transfer, &events)),
+    ))
 }

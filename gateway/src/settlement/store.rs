@@ -101,6 +101,17 @@ pub trait SettlementStore: Send + Sync {
         record: &StoredRecord,
         expected_version: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Links a transfer to the payment `payer` -> `payee` in `currency` of
+    /// close `close_id`.
+    fn put_payment(
+        &self,
+        payment: &PaymentLink,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The transfers paying the payments of a close, oldest first.
+    fn payments(
+        &self,
+        close_id: &str,
+    ) -> impl Future<Output = Result<Vec<PaymentLink>, StoreError>> + Send;
     /// The highest sequence number from `sender` to `recipient`, if any.
     fn last_sequence(
         &self,
@@ -150,6 +161,23 @@ pub trait SettlementStore: Send + Sync {
         tenant: Option<&str>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<StoredStatement>, StoreError>> + Send;
+}
+
+/// A transfer paying one payment of a close.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentLink {
+    /// The transfer.
+    pub transfer_id: String,
+    /// The close.
+    pub close_id: String,
+    /// The statement's currency.
+    pub currency: String,
+    /// Who pays.
+    pub payer: Tadig,
+    /// Who is paid.
+    pub payee: Tadig,
+    /// When linked (ms).
+    pub created_at_ms: u64,
 }
 
 /// A close as stored.
@@ -495,6 +523,38 @@ macro_rules! impl_settlement_store {
                 Ok(updated.rows_affected() == 1)
             }
 
+            async fn put_payment(&self, p: &PaymentLink) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO settlement_payments (transfer_id, close_id, currency, payer, payee, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(&p.transfer_id)
+                    .bind(&p.close_id)
+                    .bind(&p.currency)
+                    .bind(p.payer.as_str())
+                    .bind(p.payee.as_str())
+                    .bind(to_i64(p.created_at_ms, "time")?)
+                    .execute(self.pool())
+                    .await?;
+                Ok(())
+            }
+
+            async fn payments(&self, close_id: &str) -> Result<Vec<PaymentLink>, StoreError> {
+                let rows = sqlx::query("SELECT transfer_id, close_id, currency, payer, payee, created_at_ms FROM settlement_payments WHERE close_id = $1 ORDER BY created_at_ms, transfer_id")
+                    .bind(close_id)
+                    .fetch_all(self.pool())
+                    .await?;
+                rows.iter()
+                    .map(|row| -> Result<PaymentLink, StoreError> {
+                        Ok(PaymentLink {
+                            transfer_id: row.get_string("transfer_id")?,
+                            close_id: row.get_string("close_id")?,
+                            currency: row.get_string("currency")?,
+                            payer: tadig(&row.get_string("payer")?)?,
+                            payee: tadig(&row.get_string("payee")?)?,
+                            created_at_ms: to_u64(row.get_i64("created_at_ms")?, "time")?,
+                        })
+                    })
+                    .collect()
+            }
+
             async fn last_sequence(&self, sender: Tadig, recipient: Tadig) -> Result<Option<u64>, StoreError> {
                 let row = sqlx::query("SELECT COALESCE(MAX(sequence), 0) AS last FROM usage_records WHERE sender = $1 AND recipient = $2")
                     .bind(sender.as_str())
@@ -714,6 +774,12 @@ impl SettlementStore for AnyStore {
     }
     async fn records_to_anchor(&self, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
         delegate!(self, s => s.records_to_anchor(limit))
+    }
+    async fn put_payment(&self, payment: &PaymentLink) -> Result<(), StoreError> {
+        delegate!(self, s => s.put_payment(payment))
+    }
+    async fn payments(&self, close_id: &str) -> Result<Vec<PaymentLink>, StoreError> {
+        delegate!(self, s => s.payments(close_id))
     }
     async fn last_sequence(
         &self,

@@ -64,6 +64,11 @@ pub struct CreateTransfer {
     /// connector transfer; by the sender of an exchange).
     #[schema(pattern = r"^0x[0-9a-fA-F]{64}$")]
     pub hashlock: String,
+    /// The client's reference (1 to 200 printable ASCII characters; the
+    /// `settlement:` prefix is the gateway's own, for statement payments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[ -~]{1,200}$")]
+    pub reference: Option<String>,
 }
 
 /// One event of a transfer's history.
@@ -133,6 +138,10 @@ pub struct TransferView {
     pub target_lock_id: Option<String>,
     /// Created, RFC 3339 UTC.
     pub created_at: String,
+    /// The client's reference; for a settlement statement's payment
+    /// `settlement:<closeId>:<currency>:<payer>:<payee>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
     /// The history, oldest first.
     pub events: Vec<TransferEventView>,
 }
@@ -148,7 +157,7 @@ pub struct TransferPage {
     pub next_cursor: Option<String>,
 }
 
-fn view(t: &Transfer, events: &[TransferEvent]) -> TransferView {
+pub(crate) fn view(t: &Transfer, events: &[TransferEvent]) -> TransferView {
     TransferView {
         id: t.id.clone(),
         state: t.state.name().to_string(),
@@ -169,6 +178,7 @@ fn view(t: &Transfer, events: &[TransferEvent]) -> TransferView {
         source_lock_id: t.source_lock_id.map(|l| l.to_string()),
         target_lock_id: t.target_lock_id.map(|l| l.to_string()),
         created_at: rfc3339(t.created_at_ms),
+        reference: t.reference.clone(),
         events: events
             .iter()
             .map(|e| TransferEventView {
@@ -226,6 +236,27 @@ fn request(body: &CreateTransfer) -> Result<TransferRequest, Problem> {
         sender: field::<Address>("/sender", &body.sender)?,
         recipient: field::<Address>("/recipient", &body.recipient)?,
         hashlock: field::<Hashlock>("/hashlock", &body.hashlock)?,
+        reference: match &body.reference {
+            None => None,
+            Some(text) if text.starts_with("settlement:") => {
+                return Err(Problem::invalid_field(
+                    "/reference",
+                    "references starting with settlement: are the gateway's (POST /v1/settlement/payments)",
+                ));
+            }
+            Some(text)
+                if (1..=200).contains(&text.len())
+                    && text.bytes().all(|b| (b' '..=b'~').contains(&b)) =>
+            {
+                Some(text.clone())
+            }
+            Some(_) => {
+                return Err(Problem::invalid_field(
+                    "/reference",
+                    "must be 1 to 200 printable ASCII characters",
+                ));
+            }
+        },
     })
 }
 

@@ -207,6 +207,9 @@ pub struct Transfer {
     pub updated_at_ms: u64,
     /// Optimistic-concurrency version, +1 per change.
     pub version: i64,
+    /// The client's reference (for a settlement statement's payment,
+    /// `settlement:<closeId>:<currency>:<payer>:<payee>`).
+    pub reference: Option<String>,
 }
 
 /// One entry of a transfer's history.
@@ -244,6 +247,8 @@ pub struct TransferRequest {
     /// SHA-256 of the preimage (held by the recipient in a connector
     /// transfer, by the sender in an exchange).
     pub hashlock: Hashlock,
+    /// The client's reference, if any.
+    pub reference: Option<String>,
 }
 
 /// Why a transfer cannot be created.
@@ -537,6 +542,7 @@ pub async fn create(
         created_at_ms: now,
         updated_at_ms: now,
         version: 0,
+        reference: request.reference.clone(),
     };
     let event = TransferEvent {
         at_ms: now,
