@@ -13,7 +13,10 @@
 //! other record accepted (counter-signed) and anchored on the built-in
 //! ledger; the month closed with multilateral netting; the signed statements
 //! printed and checked (each signature is the gateway's, the nets sum to
-//! zero, the payments settle every position). `cargo test` runs it too.
+//! zero, the payments settle every position); every payment made through a
+//! cross-ledger transfer (the payer locks on ledger 4201, the gateway pays
+//! the payee on ledger 4202, the payee claims) until every statement shows
+//! paid. `cargo test` runs it too.
 //!
 //! Keys are derived from fixed seeds: test keys, not secrets.
 
@@ -151,6 +154,16 @@ async fn walkthrough(quiet: bool) -> Vec<Value> {
         ..Default::default()
     };
     config.ledger.batch_wait_ms = 1;
+    // A second ledger the payees are paid on, the gateway as connector.
+    config.extra_ledgers.push(lockgate::config::LedgerConfig {
+        chain_id: 4202,
+        batch_wait_ms: 1,
+        ..Default::default()
+    });
+    config.transfers.tick_ms = 50;
+    config.transfers.commit_ms_max = 500;
+    config.transfers.reaction_ms_max = 500;
+    config.transfers.claim_window_ms = 10_000;
     let app = lockgate::app::build(config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = Api {
@@ -174,7 +187,14 @@ async fn walkthrough(quiet: bool) -> Vec<Value> {
         tadig,
         name,
         key: SigningKey::from_bytes(ledger_core::hash::sha256(seed.as_bytes())).unwrap(),
-        token: mint(tenant, &[Scope::SettlementRead, Scope::SettlementWrite]),
+        token: mint(
+            tenant,
+            &[
+                Scope::SettlementRead,
+                Scope::SettlementWrite,
+                Scope::TransfersRead,
+            ],
+        ),
     };
     let parties = [
         party("FRAF1", "Visited France", "walkthrough-fra", "op-fra"),
@@ -400,7 +420,7 @@ async fn walkthrough(quiet: bool) -> Vec<Value> {
         payments.len(),
         closed["recordCount"]
     ));
-    statements
+    pay_everything(&api, &app, &parties, &closed, &statements, &say).await
 }
 
 #[cfg_attr(test, allow(dead_code))]
@@ -410,6 +430,182 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(walkthrough(false));
+}
+
+/// Step 6: every payment through a cross-ledger transfer; the final statements.
+async fn pay_everything(
+    api: &Api,
+    app: &lockgate::app::App,
+    parties: &[Party],
+    closed: &Value,
+    statements: &[Value],
+    say: &impl Fn(String),
+) -> Vec<Value> {
+    say("\n6. Each payment made through a cross-ledger transfer (EUR, ledger 4201 -> 4202)".into());
+    let now = lockgate::sequencer::now_ms() / 1000;
+    let ledger = app
+        .auth
+        .mint(
+            "walkthrough",
+            "ledger-operator",
+            &Scope::ALL,
+            &[],
+            now,
+            3600,
+        )
+        .unwrap();
+    let (chain, second) = (app.chain_id, ledger_core::ChainId::new(4202).unwrap());
+    let connector = app.connector.key.address();
+    let issuer = SigningKey::from_bytes(ledger_core::hash::sha256(b"walkthrough-issuer")).unwrap();
+    let mut nonces: BTreeMap<(u64, ledger_core::Address), u64> = BTreeMap::new();
+    let mut submit = |chain: ledger_core::ChainId, key: &SigningKey, body: ledger_core::TxBody| {
+        let nonce = nonces.entry((chain.get(), key.address())).or_insert(0);
+        let tx = ledger_core::Transaction {
+            chain_id: chain,
+            from: key.address(),
+            nonce: *nonce,
+            body,
+        };
+        *nonce += 1;
+        serde_json::to_value(lockgate::dto::SignedTransactionDto::from_domain(
+            &tx.sign(key).unwrap(),
+        ))
+        .unwrap()
+    };
+    let eur = ledger_core::AssetCode::new("EUR").unwrap();
+    let units = |n: u128| ledger_core::Amount::from_minor_units(n);
+    let mut funding = Vec::new();
+    for c in [chain, second] {
+        funding.push(submit(
+            c,
+            &issuer,
+            ledger_core::TxBody::RegisterAsset {
+                code: eur,
+                scale: ledger_core::Scale::new(2).unwrap(),
+            },
+        ));
+    }
+    for p in parties {
+        funding.push(submit(
+            chain,
+            &issuer,
+            ledger_core::TxBody::Issue {
+                asset: eur,
+                to: p.key.address(),
+                amount: units(10_000_000),
+            },
+        ));
+    }
+    funding.push(submit(
+        second,
+        &issuer,
+        ledger_core::TxBody::Issue {
+            asset: eur,
+            to: connector,
+            amount: units(10_000_000),
+        },
+    ));
+    for tx in funding {
+        api.ok("POST", "/v1/ledger/transactions", &ledger, Some(tx))
+            .await;
+    }
+    let close_id = closed["closeId"].as_str().unwrap().to_string();
+    for (n, s) in statements.iter().enumerate() {
+        for p in s["payments"].as_array().unwrap() {
+            if p["payer"] != s["operator"] {
+                continue;
+            }
+            let payer = parties.iter().find(|x| x.tadig == p["payer"]).unwrap();
+            let payee = parties.iter().find(|x| x.tadig == p["payee"]).unwrap();
+            // The payee holds the preimage.
+            let secret = ledger_core::hash::sha256(
+                format!("walkthrough-payment-{n}-{}", payee.tadig).as_bytes(),
+            );
+            let hashlock = ledger_core::Hashlock::of_preimage(&secret);
+            let transfer = api
+                .ok("POST", "/v1/settlement/payments", &payer.token, Some(json!({
+                    "closeId": close_id, "currency": "EUR", "payer": payer.tadig, "payee": payee.tadig,
+                    "sourceChainId": chain.to_string(), "targetChainId": "4202",
+                    "sender": payer.key.address().to_string(), "recipient": payee.key.address().to_string(),
+                    "hashlock": hashlock.to_string(),
+                })))
+                .await;
+            let id = transfer["id"].as_str().unwrap().to_string();
+            let amount: u128 = transfer["amount"].as_str().unwrap().parse().unwrap();
+            let expires: u64 = transfer["sourceExpiresAtMs"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let lock = submit(
+                chain,
+                &payer.key,
+                ledger_core::TxBody::HtlcLock {
+                    asset: eur,
+                    recipient: connector,
+                    amount: units(amount),
+                    hashlock,
+                    expires_at_ms: expires,
+                },
+            );
+            api.ok("POST", "/v1/ledger/transactions", &ledger, Some(lock))
+                .await;
+            let view = wait_state(api, &id, &payer.token, "target_locked").await;
+            let target_lock: ledger_core::LockId =
+                view["targetLockId"].as_str().unwrap().parse().unwrap();
+            let claim = submit(
+                second,
+                &payee.key,
+                ledger_core::TxBody::HtlcClaim {
+                    lock_id: target_lock,
+                    preimage: ledger_core::Preimage::new(secret.to_vec()).unwrap(),
+                },
+            );
+            api.ok("POST", "/v1/ledger/transactions", &ledger, Some(claim))
+                .await;
+            wait_state(api, &id, &payer.token, "completed").await;
+            say(format!(
+                "   {} paid {} EUR {} (transfer {id})",
+                payer.tadig,
+                payee.tadig,
+                euros(&amount.to_string())
+            ));
+        }
+    }
+    let mut final_statements = Vec::new();
+    for p in parties {
+        let list = api
+            .ok(
+                "GET",
+                &format!("/v1/settlement/statements?closeId={close_id}"),
+                &p.token,
+                None,
+            )
+            .await;
+        let statement = list["items"][0].clone();
+        assert_eq!(statement["paid"], true, "{statement}");
+        say(format!(
+            "   {} final statement: net EUR {}, paid: {}",
+            p.tadig,
+            euros(statement["net"].as_str().unwrap()),
+            statement["paid"]
+        ));
+        final_statements.push(statement);
+    }
+    final_statements
+}
+
+async fn wait_state(api: &Api, id: &str, token: &str, state: &str) -> Value {
+    for _ in 0..400 {
+        let view = api
+            .ok("GET", &format!("/v1/transfers/{id}"), token, None)
+            .await;
+        if view["state"] == state {
+            return view;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("transfer {id} never reached {state}");
 }
 
 #[cfg(test)]
