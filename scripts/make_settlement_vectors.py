@@ -76,6 +76,12 @@ TYPES = {
         {"name": "numerator", "type": "uint256"},
         {"name": "denominator", "type": "uint256"},
     ],
+    "RecordNote": [
+        {"name": "recordHash", "type": "bytes32"},
+        {"name": "kind", "type": "string"},
+        {"name": "amount", "type": "uint256"},
+        {"name": "reason", "type": "string"},
+    ],
     "RecordDispute": [
         {"name": "recordHash", "type": "bytes32"},
         {"name": "recipient", "type": "string"},
@@ -144,6 +150,10 @@ dispute = typed(
         "evidenceHash": "0x" + "ab" * 32,
     },
 )
+note = typed(
+    "RecordNote",
+    {"recordHash": record_hash, "kind": "credit", "amount": 50000, "reason": "half the disputed data volume"},
+)
 statement = typed(
     "Statement",
     {
@@ -168,5 +178,6 @@ print(json.dumps({
     "record": {"typedData": record, "recordHash": record_hash, **sign(record)},
     "acceptance": {"typedData": acceptance, **sign(acceptance)},
     "dispute": {"typedData": dispute, **sign(dispute)},
+    "note": {"typedData": note, **sign(note)},
     "statement": {"typedData": statement, "statementHash": struct_hash(statement), **sign(statement)},
 }, indent=2))

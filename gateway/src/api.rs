@@ -62,7 +62,7 @@ type AppState = Arc<App>;
         crate::settlement::http::get_record, crate::settlement::http::accept_record,
         crate::settlement::http::dispute_record, crate::settlement::http::get_anchor,
         crate::settlement::close::close_period, crate::settlement::close::get_close,
-        crate::settlement::close::list_statements, crate::settlement::import::import_records, crate::settlement::close::pay_statement,
+        crate::settlement::close::list_statements, crate::settlement::import::import_records, crate::settlement::close::pay_statement, crate::settlement::http::issue_note, crate::settlement::http::accept_note,
         healthz, readyz, metrics,
     ),
     components(schemas(
@@ -85,7 +85,7 @@ type AppState = Arc<App>;
         crate::settlement::http::RecordPage, crate::settlement::http::AnchorView,
         crate::settlement::AgreementBody, crate::settlement::RateBody,
         crate::settlement::ServiceLineBody, crate::settlement::UsageRecordBody,
-        crate::settlement::DisputeBody,
+        crate::settlement::DisputeBody, crate::settlement::NoteBody, crate::settlement::http::IssueNote,
         crate::settlement::close::FxRateBody, crate::settlement::close::CloseBody,
         crate::settlement::close::StatementLineView, crate::settlement::close::PaymentView,
         crate::settlement::close::StatementView, crate::settlement::close::CloseView,
@@ -324,6 +324,8 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/settlement/records/{hash}/accept", post(crate::settlement::http::accept_record))
         .route("/v1/settlement/records/{hash}/dispute", post(crate::settlement::http::dispute_record))
         .route("/v1/settlement/records/{hash}/anchor", get(crate::settlement::http::get_anchor))
+        .route("/v1/settlement/records/{hash}/note", post(crate::settlement::http::issue_note))
+        .route("/v1/settlement/records/{hash}/note/accept", post(crate::settlement::http::accept_note))
         .route("/v1/settlement/closes", post(crate::settlement::close::close_period))
         .route("/v1/settlement/closes/{id}", get(crate::settlement::close::get_close))
         .route("/v1/settlement/statements", get(crate::settlement::close::list_statements))

@@ -1297,3 +1297,178 @@ async fn statement_paid_through_a_transfer_on_sqlite() {
 async fn statement_paid_through_a_transfer_on_postgres() {
     statement_paid_through_a_transfer(Db::Postgres).await;
 }
+
+async fn a_note_resolves_a_dispute(kind: Db) {
+    use ledger_core::settlement::typed::note_digest;
+    let net = Net::new(kind, 14 * DAY).await;
+    let gw = &net.gw;
+    assert_eq!(
+        gw.post("/v1/settlement/agreements", &net.admin, &agreement(1))
+            .await
+            .0,
+        201
+    );
+    let record = net.record(1, 600_000);
+    let hash = net.submit_ok(&net.fra, &record, &net.fra_key).await;
+    let base = format!("/v1/settlement/records/{hash}");
+    let note = |kind: &str, amount: u128, key: &SigningKey| {
+        let reason = "half the disputed data volume";
+        let digest = note_digest(gw.app.chain_id, &hash32(&hash), kind, amount, reason);
+        json!({"kind": kind, "amount": amount.to_string(), "reason": reason, "signature": key.sign_digest(&digest).to_string()})
+    };
+    // Only on a disputed record.
+    let (status, body) = gw
+        .post(
+            &format!("{base}/note"),
+            &net.fra,
+            &note("credit", 5_000, &net.fra_key),
+        )
+        .await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (409, Some("urn:lockgate:problem:record-not-disputed")),
+        "{body}"
+    );
+    let terms = DisputeTerms {
+        record_hash: hash32(&hash),
+        recipient: "DEUD2",
+        reason: "too much data",
+        disputed_amount: 10_000,
+        evidence_hash: [0; 32],
+    };
+    let dispute = json!({"reason": "too much data", "disputedAmount": "10000", "evidenceHash": format!("0x{}", "00".repeat(32)),
+        "signature": net.deu_key.sign_digest(&dispute_digest(gw.app.chain_id, &terms)).to_string()});
+    let (gbr, fra) = (
+        gw.post(&format!("{base}/dispute"), &net.gbr, &dispute)
+            .await
+            .0,
+        gw.post(&format!("{base}/dispute"), &net.fra, &dispute)
+            .await
+            .0,
+    );
+    assert_eq!(
+        (gbr, fra),
+        (404, 403),
+        "neither a bystander nor the sender disputes"
+    );
+    assert_eq!(
+        gw.post(&format!("{base}/dispute"), &net.deu, &dispute)
+            .await
+            .0,
+        200
+    );
+    // The recipient cannot issue it, a bystander cannot see it, a credit
+    // above the total and a signature not the sender's are refused.
+    assert_eq!(
+        gw.post(
+            &format!("{base}/note"),
+            &net.deu,
+            &note("credit", 5_000, &net.deu_key)
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        gw.post(
+            &format!("{base}/note"),
+            &net.gbr,
+            &note("credit", 5_000, &net.fra_key)
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        gw.post(
+            &format!("{base}/note"),
+            &net.fra,
+            &note("credit", record.total + 1, &net.fra_key)
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        gw.post(
+            &format!("{base}/note"),
+            &net.fra,
+            &note("credit", 5_000, &net.deu_key)
+        )
+        .await
+        .0,
+        422
+    );
+    let (status, issued) = gw
+        .post(
+            &format!("{base}/note"),
+            &net.fra,
+            &note("credit", 5_000, &net.fra_key),
+        )
+        .await;
+    assert_eq!(status, 200, "{issued}");
+    assert_eq!(
+        issued["state"], "disputed",
+        "open until the recipient accepts"
+    );
+    // The recipient accepts by signing the same note.
+    let digest = note_digest(
+        gw.app.chain_id,
+        &hash32(&hash),
+        "credit",
+        5_000,
+        "half the disputed data volume",
+    );
+    let wrong = json!({"signature": net.fra_key.sign_digest(&digest).to_string()});
+    assert_eq!(
+        gw.post(&format!("{base}/note/accept"), &net.deu, &wrong)
+            .await
+            .0,
+        422
+    );
+    assert_eq!(
+        gw.post(&format!("{base}/note/accept"), &net.fra, &wrong)
+            .await
+            .0,
+        403
+    );
+    let accept = json!({"signature": net.deu_key.sign_digest(&digest).to_string()});
+    let (status, resolved) = gw
+        .post(&format!("{base}/note/accept"), &net.deu, &accept)
+        .await;
+    assert_eq!(status, 200, "{resolved}");
+    assert_eq!(
+        (resolved["state"].as_str(), resolved["anchored"].as_bool()),
+        (Some("accepted"), Some(true))
+    );
+    assert!(resolved["note"]["recipientSignature"].is_string());
+    // The close counts the record with the credit applied.
+    let (status, closed) = gw
+        .post(
+            "/v1/settlement/closes",
+            &net.admin,
+            &json!({"periodStartMs": JAN_2026.to_string(), "periodEndMs": FEB_2026.to_string()}),
+        )
+        .await;
+    assert_eq!(status, 201, "{closed}");
+    let fra = closed["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["operator"] == "FRAF1")
+        .unwrap();
+    assert_eq!(
+        fra["receivable"].as_str().unwrap(),
+        (record.total - 5_000).to_string()
+    );
+}
+
+#[tokio::test]
+async fn a_note_resolves_a_dispute_on_sqlite() {
+    a_note_resolves_a_dispute(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_note_resolves_a_dispute_on_postgres() {
+    a_note_resolves_a_dispute(Db::Postgres).await;
+}

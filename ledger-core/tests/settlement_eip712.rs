@@ -170,3 +170,21 @@ fn the_statement_digest_matches_eth_account() {
     assert_eq!(digest, hex32(&v["statement"]["digest"]));
     assert_eq!(signer_of(&digest, &v["statement"]["signature"]), signer);
 }
+
+#[test]
+fn the_note_digest_matches_eth_account() {
+    use ledger_core::settlement::typed::note_digest;
+    let v = vectors();
+    let chain = ChainId::new(v["chainId"].as_u64().unwrap()).unwrap();
+    let signer: Address = v["signer"].as_str().unwrap().parse().unwrap();
+    let m = &v["note"]["typedData"]["message"];
+    let digest = note_digest(
+        chain,
+        &hex32(&m["recordHash"]),
+        m["kind"].as_str().unwrap(),
+        u128::from(uint(&m["amount"])),
+        m["reason"].as_str().unwrap(),
+    );
+    assert_eq!(digest, hex32(&v["note"]["digest"]));
+    assert_eq!(signer_of(&digest, &v["note"]["signature"]), signer);
+}

@@ -361,8 +361,20 @@ pub async fn close_period(
             "no accepted record of this period is left to close",
         ));
     }
-    let pairs: Vec<([u8; 32], ledger_core::settlement::record::UsageRecord)> =
-        records.iter().map(|r| (r.hash, r.record.clone())).collect();
+    // A record resolved by a credit or debit note is owed with the note applied.
+    let mut pairs: Vec<([u8; 32], ledger_core::settlement::record::UsageRecord)> =
+        Vec::with_capacity(records.len());
+    for r in &records {
+        let mut record = r.record.clone();
+        if let Some(note) = &r.note {
+            record.total = note.apply(record.total).ok_or_else(|| {
+                Problem::from(crate::store::StoreError::Corrupt(
+                    "a note exceeds its record".into(),
+                ))
+            })?;
+        }
+        pairs.push((r.hash, record));
+    }
     let statements = close(&pairs, &terms).map_err(|e| {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,

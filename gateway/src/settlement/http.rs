@@ -141,6 +141,9 @@ pub struct RecordView {
     /// The dispute.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dispute: Option<DisputeBody>,
+    /// The credit or debit note resolving the dispute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<super::NoteBody>,
     /// The anchoring transaction's hash on the primary ledger.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub anchor_tx_hash: Option<String>,
@@ -186,6 +189,7 @@ fn view(r: &StoredRecord) -> RecordView {
         replaces: r.replaces.as_ref().map(hex0x),
         acceptance_signature: r.acceptance_signature.map(|s| s.to_string()),
         dispute: r.dispute.clone(),
+        note: r.note.clone(),
         anchor_tx_hash: r.anchor.as_ref().map(|a| a.tx_hash.to_string()),
         anchored: r.anchored,
     }
@@ -581,6 +585,7 @@ async fn submit_one(
             acceptance_signature: None,
             accepted_at_ms: None,
             dispute: None,
+            note: None,
             anchor: None,
             anchored: false,
             updated_at_ms: now,
@@ -953,4 +958,196 @@ pub async fn get_anchor(
         chain_id: anchor.chain_id.to_string(),
         inclusion,
     }))
+}
+
+/// A credit or debit note to issue on a disputed record.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IssueNote {
+    /// `credit` (lowers what the recipient owes) or `debit` (raises it).
+    #[schema(pattern = r"^(credit|debit)$")]
+    pub kind: String,
+    /// Minor units (a credit at most the record's total).
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,37})$")]
+    pub amount: String,
+    /// Why (1 to 1,000 characters).
+    pub reason: String,
+    /// The sender's EIP-712 signature of `RecordNote(recordHash, kind, amount, reason)`.
+    #[schema(pattern = r"^0x[0-9a-fA-F]{130}$")]
+    pub signature: String,
+}
+
+/// Issue a credit or debit note on a disputed record (the sender's tenant).
+///
+/// The note resolves the dispute once the recipient accepts it by signing
+/// the same `RecordNote` (`POST .../note/accept`); a later note replaces one
+/// not yet accepted.
+#[utoipa::path(
+    post, path = "/v1/settlement/records/{hash}/note", tag = "settlement",
+    params(("hash" = String, Path, description = "The record hash", pattern = r"^0x[0-9a-f]{64}$")),
+    request_body = IssueNote,
+    responses(
+        (status = 200, description = "Issued", body = RecordView),
+        (status = 403, description = "Not the sender", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown, or not the caller's", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The record is not disputed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad note, or not the sender's signature", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn issue_note(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(hash): Path<String>,
+    JsonBody(body, _raw): JsonBody<IssueNote>,
+) -> Result<axum::Json<RecordView>, Problem> {
+    caller.require(Scope::SettlementWrite)?;
+    let hash = hash32("hash", &hash)?;
+    let signature = signature("/signature", &body.signature)?;
+    if body.kind != "credit" && body.kind != "debit" {
+        return Err(Problem::invalid_field("/kind", "must be credit or debit"));
+    }
+    if body.reason.trim().is_empty() || body.reason.chars().count() > 1000 {
+        return Err(Problem::invalid_field(
+            "/reason",
+            "must be 1 to 1000 characters, not blank",
+        ));
+    }
+    let amount: u128 = super::decimal("/amount", &body.amount).map_err(field_problem)?;
+    let (record, sender, _recipient) = party_record(&app, &caller, hash).await?;
+    if sender.tenant != caller.tenant {
+        return Err(Problem::forbidden(format!(
+            "only the sender {} issues a note",
+            sender.tadig
+        )));
+    }
+    if record.state != RecordState::Disputed {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "record-not-disputed",
+            "Record not disputed",
+            format!("the record is {}", record.state.name()),
+        ));
+    }
+    let note = super::NoteBody {
+        kind: body.kind.clone(),
+        amount: amount.to_string(),
+        reason: body.reason.clone(),
+        sender_signature: signature.to_string(),
+        recipient_signature: None,
+    };
+    if note.apply(record.record.total).is_none() {
+        return Err(Problem::invalid_field(
+            "/amount",
+            format!(
+                "a credit is at most the record's total, {}",
+                record.record.total
+            ),
+        ));
+    }
+    let digest = ledger_core::settlement::typed::note_digest(
+        app.chain_id,
+        &hash,
+        &body.kind,
+        amount,
+        &body.reason,
+    );
+    check_signer(&digest, &signature, &sender)?;
+    let next = StoredRecord {
+        note: Some(note),
+        updated_at_ms: now_ms(),
+        version: record.version + 1,
+        ..record.clone()
+    };
+    if !app.store.update_record(&next, record.version).await? {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "record-answered",
+            "Record changed",
+            "the record changed meanwhile",
+        ));
+    }
+    Ok(axum::Json(view(&next)))
+}
+
+/// Accept the note on a disputed record (the recipient's tenant), signing
+/// the same `RecordNote`: the dispute is resolved, the record accepted with
+/// the note applied, and anchored.
+#[utoipa::path(
+    post, path = "/v1/settlement/records/{hash}/note/accept", tag = "settlement",
+    params(("hash" = String, Path, description = "The record hash", pattern = r"^0x[0-9a-f]{64}$")),
+    request_body = AcceptRecord,
+    responses(
+        (status = 200, description = "Resolved and accepted", body = RecordView),
+        (status = 403, description = "Not the recipient", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown, or not the caller's", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not disputed, or no note", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not the recipient's signature", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn accept_note(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(hash): Path<String>,
+    JsonBody(body, _raw): JsonBody<AcceptRecord>,
+) -> Result<axum::Json<RecordView>, Problem> {
+    caller.require(Scope::SettlementWrite)?;
+    let hash = hash32("hash", &hash)?;
+    let signature = signature("/signature", &body.signature)?;
+    let (record, _sender, recipient) = party_record(&app, &caller, hash).await?;
+    if recipient.tenant != caller.tenant {
+        return Err(Problem::forbidden(format!(
+            "only the recipient {} accepts a note",
+            recipient.tadig
+        )));
+    }
+    let note = match (&record.note, record.state) {
+        (Some(note), RecordState::Disputed) => note.clone(),
+        _ => {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "record-not-disputed",
+                "No note to accept",
+                format!("the record is {} without an open note", record.state.name()),
+            ));
+        }
+    };
+    let amount: u128 = note
+        .amount
+        .parse()
+        .map_err(|_| Problem::from(crate::store::StoreError::Corrupt("note amount".into())))?;
+    let digest = ledger_core::settlement::typed::note_digest(
+        app.chain_id,
+        &hash,
+        &note.kind,
+        amount,
+        &note.reason,
+    );
+    check_signer(&digest, &signature, &recipient)?;
+    let now = now_ms();
+    let accepted = StoredRecord {
+        state: RecordState::Accepted,
+        note: Some(super::NoteBody {
+            recipient_signature: Some(signature.to_string()),
+            ..note
+        }),
+        accepted_at_ms: Some(now),
+        updated_at_ms: now,
+        version: record.version + 1,
+        ..record.clone()
+    };
+    if !app.store.update_record(&accepted, record.version).await? {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "record-answered",
+            "Record changed",
+            "the record changed meanwhile",
+        ));
+    }
+    if let Err(error) = super::anchor(&app, &accepted).await {
+        tracing::warn!(%error, "anchoring a resolved record failed; the anchorer retries");
+    }
+    let current = app.store.record(hash).await?.unwrap_or(accepted);
+    Ok(axum::Json(view(&current)))
 }

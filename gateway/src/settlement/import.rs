@@ -350,6 +350,7 @@ async fn batch(
                 acceptance_signature: None,
                 accepted_at_ms: None,
                 dispute: None,
+                note: None,
                 anchor: None,
                 anchored: false,
                 updated_at_ms: ctx.now_ms,

@@ -298,6 +298,39 @@ pub struct DisputeBody {
     pub disputed_at_ms: String,
 }
 
+/// A credit or debit note resolving a dispute: issued and signed by the
+/// sender, accepted when the recipient signs the same `RecordNote`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NoteBody {
+    /// `credit` (the total owed is lowered by `amount`) or `debit` (raised).
+    #[schema(pattern = r"^(credit|debit)$")]
+    pub kind: String,
+    /// Minor units.
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,37})$")]
+    pub amount: String,
+    /// Why (1 to 1,000 characters).
+    pub reason: String,
+    /// The sender's EIP-712 signature of the `RecordNote`.
+    pub sender_signature: String,
+    /// The recipient's signature of the same `RecordNote`, once accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_signature: Option<String>,
+}
+
+impl NoteBody {
+    /// What the recipient owes with this note applied to `total` (`None`
+    /// for a credit larger than the total, or an overflow).
+    pub fn apply(&self, total: u128) -> Option<u128> {
+        let amount: u128 = self.amount.parse().ok()?;
+        match self.kind.as_str() {
+            "credit" => total.checked_sub(amount),
+            "debit" => total.checked_add(amount),
+            _ => None,
+        }
+    }
+}
+
 /// A usage record as the gateway holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredRecord {
@@ -321,6 +354,8 @@ pub struct StoredRecord {
     pub accepted_at_ms: Option<u64>,
     /// The dispute.
     pub dispute: Option<DisputeBody>,
+    /// The credit or debit note resolving the dispute.
+    pub note: Option<NoteBody>,
     /// The anchoring transaction (written ahead of its submission).
     pub anchor: Option<AnchorTx>,
     /// True once the anchoring transaction is committed.

@@ -210,7 +210,7 @@ pub struct StoredStatement {
 
 /// The columns of a record (the nullable `accepted_at_ms` read as text in
 /// both dialects).
-const SELECT_RECORD: &str = "SELECT record_hash, body, sender_signature, state, submitted_at_ms, deadline_ms, replaces, acceptance_signature, CAST(accepted_at_ms AS TEXT) AS accepted_at_text, dispute, anchor_chain_id, anchor_tx_hash, anchor_signed_tx, anchored, updated_at_ms, version FROM usage_records";
+const SELECT_RECORD: &str = "SELECT record_hash, body, sender_signature, state, submitted_at_ms, deadline_ms, replaces, acceptance_signature, CAST(accepted_at_ms AS TEXT) AS accepted_at_text, dispute, note, anchor_chain_id, anchor_tx_hash, anchor_signed_tx, anchored, updated_at_ms, version FROM usage_records";
 
 fn tadig(text: &str) -> Result<Tadig, StoreError> {
     text.parse().map_err(corrupt)
@@ -280,6 +280,10 @@ fn record_from_row(row: &impl RowGet) -> Result<StoredRecord, StoreError> {
         accepted_at_ms: row
             .get_opt_string("accepted_at_text")?
             .map(|text| text.parse::<u64>().map_err(corrupt))
+            .transpose()?,
+        note: row
+            .get_opt_string("note")?
+            .map(|d| serde_json::from_str(&d).map_err(corrupt))
             .transpose()?,
         dispute: row
             .get_opt_string("dispute")?
@@ -505,7 +509,7 @@ macro_rules! impl_settlement_store {
 
             async fn update_record(&self, r: &StoredRecord, expected_version: i64) -> Result<bool, StoreError> {
                 let dispute = r.dispute.as_ref().map(serde_json::to_string).transpose().map_err(corrupt)?;
-                let updated = sqlx::query("UPDATE usage_records SET state = $2, acceptance_signature = $3, accepted_at_ms = $4, dispute = $5, anchor_chain_id = $6, anchor_tx_hash = $7, anchor_signed_tx = $8, anchored = $9, updated_at_ms = $10, version = $11 WHERE record_hash = $1 AND version = $12")
+                let updated = sqlx::query("UPDATE usage_records SET state = $2, acceptance_signature = $3, accepted_at_ms = $4, dispute = $5, anchor_chain_id = $6, anchor_tx_hash = $7, anchor_signed_tx = $8, anchored = $9, updated_at_ms = $10, version = $11, note = $13 WHERE record_hash = $1 AND version = $12")
                     .bind(r.hash.to_vec())
                     .bind(r.state.name())
                     .bind(r.acceptance_signature.map(|s| s.to_string()))
@@ -518,6 +522,7 @@ macro_rules! impl_settlement_store {
                     .bind(to_i64(r.updated_at_ms, "time")?)
                     .bind(r.version)
                     .bind(expected_version)
+                    .bind(r.note.as_ref().map(serde_json::to_string).transpose().map_err(corrupt)?)
                     .execute(self.pool())
                     .await?;
                 Ok(updated.rows_affected() == 1)

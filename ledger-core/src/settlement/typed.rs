@@ -14,6 +14,7 @@
 //! UsageRecord(string sender,string recipient,uint64 sequence,uint64 periodStartMs,uint64 periodEndMs,string currency,uint32 agreementVersion,ServiceLine[] lines,uint256 chargesTotal,uint256 discount,uint256 total)ServiceLine(string service,uint64 quantity,uint256 ratePrice,uint64 ratePer,uint256 charge)
 //! RecordAcceptance(bytes32 recordHash,string recipient)
 //! RecordDispute(bytes32 recordHash,string recipient,string reason,uint256 disputedAmount,bytes32 evidenceHash)
+//! RecordNote(bytes32 recordHash,string kind,uint256 amount,string reason)
 //! Statement(bytes32 closeId,string operator,string currency,uint64 periodStartMs,uint64 periodEndMs,StatementLine[] lines,uint256 receivable,uint256 payable,StatementPayment[] payments,FxRate[] fxRates)FxRate(string from,string to,uint256 numerator,uint256 denominator)StatementLine(bytes32 recordHash,string counterparty,uint256 amount,bool receivable)StatementPayment(string payer,string payee,uint256 amount)
 //! ```
 //!
@@ -42,6 +43,11 @@ pub const USAGE_RECORD_TYPE: &str = "UsageRecord(string sender,string recipient,
 pub const ACCEPTANCE_TYPE: &str = "RecordAcceptance(bytes32 recordHash,string recipient)";
 /// `encodeType(RecordDispute)`.
 pub const DISPUTE_TYPE: &str = "RecordDispute(bytes32 recordHash,string recipient,string reason,uint256 disputedAmount,bytes32 evidenceHash)";
+
+/// `encodeType(RecordNote)`: a credit or debit note resolving a dispute,
+/// signed by the sender and then by the recipient (the same message).
+pub const NOTE_TYPE: &str =
+    "RecordNote(bytes32 recordHash,string kind,uint256 amount,string reason)";
 
 /// `encodeType(Statement)`.
 pub const STATEMENT_TYPE: &str = "Statement(bytes32 closeId,string operator,string currency,uint64 periodStartMs,uint64 periodEndMs,StatementLine[] lines,uint256 receivable,uint256 payable,StatementPayment[] payments,FxRate[] fxRates)FxRate(string from,string to,uint256 numerator,uint256 denominator)StatementLine(bytes32 recordHash,string counterparty,uint256 amount,bool receivable)StatementPayment(string payer,string payee,uint256 amount)";
@@ -214,4 +220,23 @@ pub fn statement_digest(chain_id: ChainId, close_id: &[u8; 32], statement: &Stat
         &domain_separator(chain_id),
         &statement_hash(close_id, statement),
     )
+}
+
+/// The digest both parties sign for a credit or debit note: `kind` is
+/// `credit` (the total is lowered by `amount`) or `debit` (raised).
+pub fn note_digest(
+    chain_id: ChainId,
+    record_hash: &[u8; 32],
+    kind: &str,
+    amount: u128,
+    reason: &str,
+) -> [u8; 32] {
+    let hash = keccak256_concat(&[
+        &keccak256(NOTE_TYPE.as_bytes()),
+        record_hash,
+        &keccak256(kind.as_bytes()),
+        &uint_word(amount),
+        &keccak256(reason.as_bytes()),
+    ]);
+    signing_digest(&domain_separator(chain_id), &hash)
 }
