@@ -1472,3 +1472,55 @@ async fn a_note_resolves_a_dispute_on_sqlite() {
 async fn a_note_resolves_a_dispute_on_postgres() {
     a_note_resolves_a_dispute(Db::Postgres).await;
 }
+
+#[tokio::test]
+async fn per_service_discounts_are_kept_and_applied() {
+    let net = Net::new(Db::Sqlite, 14 * DAY).await;
+    let gw = &net.gw;
+    let mut a = agreement(1);
+    a["rates"]["data"]["discountBps"] = json!(1000);
+    let (status, body) = gw.post("/v1/settlement/agreements", &net.admin, &a).await;
+    assert_eq!(status, 201, "{body}");
+    let (_, list) = gw
+        .get(
+            "/v1/settlement/agreements?sender=FRAF1&recipient=DEUD2",
+            &net.deu,
+        )
+        .await;
+    assert_eq!(list["items"][0]["rates"]["data"]["discountBps"], 1000);
+    assert!(
+        list["items"][0]["rates"]["sms"]
+            .get("discountBps")
+            .is_none()
+    );
+    // A record discounted on the whole total is refused; line by line passes.
+    let mut record = net.record(1, 123_457);
+    let (status, body) = net
+        .submit(&net.fra, &net.submission(&record, &net.fra_key))
+        .await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (422, Some("urn:lockgate:problem:record-discount-mismatch")),
+        "{body}"
+    );
+    let stored = lockgate::settlement::AgreementBody::from_domain(
+        &serde_json::from_value::<lockgate::settlement::AgreementBody>(list["items"][0].clone())
+            .unwrap()
+            .to_domain()
+            .unwrap(),
+    )
+    .to_domain()
+    .unwrap();
+    record.discount = stored
+        .discount(&record.lines, record.charges_total)
+        .unwrap();
+    record.total = record.charges_total - record.discount;
+    let (status, body) = net
+        .submit(&net.fra, &net.submission(&record, &net.fra_key))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // A record line may not carry a discount of its own.
+    let mut wire = net.submission(&net.record(2, 1), &net.fra_key);
+    wire["record"]["lines"][0]["rate"]["discountBps"] = json!(1);
+    assert_eq!(net.submit(&net.fra, &wire).await.0, 400);
+}

@@ -46,6 +46,7 @@ fn agreement(version: u32, from: u64, until: u64) -> Agreement {
             ),
         ]),
         discount_bps: 250,
+        service_discount_bps: BTreeMap::new(),
     }
 }
 
@@ -489,4 +490,35 @@ mod close {
             prop_assert_eq!(appearances, records.len() * 2);
         }
     }
+}
+
+#[test]
+fn per_service_discounts_apply_line_by_line() {
+    let mut a = agreement(1, JAN_2026, JAN_2026 + 365 * DAY);
+    // 10% off data, the 2.5% agreement-wide discount on the rest.
+    a.service_discount_bps.insert(Service::Data, 1_000);
+    assert_eq!(a.check(), Ok(()));
+    let mut r = record(&a, 1);
+    // Lines: 20576, 3292, 12963 at 250 bps; 148148 at 1000 bps.
+    let expected = 514 + 82 + 324 + 14_815;
+    assert_eq!(a.discount(&r.lines, r.charges_total), Some(expected));
+    r.discount = expected;
+    r.total = r.charges_total - expected;
+    assert!(r.validate([&a], FEB_2026).is_ok());
+    // The whole-total rule no longer holds for this agreement.
+    let mut whole = r.clone();
+    whole.discount = round_half_up(whole.charges_total * 250, 10_000).unwrap();
+    whole.total = whole.charges_total - whole.discount;
+    assert!(matches!(
+        whole.validate([&a], FEB_2026),
+        Err(RecordError::DiscountMismatch { .. })
+    ));
+    // A discount above 100%, or for a service not priced, is refused.
+    let mut bad = a.clone();
+    bad.service_discount_bps.insert(Service::Sms, 10_001);
+    assert!(bad.check().is_err());
+    let mut unpriced = a.clone();
+    unpriced.rates.remove(&Service::VoiceMt);
+    unpriced.service_discount_bps.insert(Service::VoiceMt, 100);
+    assert!(unpriced.check().is_err());
 }

@@ -111,6 +111,12 @@ pub struct RateBody {
     /// Per this many units of the service.
     #[schema(pattern = r"^[1-9][0-9]{0,18}$")]
     pub per: String,
+    /// In an agreement: this service's own discount in basis points (the
+    /// discount is then computed line by line; docs/settlement.md).
+    /// Absent in a record's line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 10000)]
+    pub discount_bps: Option<u16>,
 }
 
 /// One service line on the wire.
@@ -216,6 +222,13 @@ impl UsageRecordBody {
         let mut lines = Vec::with_capacity(self.lines.len());
         for (i, line) in self.lines.iter().enumerate() {
             let at = |field: &str| format!("/lines/{i}/{field}");
+            if line.rate.discount_bps.is_some() {
+                return Err(FieldError {
+                    pointer: at("rate/discountBps"),
+                    reason: "discounts belong to agreements; a record states its discount once"
+                        .into(),
+                });
+            }
             lines.push(ServiceLine {
                 service: parse::<Service>(&at("service"), &line.service)?,
                 quantity: decimal(&at("quantity"), &line.quantity)?,
@@ -266,6 +279,7 @@ impl UsageRecordBody {
                     rate: RateBody {
                         price: l.rate.price.to_string(),
                         per: l.rate.per.to_string(),
+                        discount_bps: None,
                     },
                     charge: l.charge.to_string(),
                 })
@@ -411,9 +425,13 @@ impl AgreementBody {
     /// The agreement, every field checked (its rules by [`Agreement::check`]).
     pub fn to_domain(&self) -> Result<Agreement, FieldError> {
         let mut rates = BTreeMap::new();
+        let mut service_discount_bps = BTreeMap::new();
         for (name, rate) in &self.rates {
             let at = |field: &str| format!("/rates/{name}/{field}");
             let service = parse::<Service>(&format!("/rates/{name}"), name)?;
+            if let Some(bps) = rate.discount_bps {
+                service_discount_bps.insert(service, bps);
+            }
             rates.insert(
                 service,
                 Rate {
@@ -431,6 +449,7 @@ impl AgreementBody {
             valid_until_ms: decimal("/validUntilMs", &self.valid_until_ms)?,
             rates,
             discount_bps: self.discount_bps,
+            service_discount_bps,
         })
     }
 
@@ -452,6 +471,7 @@ impl AgreementBody {
                         RateBody {
                             price: r.price.to_string(),
                             per: r.per.to_string(),
+                            discount_bps: a.service_discount_bps.get(s).copied(),
                         },
                     )
                 })

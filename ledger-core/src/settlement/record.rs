@@ -14,7 +14,10 @@
 //! **Charging rule.** A rate is `price` minor units per `per` units. A
 //! line's charge is `quantity × price / per`, rounded half up to a whole
 //! minor unit. The discount is `chargesTotal × discountBps / 10000`,
-//! rounded half up. The total is `chargesTotal − discount`.
+//! rounded half up; when the agreement sets a discount for any service, it
+//! is instead the sum over the lines of `charge × bps / 10000`, each rounded
+//! half up, with `bps` the service's own discount or else `discountBps`.
+//! The total is `chargesTotal − discount`.
 //!
 //! **Agreement in force.** Of the agreement versions between the two
 //! parties in the record's currency whose validity covers the whole period
@@ -86,6 +89,8 @@ pub struct Agreement {
     pub rates: BTreeMap<Service, Rate>,
     /// Discount on the sum of the charges, in basis points (0 to 10,000).
     pub discount_bps: u16,
+    /// Discounts of single services, in basis points (see the module docs).
+    pub service_discount_bps: BTreeMap<Service, u16>,
 }
 
 /// Why an agreement is not well-formed.
@@ -109,6 +114,9 @@ pub enum AgreementError {
     /// A discount above 100%.
     #[error("discountBps must be at most 10000")]
     DiscountTooLarge,
+    /// A discount for a service the agreement does not price.
+    #[error("a discount is set for {0}, which the agreement does not price")]
+    DiscountUnpriced(Service),
 }
 
 impl Agreement {
@@ -129,10 +137,35 @@ impl Agreement {
         if let Some((service, _)) = self.rates.iter().find(|(_, r)| r.per == 0) {
             return Err(AgreementError::ZeroPer(*service));
         }
-        if self.discount_bps > 10_000 {
+        if self.discount_bps > 10_000 || self.service_discount_bps.values().any(|b| *b > 10_000) {
             return Err(AgreementError::DiscountTooLarge);
         }
+        if let Some(service) = self
+            .service_discount_bps
+            .keys()
+            .find(|s| !self.rates.contains_key(s))
+        {
+            return Err(AgreementError::DiscountUnpriced(*service));
+        }
         Ok(())
+    }
+
+    /// The discount on `lines` (whose charges sum to `charges_total`), by
+    /// the rule in the module docs.
+    pub fn discount(&self, lines: &[ServiceLine], charges_total: u128) -> Option<u128> {
+        if self.service_discount_bps.is_empty() {
+            return discount_of(charges_total, self.discount_bps);
+        }
+        let mut sum: u128 = 0;
+        for line in lines {
+            let bps = self
+                .service_discount_bps
+                .get(&line.service)
+                .copied()
+                .unwrap_or(self.discount_bps);
+            sum = sum.checked_add(discount_of(line.charge, bps)?)?;
+        }
+        Some(sum)
     }
 
     /// True when the agreement's validity covers `[start_ms, end_ms)`.
@@ -289,7 +322,7 @@ pub enum RecordError {
     },
     /// `discount` is not the agreement's discount.
     #[error(
-        "discount must be {expected} ({bps} bps of chargesTotal, rounded half up); the record says {stated}"
+        "discount must be {expected} (by the agreement: {bps} bps of chargesTotal, or its per-service discounts line by line, rounded half up); the record says {stated}"
     )]
     DiscountMismatch {
         /// The right discount.
@@ -408,7 +441,9 @@ impl UsageRecord {
                 stated: self.charges_total,
             });
         }
-        let discount = discount_of(sum, agreement.discount_bps).ok_or(RecordError::Overflow)?;
+        let discount = agreement
+            .discount(&self.lines, sum)
+            .ok_or(RecordError::Overflow)?;
         if discount != self.discount {
             return Err(RecordError::DiscountMismatch {
                 expected: discount,
