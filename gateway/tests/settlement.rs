@@ -1185,8 +1185,15 @@ async fn statement_paid_through_a_transfer(kind: Db) {
         gw.post("/v1/settlement/payments", &net.gbr, &pay).await.0,
         403
     );
+    let mut elsewhere = pay.clone();
+    elsewhere["recipient"] = json!(net.deu_key.address().to_string());
+    let (status, body) = gw
+        .post("/v1/settlement/payments", &net.deu, &elsewhere)
+        .await;
+    assert_eq!(status, 400, "the payer cannot pay itself: {body}");
     let mut wrong = pay.clone();
     wrong["payee"] = json!("GBRCN");
+    wrong["recipient"] = json!(key(13).address().to_string());
     assert_eq!(
         gw.post("/v1/settlement/payments", &net.deu, &wrong).await.0,
         404

@@ -530,7 +530,7 @@ pub struct PayStatement {
     /// The payer's account on the source ledger (it locks there).
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub sender: String,
-    /// The payee's account on the target ledger.
+    /// The payee's account on the target ledger: its registered address.
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub recipient: String,
     /// SHA-256 of the preimage the payee holds.
@@ -595,6 +595,18 @@ pub async fn pay_statement(
         return Err(Problem::forbidden(format!(
             "this tenant does not act for {payer}"
         )));
+    }
+    // The payee is paid at its registered address, never where the payer says.
+    if let Some(payee_operator) = app.store.operator(payee).await?
+        && payee_operator.address != recipient
+    {
+        return Err(Problem::invalid_field(
+            "/recipient",
+            format!(
+                "a statement payment goes to the payee's registered address {}",
+                payee_operator.address
+            ),
+        ));
     }
     let not_found = || {
         Problem::not_found(format!(
@@ -662,11 +674,13 @@ pub async fn pay_statement(
         .await
         .map_err(|error| match error {
             crate::transfers::CreateError::Store(store) => Problem::from(store),
+            // The hashlock, or the index allowing one open transfer per
+            // payment (migration 0010): a concurrent or retried request.
             crate::transfers::CreateError::HashlockInUse => Problem::new(
                 StatusCode::CONFLICT,
-                "hashlock-in-use",
-                "Hashlock in use",
-                error.to_string(),
+                "payment-in-progress",
+                "Payment not open",
+                "a transfer paying this payment exists already, or the hashlock is in use",
             ),
             other => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
