@@ -258,22 +258,26 @@ fn statement_view(close_id: &str, s: &Statement, signature: &str, signer: &str) 
     }
 }
 
-/// Where a payment stands, from the transfers linked to it.
+/// The reference a statement payment's transfers carry.
+fn payment_reference(close_id: &str, currency: &str, payer: &str, payee: &str) -> String {
+    format!("settlement:{close_id}:{currency}:{payer}:{payee}")
+}
+
+/// Where a payment stands, from the transfers carrying its reference (only
+/// the gateway sets `settlement:` references, in the same database
+/// transaction that creates the transfer, so a crash cannot leave a paying
+/// transfer unaccounted for).
 async fn payment_status(
     app: &App,
-    links: &[PaymentLink],
+    close_id: &str,
     currency: &str,
     payer: &str,
     payee: &str,
 ) -> Result<(String, Option<String>), Problem> {
     use crate::transfers::store::TransferStore as _;
+    let reference = payment_reference(close_id, currency, payer, payee);
     let mut status = ("unpaid".to_string(), None);
-    for link in links.iter().filter(|l| {
-        l.currency == currency && l.payer.as_str() == payer && l.payee.as_str() == payee
-    }) {
-        let Some(transfer) = app.store.transfer(&link.transfer_id).await? else {
-            continue;
-        };
+    for transfer in app.store.transfers_by_reference(&reference).await? {
         match transfer.state {
             crate::transfers::TransferState::Completed => {
                 return Ok(("paid".into(), Some(transfer.id)));
@@ -294,22 +298,12 @@ async fn with_payment_status(
     app: &App,
     mut views: Vec<StatementView>,
 ) -> Result<Vec<StatementView>, Problem> {
-    let mut links: std::collections::HashMap<String, Vec<PaymentLink>> =
-        std::collections::HashMap::new();
     for view in &mut views {
-        if let std::collections::hash_map::Entry::Vacant(slot) = links.entry(view.close_id.clone())
-        {
-            slot.insert(app.store.payments(&view.close_id).await?);
-        }
-        let close_links = links
-            .get(&view.close_id)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
         let mut all_paid = true;
         for payment in &mut view.payments {
             let (status, transfer) = payment_status(
                 app,
-                close_links,
+                &view.close_id,
                 &view.currency,
                 &payment.payer,
                 &payment.payee,
@@ -630,10 +624,9 @@ pub async fn pay_statement(
         .amount
         .parse()
         .map_err(|_| Problem::from(crate::store::StoreError::Corrupt("statement amount".into())))?;
-    let links = app.store.payments(&body.close_id).await?;
     let (status, transfer) = payment_status(
         &app,
-        &links,
+        &body.close_id,
         currency.as_str(),
         payer.as_str(),
         payee.as_str(),
@@ -665,9 +658,11 @@ pub async fn pay_statement(
         sender,
         recipient,
         hashlock,
-        reference: Some(format!(
-            "settlement:{}:{currency}:{payer}:{payee}",
-            body.close_id
+        reference: Some(payment_reference(
+            &body.close_id,
+            currency.as_str(),
+            payer.as_str(),
+            payee.as_str(),
         )),
     };
     let transfer = crate::transfers::create(&app, &app.connector, &caller.tenant, &request)

@@ -90,6 +90,11 @@ pub trait TransferStore: Send + Sync {
         transfer_id: &str,
         kind: &str,
     ) -> impl Future<Output = Result<Option<StoredAction>, StoreError>> + Send;
+    /// The transfers carrying `reference`, oldest first.
+    fn transfers_by_reference(
+        &self,
+        reference: &str,
+    ) -> impl Future<Output = Result<Vec<Transfer>, StoreError>> + Send;
     /// An open HTLC with exactly these terms (expiring no earlier than asked).
     fn find_open_lock(
         &self,
@@ -315,6 +320,14 @@ macro_rules! impl_transfer_store {
                 rows.iter().map(transfer_from_row).collect()
             }
 
+            async fn transfers_by_reference(&self, reference: &str) -> Result<Vec<Transfer>, StoreError> {
+                let rows = sqlx::query(Self::tsql(const_format(SELECT_TRANSFER, " WHERE reference = $1 ORDER BY created_at_ms, id")))
+                    .bind(reference)
+                    .fetch_all(self.pool())
+                    .await?;
+                rows.iter().map(transfer_from_row).collect()
+            }
+
             async fn active_transfers(&self, after: Option<(u64, String)>, limit: u32) -> Result<Vec<Transfer>, StoreError> {
                 let (after_ms, after_id) = match after {
                     Some((ms, id)) => (to_i64(ms, "time")?, id),
@@ -493,6 +506,9 @@ impl TransferStore for AnyStore {
         kind: &str,
     ) -> Result<Option<StoredAction>, StoreError> {
         delegate!(self, s => s.action(transfer_id, kind))
+    }
+    async fn transfers_by_reference(&self, reference: &str) -> Result<Vec<Transfer>, StoreError> {
+        delegate!(self, s => s.transfers_by_reference(reference))
     }
     async fn find_open_lock(&self, wanted: &LockWanted) -> Result<Option<Htlc>, StoreError> {
         delegate!(self, s => s.find_open_lock(wanted))
