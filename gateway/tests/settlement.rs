@@ -377,6 +377,15 @@ async fn workflow(kind: Db) {
     let path = format!("/v1/settlement/records/{hash}");
     assert_eq!(gw.get(&path, &net.gbr).await.0, 404);
     assert_eq!(gw.get(&format!("{path}/anchor"), &net.gbr).await.0, 404);
+    let garbage =
+        json!({"reason": "", "disputedAmount": "x", "evidenceHash": "0x", "signature": "0x"});
+    assert_eq!(
+        gw.post(&format!("{path}/dispute"), &net.gbr, &garbage)
+            .await
+            .0,
+        404,
+        "404 whatever a non-party sends"
+    );
     assert_eq!(
         gw.post(
             &format!("{path}/accept"),

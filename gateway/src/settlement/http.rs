@@ -813,8 +813,8 @@ pub async fn accept_record(
 ) -> Result<axum::Json<RecordView>, Problem> {
     caller.require(Scope::SettlementWrite)?;
     let hash = hash32("hash", &hash)?;
-    let signature = signature("/signature", &body.signature)?;
     let (record, recipient) = answerable(&app, &caller, hash).await?;
+    let signature = signature("/signature", &body.signature)?;
     check_signer(
         &acceptance_digest(app.chain_id, &hash, recipient.tadig.as_str()),
         &signature,
@@ -868,6 +868,8 @@ pub async fn dispute_record(
 ) -> Result<axum::Json<RecordView>, Problem> {
     caller.require(Scope::SettlementWrite)?;
     let hash = hash32("hash", &hash)?;
+    // Non-parties get 404 whatever they send.
+    let (record, recipient) = answerable(&app, &caller, hash).await?;
     let signature = signature("/signature", &body.signature)?;
     if body.reason.trim().is_empty() || body.reason.chars().count() > 1000 {
         return Err(Problem::invalid_field(
@@ -878,7 +880,6 @@ pub async fn dispute_record(
     let disputed_amount: u128 =
         super::decimal("/disputedAmount", &body.disputed_amount).map_err(field_problem)?;
     let evidence_hash = hash32("/evidenceHash", &body.evidence_hash)?;
-    let (record, recipient) = answerable(&app, &caller, hash).await?;
     if disputed_amount > record.record.total {
         return Err(Problem::invalid_field(
             "/disputedAmount",

@@ -427,16 +427,17 @@ macro_rules! impl_settlement_store {
                             .fetch_optional(&mut *db)
                             .await?;
                         let old = old.map(|row| record_from_row(&row)).transpose()?;
+                        // A record of other operators (or none) is refused in
+                        // the same words, so a correction reveals nothing of
+                        // other pairs' records.
                         let refusal = match &old {
-                            None => Some("the record it replaces does not exist".to_string()),
-                            Some(old) if old.state != RecordState::Disputed => Some(format!(
-                                "only a disputed record can be replaced; it is {}",
-                                old.state.name()
-                            )),
-                            Some(old) if (old.record.sender, old.record.recipient, old.record.sequence) != (sender, recipient, sequence) => {
-                                Some("a correction has the sender, recipient and sequence number of the record it replaces".to_string())
+                            Some(old) if (old.record.sender, old.record.recipient, old.record.sequence) == (sender, recipient, sequence) => {
+                                (old.state != RecordState::Disputed).then(|| format!(
+                                    "only a disputed record can be replaced; it is {}",
+                                    old.state.name()
+                                ))
                             }
-                            Some(_) => None,
+                            _ => Some("the record it replaces is not a record of the same sender, recipient and sequence number".to_string()),
                         };
                         if let Some(refusal) = refusal {
                             db.rollback().await?;
