@@ -301,6 +301,39 @@ fn json_result<T: Serialize>(
     }
 }
 
+/// Writes `next` over the record at `expected_version`; 409
+/// `record-answered` (titled `title`) when it changed meanwhile.
+async fn write_record(
+    app: &App,
+    next: &StoredRecord,
+    expected_version: i64,
+    title: &str,
+) -> Result<(), Problem> {
+    if app.store.update_record(next, expected_version).await? {
+        return Ok(());
+    }
+    Err(Problem::new(
+        StatusCode::CONFLICT,
+        "record-answered",
+        title,
+        "the record changed meanwhile",
+    ))
+}
+
+/// Anchors a just-accepted record now if this process produces blocks (the
+/// anchorer takes it up otherwise, or after a crash), and answers the record
+/// as stored.
+async fn anchored_view(
+    app: &App,
+    accepted: StoredRecord,
+) -> Result<axum::Json<RecordView>, Problem> {
+    if let Err(error) = super::anchor(app, &accepted).await {
+        tracing::warn!(%error, "anchoring an accepted record failed; the anchorer retries");
+    }
+    let current = app.store.record(accepted.hash).await?.unwrap_or(accepted);
+    Ok(axum::Json(view(&current)))
+}
+
 /// Register an operator.
 #[utoipa::path(
     post, path = "/v1/settlement/operators", tag = "settlement",
@@ -829,21 +862,8 @@ pub async fn accept_record(
         version: record.version + 1,
         ..record.clone()
     };
-    if !app.store.update_record(&accepted, record.version).await? {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "record-answered",
-            "Record already answered",
-            "the record changed meanwhile",
-        ));
-    }
-    // Anchored now if this process produces blocks; the anchorer takes it
-    // up otherwise (or after a crash).
-    if let Err(error) = super::anchor(&app, &accepted).await {
-        tracing::warn!(%error, "anchoring an accepted record failed; the anchorer retries");
-    }
-    let current = app.store.record(hash).await?.unwrap_or(accepted);
-    Ok(axum::Json(view(&current)))
+    write_record(&app, &accepted, record.version, "Record already answered").await?;
+    anchored_view(&app, accepted).await
 }
 
 /// Dispute a usage record (the recipient's tenant), signed.
@@ -915,14 +935,7 @@ pub async fn dispute_record(
         version: record.version + 1,
         ..record.clone()
     };
-    if !app.store.update_record(&disputed, record.version).await? {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "record-answered",
-            "Record already answered",
-            "the record changed meanwhile",
-        ));
-    }
+    write_record(&app, &disputed, record.version, "Record already answered").await?;
     Ok(axum::Json(view(&disputed)))
 }
 
@@ -1060,14 +1073,7 @@ pub async fn issue_note(
         version: record.version + 1,
         ..record.clone()
     };
-    if !app.store.update_record(&next, record.version).await? {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "record-answered",
-            "Record changed",
-            "the record changed meanwhile",
-        ));
-    }
+    write_record(&app, &next, record.version, "Record changed").await?;
     Ok(axum::Json(view(&next)))
 }
 
@@ -1138,17 +1144,6 @@ pub async fn accept_note(
         version: record.version + 1,
         ..record.clone()
     };
-    if !app.store.update_record(&accepted, record.version).await? {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "record-answered",
-            "Record changed",
-            "the record changed meanwhile",
-        ));
-    }
-    if let Err(error) = super::anchor(&app, &accepted).await {
-        tracing::warn!(%error, "anchoring a resolved record failed; the anchorer retries");
-    }
-    let current = app.store.record(hash).await?.unwrap_or(accepted);
-    Ok(axum::Json(view(&current)))
+    write_record(&app, &accepted, record.version, "Record changed").await?;
+    anchored_view(&app, accepted).await
 }
