@@ -1373,6 +1373,22 @@ async fn a_note_resolves_a_dispute(kind: Db) {
             .0,
         200
     );
+    // A non-party gets 404 whatever it sends.
+    let garbage = json!({"kind": "x", "amount": "x", "reason": "", "signature": "0x"});
+    assert_eq!(
+        gw.post(&format!("{base}/note"), &net.gbr, &garbage).await.0,
+        404
+    );
+    assert_eq!(
+        gw.post(
+            &format!("{base}/note/accept"),
+            &net.gbr,
+            &json!({"signature": "0x"})
+        )
+        .await
+        .0,
+        404
+    );
     // The recipient cannot issue it, a bystander cannot see it, a credit
     // above the total and a signature not the sender's are refused.
     assert_eq!(

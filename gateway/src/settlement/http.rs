@@ -1017,6 +1017,8 @@ pub async fn issue_note(
 ) -> Result<axum::Json<RecordView>, Problem> {
     caller.require(Scope::SettlementWrite)?;
     let hash = hash32("hash", &hash)?;
+    // Non-parties get 404 whatever they send.
+    let (record, sender, _recipient) = party_record(&app, &caller, hash).await?;
     let signature = signature("/signature", &body.signature)?;
     if body.kind != "credit" && body.kind != "debit" {
         return Err(Problem::invalid_field("/kind", "must be credit or debit"));
@@ -1028,7 +1030,6 @@ pub async fn issue_note(
         ));
     }
     let amount: u128 = super::decimal("/amount", &body.amount).map_err(field_problem)?;
-    let (record, sender, _recipient) = party_record(&app, &caller, hash).await?;
     if sender.tenant != caller.tenant {
         return Err(Problem::forbidden(format!(
             "only the sender {} issues a note",
@@ -1101,8 +1102,9 @@ pub async fn accept_note(
 ) -> Result<axum::Json<RecordView>, Problem> {
     caller.require(Scope::SettlementWrite)?;
     let hash = hash32("hash", &hash)?;
-    let signature = signature("/signature", &body.signature)?;
+    // Non-parties get 404 whatever they send.
     let (record, _sender, recipient) = party_record(&app, &caller, hash).await?;
+    let signature = signature("/signature", &body.signature)?;
     if recipient.tenant != caller.tenant {
         return Err(Problem::forbidden(format!(
             "only the recipient {} accepts a note",
