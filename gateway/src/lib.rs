@@ -15,6 +15,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod config;
 pub mod dto;
 pub mod evm;

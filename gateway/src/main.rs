@@ -60,6 +60,12 @@ enum Command {
         #[arg(long)]
         chain_id: Option<u64>,
     },
+    /// Load generator: funds ACCOUNTS accounts, pre-signs TRANSFERS transfers
+    /// per phase and submits them with C connections, beside baselines
+    /// measured in the same run (pgbench one-row INSERT, GET /healthz,
+    /// signature recovery on two threads); checks every balance at the end.
+    /// See `scripts/bench-throughput`.
+    Bench(BenchArgs),
     /// Print the OpenAPI document.
     Openapi,
     /// Print what a peer gateway pins of this one (JSON): gateway id, SATP
@@ -89,6 +95,53 @@ enum Command {
         #[arg(long, default_value = "LOCKGATE_EVM_KEYSTORE_PASSWORD")]
         keystore_password_env: String,
     },
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// The gateway.
+    #[arg(long, env = "LOCKGATE_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// A token with the ledger scopes (`lockgate token`).
+    #[arg(long, env = "LOCKGATE_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Funded accounts.
+    #[arg(long, default_value_t = 100_000)]
+    accounts: usize,
+    /// Transfers per phase.
+    #[arg(long, default_value_t = 100_000)]
+    transfers: usize,
+    /// Concurrent connections of the single-transfer phases.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Concurrent connections of the batch phases.
+    #[arg(long, default_value_t = 8)]
+    batch_connections: usize,
+    /// Transfers per batch request.
+    #[arg(long, default_value_t = 512)]
+    batch_size: usize,
+    /// Phases, comma-separated: single, single-hot, batch, batch-hot.
+    #[arg(long, default_value = "single,single-hot,batch,batch-hot")]
+    phases: String,
+    /// The gateway's process id (its CPU and peak RSS are reported).
+    #[arg(long)]
+    gateway_pid: Option<u32>,
+    /// The gateway's PostgreSQL database: the pgbench baseline runs on it and
+    /// the balances are summed in it.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Seconds each throughput baseline runs.
+    #[arg(long, default_value_t = 10)]
+    baseline_secs: u64,
+    /// Seed of the keys (a fresh asset and fresh accounts per seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Accounts read back at the end (evenly spaced; all by default).
+    #[arg(long)]
+    check_accounts: Option<usize>,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -156,6 +209,7 @@ fn main() -> ExitCode {
             keystore,
             keystore_password_env,
         } => evm_deploy(&rpc_url, &key_env, keystore, &keystore_password_env),
+        Command::Bench(args) => bench(args),
         Command::Openapi => {
             print!("{}", lockgate::api::openapi_json());
             Ok(())
@@ -221,6 +275,48 @@ async fn shutdown() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let phases = args
+        .phases
+        .split(',')
+        .map(|p| lockgate::bench::Phase::parse(p.trim()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let seed = match args.seed {
+        Some(seed) => seed,
+        None => {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("random seed: {e}"))?;
+            u64::from_le_bytes(bytes)
+        }
+    };
+    let options = lockgate::bench::Options {
+        url: args.url,
+        token: args.token,
+        accounts: args.accounts,
+        transfers: args.transfers,
+        connections: args.connections,
+        batch_connections: args.batch_connections,
+        batch_size: args.batch_size,
+        phases,
+        gateway_pid: args.gateway_pid,
+        database_url: args.database_url,
+        baseline_secs: args.baseline_secs,
+        seed,
+        check_accounts: args.check_accounts.unwrap_or(args.accounts),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let report = runtime.block_on(lockgate::bench::run(options))?;
+    if let Some(path) = args.json {
+        let json = serde_json::to_string_pretty(&report).context("report")?;
+        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn satp_identity(config_file: Option<PathBuf>) -> anyhow::Result<()> {
