@@ -1,7 +1,8 @@
 //! The sequencer: the one task per ledger that applies transactions and
 //! produces blocks. Handlers hand it verified transactions over a bounded
-//! queue; it gathers whatever arrives within `batch_wait_ms` (or until
-//! `batch_txs_max`) into one batch, and commits the batch as one block in one
+//! queue; it gathers whatever queued up while the previous batch committed
+//! (a submission that arrives alone waits up to `batch_wait_ms` for company),
+//! up to `batch_txs_max`, into one batch, and commits the batch as one block in one
 //! database transaction (group commit: one fsync for the whole batch). Each
 //! handler is answered only after that commit, so an acknowledged
 //! transaction is durable.
@@ -99,14 +100,28 @@ impl Sequencer {
             while let Some(first) = jobs.recv().await {
                 let mut count = first.txs.len();
                 let mut batch = vec![first];
-                let deadline = tokio::time::Instant::now() + config.batch_wait;
+                // Whatever queued up while the last batch committed goes in
+                // at once; only a submission that arrives alone waits up to
+                // `batch_wait` for company.
                 while count < config.batch_txs_max {
-                    match tokio::time::timeout_at(deadline, jobs.recv()).await {
-                        Ok(Some(job)) => {
+                    match jobs.try_recv() {
+                        Ok(job) => {
                             count += job.txs.len();
                             batch.push(job);
                         }
-                        _ => break,
+                        Err(_) => break,
+                    }
+                }
+                if batch.len() == 1 {
+                    let deadline = tokio::time::Instant::now() + config.batch_wait;
+                    while count < config.batch_txs_max {
+                        match tokio::time::timeout_at(deadline, jobs.recv()).await {
+                            Ok(Some(job)) => {
+                                count += job.txs.len();
+                                batch.push(job);
+                            }
+                            _ => break,
+                        }
                     }
                 }
                 waiting.fetch_sub(count, Ordering::AcqRel);
