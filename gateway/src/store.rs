@@ -445,7 +445,9 @@ macro_rules! impl_store {
                         .execute(&mut *db)
                         .await?;
                 }
+                let started = std::time::Instant::now();
                 let tip = Self::tip_in(&mut db, chain_id).await?;
+                let locked_us = started.elapsed().as_micros() as u64;
 
                 // Prefetch what the batch reads: at most two rounds.
                 let mut snapshot = Snapshot::partial();
@@ -460,6 +462,7 @@ macro_rules! impl_store {
                 // Block time never goes back, even if the clock does.
                 let timestamp_ms = now_ms.max(tip.last_timestamp_ms);
                 let context = BlockContext { chain_id, timestamp_ms };
+                let prefetched_us = started.elapsed().as_micros() as u64;
                 let result = apply_batch(&mut snapshot, &context, txs)?;
                 let applied: Vec<VerifiedTransaction> = txs
                     .iter()
@@ -482,22 +485,19 @@ macro_rules! impl_store {
                     return Ok(CommitResult { outcomes: result.outcomes, block: None, positions });
                 }
                 let (block, _tree) = seal_block(&context, &tip, &applied, block_key)?;
-                let header = &block.header.header;
-                let height = to_i64(header.height, "height")?;
-                sqlx::query("INSERT INTO blocks (chain_id, height, hash, previous_hash, timestamp_ms, tx_root, tx_count, producer, signature) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-                    .bind(chain)
-                    .bind(height)
-                    .bind(header.hash().as_bytes().to_vec())
-                    .bind(header.previous_hash.as_bytes().to_vec())
-                    .bind(to_i64(header.timestamp_ms, "timestamp")?)
-                    .bind(header.tx_root.as_bytes().to_vec())
-                    .bind(i64::from(header.tx_count))
-                    .bind(header.producer.as_bytes().to_vec())
-                    .bind(block.header.signature.as_bytes().to_vec())
-                    .execute(&mut *db)
-                    .await?;
-                Self::write_changes(&mut db, chain, height, &applied, &result.changes).await?;
+                let sealed_us = started.elapsed().as_micros() as u64;
+                Self::write_changes(&mut db, chain, &block.header, &applied, &result.changes).await?;
+                let written_us = started.elapsed().as_micros() as u64;
                 db.commit().await?;
+                tracing::debug!(
+                    txs = txs.len(),
+                    locked_us,
+                    prefetched_us,
+                    sealed_us,
+                    written_us,
+                    committed_us = started.elapsed().as_micros() as u64,
+                    "commit timeline"
+                );
                 Ok(CommitResult {
                     outcomes: result.outcomes,
                     block: Some(block.header),
@@ -761,18 +761,21 @@ impl SqliteStore {
     }
 }
 
-/// PostgreSQL: every statement is a network round trip, so a batch is read
-/// and written with one statement per table (joins with and inserts from
-/// `unnest` of array parameters), whatever its size. The reads look each
-/// key up in a `LATERAL ... LIMIT 1` subquery over `unnest` of the keys
-/// (the `LIMIT` keeps PostgreSQL from flattening it into a join), sent
-/// unprepared so that each is planned for the table as it is now. Measured
-/// with `auto_explain` under `scripts/bench-throughput`: as a prepared
-/// statement, PostgreSQL kept a generic plan made when the tables were
-/// nearly empty, a hash join over a scan of every balance of the chain,
-/// whose cost grew with the number of accounts (2.5 ms per batch at 5,000
-/// accounts); `address = ANY($2)` did worse, comparing every row with every
-/// element. Assets and HTLCs, a few per batch at most, go row by row.
+/// PostgreSQL: every statement is a network round trip, and on a loaded
+/// machine a round trip costs far more than the work in it, so a batch is
+/// read with one statement and written with one, whatever its size (arrays
+/// bound as parameters and expanded with `unnest`). HTLCs and created or
+/// re-supplied assets, a few per batch at most, go row by row around them.
+///
+/// The read looks each key up in a `LATERAL ... LIMIT 1` subquery over
+/// `unnest` of the keys (the `LIMIT` keeps PostgreSQL from flattening it into
+/// a join) and is sent unprepared, so it is planned for the tables as they
+/// are now. Measured with `auto_explain` under `scripts/bench-throughput`:
+/// as a prepared statement, PostgreSQL kept a generic plan made when the
+/// tables were nearly empty, a hash join over a scan of every balance of the
+/// chain, whose cost grew with the number of accounts (2.5 ms per batch at
+/// 5,000 accounts); `address = ANY($2)` did worse, comparing every row with
+/// every element. See docs/perf/README.md.
 impl PgStore {
     async fn prefetch(
         conn: &mut sqlx::PgConnection,
@@ -780,63 +783,92 @@ impl PgStore {
         missing: ledger_core::ReadSet,
         snapshot: &mut Snapshot,
     ) -> Result<(), StoreError> {
-        if !missing.accounts.is_empty() {
-            let wanted: Vec<Vec<u8>> = missing
-                .accounts
-                .iter()
-                .map(|a| a.as_bytes().to_vec())
-                .collect();
-            let rows = sqlx::query("SELECT k.address, a.next_nonce FROM unnest($2::bytea[]) AS k (address) CROSS JOIN LATERAL (SELECT next_nonce FROM accounts WHERE chain_id = $1 AND address = k.address LIMIT 1) AS a")
-                .bind(chain)
-                .bind(&wanted)
-                .persistent(false)
-                .fetch_all(&mut *conn)
-                .await?;
-            let mut found = std::collections::BTreeMap::new();
+        let accounts: Vec<Vec<u8>> = missing
+            .accounts
+            .iter()
+            .map(|a| a.as_bytes().to_vec())
+            .collect();
+        let balance_addresses: Vec<Vec<u8>> = missing
+            .balances
+            .iter()
+            .map(|(a, _)| a.as_bytes().to_vec())
+            .collect();
+        let balance_codes: Vec<&str> = missing.balances.iter().map(|(_, c)| c.as_str()).collect();
+        let asset_codes: Vec<&str> = missing.assets.iter().map(|c| c.as_str()).collect();
+        if !accounts.is_empty() || !balance_codes.is_empty() || !asset_codes.is_empty() {
+            // One row per key found: 'n' (nonce), 'b' (balance), 'a' (asset).
+            let rows = sqlx::query(
+                "SELECT 'n' AS kind, k.address, NULL::text AS code, a.next_nonce::text AS value, NULL::bigint AS scale, NULL::bytea AS issuer \
+                 FROM unnest($2::bytea[]) AS k (address) \
+                 CROSS JOIN LATERAL (SELECT next_nonce FROM accounts WHERE chain_id = $1 AND address = k.address LIMIT 1) AS a \
+                 UNION ALL \
+                 SELECT 'b', k.address, k.asset, b.amount::text, NULL, NULL \
+                 FROM unnest($3::bytea[], $4::text[]) AS k (address, asset) \
+                 CROSS JOIN LATERAL (SELECT amount FROM balances WHERE chain_id = $1 AND address = k.address AND asset = k.asset LIMIT 1) AS b \
+                 UNION ALL \
+                 SELECT 'a', NULL, s.code, s.supply::text, s.scale::bigint, s.issuer \
+                 FROM unnest($5::text[]) AS k (code) \
+                 CROSS JOIN LATERAL (SELECT code, supply, scale, issuer FROM assets WHERE chain_id = $1 AND code = k.code LIMIT 1) AS s",
+            )
+            .bind(chain)
+            .bind(&accounts)
+            .bind(&balance_addresses)
+            .bind(&balance_codes)
+            .bind(&asset_codes)
+            .persistent(false)
+            .fetch_all(&mut *conn)
+            .await?;
+            let mut nonces = std::collections::BTreeMap::new();
+            let mut balances = std::collections::BTreeMap::new();
+            let mut assets = std::collections::BTreeMap::new();
             for row in rows {
-                let address = Address::from_bytes(bytes(row.get_bytes("address")?, "address")?);
-                found.insert(address, to_u64(row.get_i64("next_nonce")?, "next_nonce")?);
+                match row.get_string("kind")?.as_str() {
+                    "n" => {
+                        let address =
+                            Address::from_bytes(bytes(row.get_bytes("address")?, "address")?);
+                        let nonce: u64 = row
+                            .get_string("value")?
+                            .parse()
+                            .map_err(|_| corrupt("next_nonce"))?;
+                        nonces.insert(address, nonce);
+                    }
+                    "b" => {
+                        let address =
+                            Address::from_bytes(bytes(row.get_bytes("address")?, "address")?);
+                        let code = asset_code(&row.get_string("code")?)?;
+                        balances.insert((address, code), amount(&row.get_string("value")?)?);
+                    }
+                    _ => {
+                        let scale =
+                            u8::try_from(row.get_i64("scale")?).map_err(|_| corrupt("scale"))?;
+                        let state = AssetState {
+                            asset: Asset {
+                                code: asset_code(&row.get_string("code")?)?,
+                                scale: Scale::new(scale).map_err(corrupt)?,
+                                issuer: Address::from_bytes(bytes(
+                                    row.get_bytes("issuer")?,
+                                    "issuer",
+                                )?),
+                            },
+                            supply: amount(&row.get_string("value")?)?,
+                        };
+                        assets.insert(state.asset.code, state);
+                    }
+                }
             }
             for address in missing.accounts {
-                snapshot.insert_account(address, found.get(&address).copied().unwrap_or(0));
-            }
-        }
-        if !missing.balances.is_empty() {
-            let addresses: Vec<Vec<u8>> = missing
-                .balances
-                .iter()
-                .map(|(a, _)| a.as_bytes().to_vec())
-                .collect();
-            let codes: Vec<&str> = missing.balances.iter().map(|(_, c)| c.as_str()).collect();
-            let rows = sqlx::query("SELECT k.address, k.asset, b.amount::text AS amount FROM unnest($2::bytea[], $3::text[]) AS k (address, asset) CROSS JOIN LATERAL (SELECT amount FROM balances WHERE chain_id = $1 AND address = k.address AND asset = k.asset LIMIT 1) AS b")
-                .bind(chain)
-                .bind(&addresses)
-                .bind(&codes)
-                .persistent(false)
-                .fetch_all(&mut *conn)
-                .await?;
-            let mut found = std::collections::BTreeMap::new();
-            for row in rows {
-                let address = Address::from_bytes(bytes(row.get_bytes("address")?, "address")?);
-                let code = asset_code(&row.get_string("asset")?)?;
-                found.insert((address, code), amount(&row.get_string("amount")?)?);
+                snapshot.insert_account(address, nonces.get(&address).copied().unwrap_or(0));
             }
             for (address, code) in missing.balances {
-                let value = found.get(&(address, code)).copied().unwrap_or(Amount::ZERO);
+                let value = balances
+                    .get(&(address, code))
+                    .copied()
+                    .unwrap_or(Amount::ZERO);
                 snapshot.insert_balance(address, code, value);
             }
-        }
-        for code in missing.assets {
-            let row = sqlx::query(Self::sql(const_format(
-                SELECT_ASSET,
-                " WHERE chain_id = $1 AND code = $2",
-            )))
-            .bind(chain)
-            .bind(code.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-            let state = row.map(|row| asset_from_row(&row)).transpose()?;
-            snapshot.insert_asset(code, state);
+            for code in missing.assets {
+                snapshot.insert_asset(code, assets.remove(&code));
+            }
         }
         for id in missing.locks {
             let row = sqlx::query(Self::sql(const_format(
@@ -856,10 +888,12 @@ impl PgStore {
     async fn write_changes(
         conn: &mut sqlx::PgConnection,
         chain: i64,
-        height: i64,
+        block: &SignedBlockHeader,
         applied: &[VerifiedTransaction],
         changes: &ledger_core::StateChanges,
     ) -> Result<(), StoreError> {
+        let header = &block.header;
+        let height = to_i64(header.height, "height")?;
         let n = applied.len();
         let mut hashes = Vec::with_capacity(n);
         let mut positions = Vec::with_capacity(n);
@@ -881,18 +915,20 @@ impl PgStore {
             );
             signatures.push(tx.signed().signature.as_bytes().to_vec());
         }
-        sqlx::query("INSERT INTO transactions (chain_id, height, hash, position, sender, nonce, kind, message, signature) SELECT $1, $2, * FROM unnest($3::bytea[], $4::int[], $5::bytea[], $6::bigint[], $7::text[], $8::text[], $9::bytea[])")
-            .bind(chain)
-            .bind(height)
-            .bind(&hashes)
-            .bind(&positions)
-            .bind(&senders)
-            .bind(&nonces)
-            .bind(&kinds)
-            .bind(&messages)
-            .bind(&signatures)
-            .execute(&mut *conn)
-            .await?;
+        let mut account_addresses = Vec::with_capacity(changes.accounts.len());
+        let mut account_nonces = Vec::with_capacity(changes.accounts.len());
+        for (address, nonce) in &changes.accounts {
+            account_addresses.push(address.as_bytes().to_vec());
+            account_nonces.push(to_i64(*nonce, "nonce")?);
+        }
+        let mut balance_addresses = Vec::with_capacity(changes.balances.len());
+        let mut balance_codes = Vec::with_capacity(changes.balances.len());
+        let mut balance_values = Vec::with_capacity(changes.balances.len());
+        for (address, code, value) in &changes.balances {
+            balance_addresses.push(address.as_bytes().to_vec());
+            balance_codes.push(code.as_str());
+            balance_values.push(value.to_string());
+        }
         // Assets first: balances reference them.
         for state in &changes.assets {
             sqlx::query(Self::sql("INSERT INTO assets (chain_id, code, scale, issuer, supply) VALUES ($1, $2, $3, $4, $5::numeric) ON CONFLICT (chain_id, code) DO UPDATE SET supply = excluded.supply"))
@@ -904,37 +940,44 @@ impl PgStore {
                 .execute(&mut *conn)
                 .await?;
         }
-        if !changes.accounts.is_empty() {
-            let mut addresses = Vec::with_capacity(changes.accounts.len());
-            let mut next = Vec::with_capacity(changes.accounts.len());
-            for (address, nonce) in &changes.accounts {
-                addresses.push(address.as_bytes().to_vec());
-                next.push(to_i64(*nonce, "nonce")?);
-            }
-            sqlx::query("INSERT INTO accounts (chain_id, address, next_nonce) SELECT $1, * FROM unnest($2::bytea[], $3::bigint[]) ON CONFLICT (chain_id, address) DO UPDATE SET next_nonce = excluded.next_nonce")
-                .bind(chain)
-                .bind(&addresses)
-                .bind(&next)
-                .execute(&mut *conn)
-                .await?;
-        }
-        if !changes.balances.is_empty() {
-            let mut addresses = Vec::with_capacity(changes.balances.len());
-            let mut codes = Vec::with_capacity(changes.balances.len());
-            let mut values = Vec::with_capacity(changes.balances.len());
-            for (address, code, value) in &changes.balances {
-                addresses.push(address.as_bytes().to_vec());
-                codes.push(code.as_str());
-                values.push(value.to_string());
-            }
-            sqlx::query("INSERT INTO balances (chain_id, address, asset, amount) SELECT $1, a, c, v::numeric FROM unnest($2::bytea[], $3::text[], $4::text[]) AS u (a, c, v) ON CONFLICT (chain_id, address, asset) DO UPDATE SET amount = excluded.amount")
-                .bind(chain)
-                .bind(&addresses)
-                .bind(&codes)
-                .bind(&values)
-                .execute(&mut *conn)
-                .await?;
-        }
+        // The block, its transactions, the nonces and the balances in one
+        // statement (data-modifying CTEs; the foreign keys are checked at
+        // its end, when the block row exists).
+        sqlx::query(
+            "WITH block AS (INSERT INTO blocks (chain_id, height, hash, previous_hash, timestamp_ms, tx_root, tx_count, producer, signature) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)), \
+             txs AS (INSERT INTO transactions (chain_id, height, hash, position, sender, nonce, kind, message, signature) \
+                 SELECT $1, $2, * FROM unnest($10::bytea[], $11::int[], $12::bytea[], $13::bigint[], $14::text[], $15::text[], $16::bytea[])), \
+             nonces AS (INSERT INTO accounts (chain_id, address, next_nonce) \
+                 SELECT $1, * FROM unnest($17::bytea[], $18::bigint[]) \
+                 ON CONFLICT (chain_id, address) DO UPDATE SET next_nonce = excluded.next_nonce) \
+             INSERT INTO balances (chain_id, address, asset, amount) \
+                 SELECT $1, a, c, v::numeric FROM unnest($19::bytea[], $20::text[], $21::text[]) AS u (a, c, v) \
+                 ON CONFLICT (chain_id, address, asset) DO UPDATE SET amount = excluded.amount",
+        )
+        .bind(chain)
+        .bind(height)
+        .bind(header.hash().as_bytes().to_vec())
+        .bind(header.previous_hash.as_bytes().to_vec())
+        .bind(to_i64(header.timestamp_ms, "timestamp")?)
+        .bind(header.tx_root.as_bytes().to_vec())
+        .bind(i64::from(header.tx_count))
+        .bind(header.producer.as_bytes().to_vec())
+        .bind(block.signature.as_bytes().to_vec())
+        .bind(&hashes)
+        .bind(&positions)
+        .bind(&senders)
+        .bind(&nonces)
+        .bind(&kinds)
+        .bind(&messages)
+        .bind(&signatures)
+        .bind(&account_addresses)
+        .bind(&account_nonces)
+        .bind(&balance_addresses)
+        .bind(&balance_codes)
+        .bind(&balance_values)
+        .execute(&mut *conn)
+        .await?;
         for htlc in &changes.locks {
             let (status, preimage) = status_text(&htlc.status);
             sqlx::query(Self::sql("INSERT INTO htlcs (chain_id, lock_id, sender, recipient, asset, amount, hashlock, expires_at_ms, status, preimage) VALUES ($1, $2, $3, $4, $5, $6::numeric, $7, $8, $9, $10) ON CONFLICT (chain_id, lock_id) DO UPDATE SET status = excluded.status, preimage = excluded.preimage"))
@@ -1019,10 +1062,24 @@ impl SqliteStore {
     async fn write_changes(
         conn: &mut sqlx::SqliteConnection,
         chain: i64,
-        height: i64,
+        block: &SignedBlockHeader,
         applied: &[VerifiedTransaction],
         changes: &ledger_core::StateChanges,
     ) -> Result<(), StoreError> {
+        let header = &block.header;
+        let height = to_i64(header.height, "height")?;
+        sqlx::query("INSERT INTO blocks (chain_id, height, hash, previous_hash, timestamp_ms, tx_root, tx_count, producer, signature) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            .bind(chain)
+            .bind(height)
+            .bind(header.hash().as_bytes().to_vec())
+            .bind(header.previous_hash.as_bytes().to_vec())
+            .bind(to_i64(header.timestamp_ms, "timestamp")?)
+            .bind(header.tx_root.as_bytes().to_vec())
+            .bind(i64::from(header.tx_count))
+            .bind(header.producer.as_bytes().to_vec())
+            .bind(block.signature.as_bytes().to_vec())
+            .execute(&mut *conn)
+            .await?;
         for (position, tx) in applied.iter().enumerate() {
             let dto = SignedTransactionDto::from_domain(tx.signed());
             let kind = tx.transaction().kind().name();
