@@ -866,6 +866,7 @@ fn pgbench(url: &str, connections: usize, secs: u64) -> anyhow::Result<f64> {
     .context("writing the pgbench script")?;
     let psql = |sql: &str| -> anyhow::Result<()> {
         let status = std::process::Command::new("psql")
+            .env("PGOPTIONS", "--client-min-messages=warning")
             .args(["-q", "-X", url, "-c", sql])
             .status()
             .context("running psql")?;
