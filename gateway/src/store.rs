@@ -401,6 +401,74 @@ macro_rules! impl_store {
                 }
             }
 
+            /// Loads the HTLCs a batch touches, row by row (a few per batch
+            /// at most); both dialects.
+            async fn load_locks(
+                conn: &mut $conn,
+                chain: i64,
+                locks: std::collections::BTreeSet<LockId>,
+                snapshot: &mut Snapshot,
+            ) -> Result<(), StoreError> {
+                for id in locks {
+                    let row = sqlx::query(Self::sql(const_format(
+                        SELECT_HTLC,
+                        " WHERE chain_id = $1 AND lock_id = $2",
+                    )))
+                    .bind(chain)
+                    .bind(id.as_bytes().to_vec())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    let htlc = row.map(|row| htlc_from_row(&row)).transpose()?;
+                    snapshot.insert_lock(id, htlc);
+                }
+                Ok(())
+            }
+
+            /// Writes created or re-supplied assets, row by row; both
+            /// dialects, before the balances that reference them.
+            async fn write_assets(
+                conn: &mut $conn,
+                chain: i64,
+                assets: &[AssetState],
+            ) -> Result<(), StoreError> {
+                for state in assets {
+                    sqlx::query(Self::sql("INSERT INTO assets (chain_id, code, scale, issuer, supply) VALUES ($1, $2, $3, $4, $5::numeric) ON CONFLICT (chain_id, code) DO UPDATE SET supply = excluded.supply"))
+                        .bind(chain)
+                        .bind(state.asset.code.as_str())
+                        .bind(i32::from(state.asset.scale.get()))
+                        .bind(state.asset.issuer.as_bytes().to_vec())
+                        .bind(state.supply.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            }
+
+            /// Writes created or settled HTLCs, row by row; both dialects.
+            async fn write_locks(
+                conn: &mut $conn,
+                chain: i64,
+                locks: &[Htlc],
+            ) -> Result<(), StoreError> {
+                for htlc in locks {
+                    let (status, preimage) = status_text(&htlc.status);
+                    sqlx::query(Self::sql("INSERT INTO htlcs (chain_id, lock_id, sender, recipient, asset, amount, hashlock, expires_at_ms, status, preimage) VALUES ($1, $2, $3, $4, $5, $6::numeric, $7, $8, $9, $10) ON CONFLICT (chain_id, lock_id) DO UPDATE SET status = excluded.status, preimage = excluded.preimage"))
+                        .bind(chain)
+                        .bind(htlc.id.as_bytes().to_vec())
+                        .bind(htlc.sender.as_bytes().to_vec())
+                        .bind(htlc.recipient.as_bytes().to_vec())
+                        .bind(htlc.asset.as_str())
+                        .bind(htlc.amount.to_string())
+                        .bind(htlc.hashlock.as_bytes().to_vec())
+                        .bind(to_i64(htlc.expires_at_ms, "expires_at_ms")?)
+                        .bind(status)
+                        .bind(preimage)
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            }
+
             /// The pool.
             pub fn pool(&self) -> &$pool {
                 &self.pool
@@ -870,18 +938,7 @@ impl PgStore {
                 snapshot.insert_asset(code, assets.remove(&code));
             }
         }
-        for id in missing.locks {
-            let row = sqlx::query(Self::sql(const_format(
-                SELECT_HTLC,
-                " WHERE chain_id = $1 AND lock_id = $2",
-            )))
-            .bind(chain)
-            .bind(id.as_bytes().to_vec())
-            .fetch_optional(&mut *conn)
-            .await?;
-            let htlc = row.map(|row| htlc_from_row(&row)).transpose()?;
-            snapshot.insert_lock(id, htlc);
-        }
+        Self::load_locks(conn, chain, missing.locks, snapshot).await?;
         Ok(())
     }
 
@@ -930,16 +987,7 @@ impl PgStore {
             balance_values.push(value.to_string());
         }
         // Assets first: balances reference them.
-        for state in &changes.assets {
-            sqlx::query(Self::sql("INSERT INTO assets (chain_id, code, scale, issuer, supply) VALUES ($1, $2, $3, $4, $5::numeric) ON CONFLICT (chain_id, code) DO UPDATE SET supply = excluded.supply"))
-                .bind(chain)
-                .bind(state.asset.code.as_str())
-                .bind(i32::from(state.asset.scale.get()))
-                .bind(state.asset.issuer.as_bytes().to_vec())
-                .bind(state.supply.to_string())
-                .execute(&mut *conn)
-                .await?;
-        }
+        Self::write_assets(conn, chain, &changes.assets).await?;
         // The block, its transactions, the nonces and the balances in one
         // statement (data-modifying CTEs; the foreign keys are checked at
         // its end, when the block row exists).
@@ -978,22 +1026,7 @@ impl PgStore {
         .bind(&balance_values)
         .execute(&mut *conn)
         .await?;
-        for htlc in &changes.locks {
-            let (status, preimage) = status_text(&htlc.status);
-            sqlx::query(Self::sql("INSERT INTO htlcs (chain_id, lock_id, sender, recipient, asset, amount, hashlock, expires_at_ms, status, preimage) VALUES ($1, $2, $3, $4, $5, $6::numeric, $7, $8, $9, $10) ON CONFLICT (chain_id, lock_id) DO UPDATE SET status = excluded.status, preimage = excluded.preimage"))
-                .bind(chain)
-                .bind(htlc.id.as_bytes().to_vec())
-                .bind(htlc.sender.as_bytes().to_vec())
-                .bind(htlc.recipient.as_bytes().to_vec())
-                .bind(htlc.asset.as_str())
-                .bind(htlc.amount.to_string())
-                .bind(htlc.hashlock.as_bytes().to_vec())
-                .bind(to_i64(htlc.expires_at_ms, "expires_at_ms")?)
-                .bind(status)
-                .bind(preimage)
-                .execute(&mut *conn)
-                .await?;
-        }
+        Self::write_locks(conn, chain, &changes.locks).await?;
         Ok(())
     }
 }
@@ -1044,18 +1077,7 @@ impl SqliteStore {
             let state = row.map(|row| asset_from_row(&row)).transpose()?;
             snapshot.insert_asset(code, state);
         }
-        for id in missing.locks {
-            let row = sqlx::query(Self::sql(const_format(
-                SELECT_HTLC,
-                " WHERE chain_id = $1 AND lock_id = $2",
-            )))
-            .bind(chain)
-            .bind(id.as_bytes().to_vec())
-            .fetch_optional(&mut *conn)
-            .await?;
-            let htlc = row.map(|row| htlc_from_row(&row)).transpose()?;
-            snapshot.insert_lock(id, htlc);
-        }
+        Self::load_locks(conn, chain, missing.locks, snapshot).await?;
         Ok(())
     }
 
@@ -1097,16 +1119,7 @@ impl SqliteStore {
                 .await?;
         }
         // Assets first: balances reference them.
-        for state in &changes.assets {
-            sqlx::query(Self::sql("INSERT INTO assets (chain_id, code, scale, issuer, supply) VALUES ($1, $2, $3, $4, $5::numeric) ON CONFLICT (chain_id, code) DO UPDATE SET supply = excluded.supply"))
-                .bind(chain)
-                .bind(state.asset.code.as_str())
-                .bind(i32::from(state.asset.scale.get()))
-                .bind(state.asset.issuer.as_bytes().to_vec())
-                .bind(state.supply.to_string())
-                .execute(&mut *conn)
-                .await?;
-        }
+        Self::write_assets(conn, chain, &changes.assets).await?;
         for (address, nonce) in &changes.accounts {
             sqlx::query("INSERT INTO accounts (chain_id, address, next_nonce) VALUES ($1, $2, $3) ON CONFLICT (chain_id, address) DO UPDATE SET next_nonce = excluded.next_nonce")
                 .bind(chain)
@@ -1124,22 +1137,7 @@ impl SqliteStore {
                 .execute(&mut *conn)
                 .await?;
         }
-        for htlc in &changes.locks {
-            let (status, preimage) = status_text(&htlc.status);
-            sqlx::query(Self::sql("INSERT INTO htlcs (chain_id, lock_id, sender, recipient, asset, amount, hashlock, expires_at_ms, status, preimage) VALUES ($1, $2, $3, $4, $5, $6::numeric, $7, $8, $9, $10) ON CONFLICT (chain_id, lock_id) DO UPDATE SET status = excluded.status, preimage = excluded.preimage"))
-                .bind(chain)
-                .bind(htlc.id.as_bytes().to_vec())
-                .bind(htlc.sender.as_bytes().to_vec())
-                .bind(htlc.recipient.as_bytes().to_vec())
-                .bind(htlc.asset.as_str())
-                .bind(htlc.amount.to_string())
-                .bind(htlc.hashlock.as_bytes().to_vec())
-                .bind(to_i64(htlc.expires_at_ms, "expires_at_ms")?)
-                .bind(status)
-                .bind(preimage)
-                .execute(&mut *conn)
-                .await?;
-        }
+        Self::write_locks(conn, chain, &changes.locks).await?;
         Ok(())
     }
 }
