@@ -335,8 +335,9 @@ pub fn router(app: AppState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(app)
+        .with_state(app.clone())
         .merge(docs)
+        .layer(middleware::from_fn_with_state(app, crate::limits::rate_limit))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state((timeout, import_timeout), request_timeout))
         .layer(middleware::from_fn(problem_request_id))
@@ -344,6 +345,7 @@ pub fn router(app: AppState) -> Router {
             tracing::error!("a request handler panicked");
             Problem::internal().into_response()
         }))
+        .layer(middleware::from_fn(record_metrics))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 let id = request
@@ -403,6 +405,18 @@ async fn problem_request_id(request: Request, next: Next) -> Response {
         .and_then(|id| id.header_value().to_str().ok())
         .map(str::to_string);
     let mut response = next.run(request).await;
+    // Every 503 and 429 tells the client when to retry, whichever path
+    // built it (a submission's answer is stored for idempotent replay as a
+    // status and a body, without headers).
+    if matches!(
+        response.status(),
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+    ) && !response.headers().contains_key(header::RETRY_AFTER)
+    {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     // A signed SATP error is passed as it is: adding to it would break its signature.
     if response
         .extensions()
@@ -1575,10 +1589,14 @@ async fn healthz(State(app): State<AppState>) -> axum::Json<HealthView> {
     axum::Json(HealthView {
         status: "ok".into(),
         block_producer: app.producer.sequencer().is_some(),
+        adapters: Vec::new(),
     })
 }
 
-/// Readiness: the database answers.
+/// Readiness: the database answers and every external ledger adapter's
+/// node answers (on its chain, with the contract deployed), each within 2 s.
+/// 503 `not-ready` names what does not; the gateway recovers by itself when
+/// it answers again.
 #[utoipa::path(
     get, path = "/readyz", tag = "operations",
     responses(
@@ -1588,52 +1606,208 @@ async fn healthz(State(app): State<AppState>) -> axum::Json<HealthView> {
     security(()),
 )]
 async fn readyz(State(app): State<AppState>) -> Result<axum::Json<HealthView>, Problem> {
-    match tokio::time::timeout(std::time::Duration::from_secs(2), app.store.ping()).await {
-        Ok(Ok(())) => Ok(axum::Json(HealthView {
-            status: "ok".into(),
-            block_producer: app.producer.sequencer().is_some(),
-        })),
-        _ => Err(Problem::unavailable(
-            "not-ready",
-            "the database does not answer",
-        )),
+    let limit = std::time::Duration::from_secs(2);
+    let database = tokio::time::timeout(limit, app.store.ping()).await;
+    let mut down = Vec::new();
+    if !matches!(database, Ok(Ok(()))) {
+        down.push("the database does not answer".to_string());
     }
+    let mut adapters = Vec::with_capacity(app.evm.len());
+    for ledger in &app.evm {
+        use adapters::ledger::LedgerAdapter as _;
+        let chain_id = ledger.describe().chain_id;
+        let status = match tokio::time::timeout(limit, crate::evm::health(ledger)).await {
+            Ok(Ok(())) => "ok".to_string(),
+            Ok(Err(error)) => error,
+            Err(_) => "the node did not answer within 2 s".to_string(),
+        };
+        if status != "ok" {
+            down.push(format!("EVM chain {chain_id}: {status}"));
+        }
+        adapters.push(crate::views::AdapterHealthView {
+            kind: "evm".into(),
+            chain_id: chain_id.to_string(),
+            status,
+        });
+    }
+    if !down.is_empty() {
+        return Err(Problem::unavailable("not-ready", down.join("; ")));
+    }
+    Ok(axum::Json(HealthView {
+        status: "ok".into(),
+        block_producer: app.producer.sequencer().is_some(),
+        adapters,
+    }))
 }
 
-/// Prometheus metrics (text exposition format).
+/// Prometheus metrics (text exposition format 0.0.4); every metric is
+/// listed in `gateway/src/metrics.rs` and docs/operations.md.
 #[utoipa::path(
     get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Metrics", content_type = "text/plain", body = String)),
+    responses(
+        (status = 200, description = "Metrics", content_type = "text/plain", body = String),
+        (status = 503, description = "The database does not answer", body = Problem, content_type = "application/problem+json"),
+    ),
     security(()),
 )]
-async fn metrics(State(app): State<AppState>) -> Response {
-    let mut body = String::from(
-        "# HELP lockgate_blocks Blocks in a built-in ledger.\n# TYPE lockgate_blocks gauge\n",
+async fn metrics(State(app): State<AppState>) -> Result<Response, Problem> {
+    use std::fmt::Write as _;
+    let mut body = crate::metrics::handle()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    let gauges = app.store.ops_gauges().await.map_err(|error| {
+        tracing::warn!(%error, "metrics: the database does not answer");
+        Problem::unavailable("not-ready", "the database does not answer")
+    })?;
+    let now = crate::sequencer::now_ms();
+    // `write!` to a String cannot fail.
+    let _ = writeln!(
+        body,
+        "# HELP lockgate_ledger_block_height Height of the last block of a built-in ledger (-1 before the first).\n# TYPE lockgate_ledger_block_height gauge"
     );
     for ledger in &app.ledgers {
-        let height = app
-            .store
-            .tip(ledger.chain_id)
-            .await
-            .map(|t| t.next_height)
-            .unwrap_or(0);
-        body.push_str(&format!(
-            "lockgate_blocks{{chain_id=\"{}\"}} {height}\n",
-            ledger.chain_id
-        ));
+        let tip = app.store.tip(ledger.chain_id).await?;
+        let _ = writeln!(
+            body,
+            "lockgate_ledger_block_height{{chain_id=\"{}\"}} {}",
+            ledger.chain_id,
+            i128::from(tip.next_height) - 1
+        );
     }
-    body.push_str("# HELP lockgate_block_producer 1 when this process produces the ledger's blocks.\n# TYPE lockgate_block_producer gauge\n");
+    let _ = writeln!(
+        body,
+        "# HELP lockgate_block_producer 1 while this process produces the ledger's blocks.\n# TYPE lockgate_block_producer gauge"
+    );
     for ledger in &app.ledgers {
-        body.push_str(&format!(
-            "lockgate_block_producer{{chain_id=\"{}\"}} {}\n",
+        let _ = writeln!(
+            body,
+            "lockgate_block_producer{{chain_id=\"{}\"}} {}",
             ledger.chain_id,
             u8::from(ledger.producer.sequencer().is_some())
-        ));
+        );
     }
+    let _ = writeln!(
+        body,
+        "# HELP lockgate_transfers Transfers by state.\n# TYPE lockgate_transfers gauge"
+    );
+    for (state, n) in &gauges.transfers {
+        let _ = writeln!(
+            body,
+            "lockgate_transfers{{state=\"{}\"}} {n}",
+            crate::metrics::label(state)
+        );
+    }
+    let _ = writeln!(
+        body,
+        "# HELP lockgate_value_locked Minor units in open HTLCs on built-in ledgers, by sender.\n# TYPE lockgate_value_locked gauge"
+    );
+    let locked = value_locked(&gauges.open_locks, now);
+    for ((chain, asset, participant), (value, _)) in &locked {
+        let _ = writeln!(
+            body,
+            "lockgate_value_locked{{chain_id=\"{chain}\",asset=\"{}\",participant=\"{participant}\"}} {value}",
+            crate::metrics::label(asset),
+        );
+    }
+    let _ = writeln!(
+        body,
+        "# HELP lockgate_value_locked_oldest_seconds Age of the sender's oldest open HTLC.\n# TYPE lockgate_value_locked_oldest_seconds gauge"
+    );
+    for ((chain, asset, participant), (_, age_s)) in &locked {
+        let _ = writeln!(
+            body,
+            "lockgate_value_locked_oldest_seconds{{chain_id=\"{chain}\",asset=\"{}\",participant=\"{participant}\"}} {age_s}",
+            crate::metrics::label(asset),
+        );
+    }
+    let _ = writeln!(
+        body,
+        "# HELP lockgate_db_pool_connections Database pool connections.\n# TYPE lockgate_db_pool_connections gauge"
+    );
+    let in_use = gauges.pool_size.saturating_sub(gauges.pool_idle);
+    let _ = writeln!(
+        body,
+        "lockgate_db_pool_connections{{state=\"idle\"}} {}",
+        gauges.pool_idle
+    );
+    let _ = writeln!(
+        body,
+        "lockgate_db_pool_connections{{state=\"in_use\"}} {in_use}"
+    );
+    let _ = writeln!(
+        body,
+        "# HELP lockgate_db_pool_connections_max The database pool's bound.\n# TYPE lockgate_db_pool_connections_max gauge"
+    );
+    let _ = writeln!(body, "lockgate_db_pool_connections_max {}", gauges.pool_max);
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    Ok(response)
+}
+
+/// Participants listed per ledger and asset in `lockgate_value_locked`; the
+/// rest are summed under `other`.
+const VALUE_LOCKED_PARTICIPANTS_MAX: usize = 100;
+
+/// Open locks summed by (ledger, asset, sender): the value (f64) and the age
+/// of the oldest in seconds; the largest senders by value, the rest summed
+/// as `other`.
+fn value_locked(
+    locks: &[crate::store::OpenLock],
+    now_ms: u64,
+) -> std::collections::BTreeMap<(u64, String, String), (f64, f64)> {
+    use std::collections::BTreeMap;
+    let mut by_sender: BTreeMap<(u64, String), BTreeMap<String, (u128, u64)>> = BTreeMap::new();
+    for lock in locks {
+        let entry = by_sender
+            .entry((lock.chain_id, lock.asset.as_str().to_string()))
+            .or_default()
+            .entry(lock.sender.to_string())
+            .or_insert((0, u64::MAX));
+        entry.0 = entry.0.saturating_add(lock.amount.minor_units());
+        entry.1 = entry.1.min(lock.locked_at_ms);
+    }
+    let mut out = BTreeMap::new();
+    for ((chain, asset), senders) in by_sender {
+        let mut senders: Vec<(String, (u128, u64))> = senders.into_iter().collect();
+        senders.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(&b.0)));
+        let mut other: Option<(u128, u64)> = None;
+        for (i, (sender, (value, oldest))) in senders.into_iter().enumerate() {
+            if i < VALUE_LOCKED_PARTICIPANTS_MAX {
+                let age = now_ms.saturating_sub(oldest) as f64 / 1000.0;
+                out.insert((chain, asset.clone(), sender), (value as f64, age));
+            } else {
+                let o = other.get_or_insert((0, u64::MAX));
+                o.0 = o.0.saturating_add(value);
+                o.1 = o.1.min(oldest);
+            }
+        }
+        if let Some((value, oldest)) = other {
+            let age = now_ms.saturating_sub(oldest) as f64 / 1000.0;
+            out.insert((chain, asset, "other".to_string()), (value as f64, age));
+        }
+    }
+    out
+}
+
+/// Counts and times every answered request by method, route template and
+/// status (`lockgate_http_requests_total`, `_duration_seconds`).
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().as_str().to_string();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let response = next.run(request).await;
+    crate::metrics::http_request(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
     );
     response
 }

@@ -46,6 +46,8 @@ pub struct App {
     /// action reads the account's next nonce, signs, writes ahead and
     /// submits under it, so two actions never take the same nonce.
     account_locks: std::sync::Mutex<std::collections::HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+    /// The per-tenant rate limit (`crate::limits`).
+    pub limiter: crate::limits::TenantLimiter,
 }
 
 /// One hosted built-in ledger.
@@ -203,6 +205,8 @@ pub fn authenticator(config: &Config) -> anyhow::Result<Authenticator> {
 
 /// Builds the running application state.
 pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
+    // The metrics recorder first, so nothing recorded from here on is lost.
+    let _ = crate::metrics::handle();
     let store = connect(&config).await?;
     if matches!(store, AnyStore::Postgres(_))
         && (config.ledger.block_key.is_none() || config.auth.hs256_secret.is_none())
@@ -228,6 +232,7 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
                 batch_txs_max: ledger.batch_txs_max,
                 batch_wait: Duration::from_millis(ledger.batch_wait_ms),
                 queue_txs_max: ledger.queue_txs_max,
+                state_cache_entries_max: ledger.state_cache_entries_max,
                 on_commit: wake.clone(),
             },
         )
@@ -245,6 +250,10 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
     };
     let satp = crate::satp::Satp::from_config(&config)?;
     let evm = crate::evm::from_config(&config).await?;
+    let limiter = crate::limits::TenantLimiter::new(
+        config.limits.tenant_requests_per_s,
+        config.limits.tenant_burst,
+    );
     let app = Arc::new(App {
         config,
         chain_id: primary.chain_id,
@@ -258,6 +267,20 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
         evm,
         wake,
         account_locks: std::sync::Mutex::default(),
+        limiter,
+    });
+    // Idle tenants' buckets are forgotten, so the limiter's memory follows
+    // the active tenants and addresses, not every one ever seen.
+    let weak = Arc::downgrade(&app);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match weak.upgrade() {
+                Some(app) => app.limiter.forget_idle(),
+                None => break,
+            }
+        }
     });
     if let Some(step) = &connector.config.fault_step {
         tracing::warn!(%step, "fault injection is set: the transfer engine halts at this step (crash tests only)");

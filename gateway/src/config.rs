@@ -16,6 +16,7 @@
 //! | `ledger.batch_txs_max` | `LOCKGATE_BATCH_TXS_MAX` | 1024 |
 //! | `ledger.batch_wait_ms` | `LOCKGATE_BATCH_WAIT_MS` | 2 |
 //! | `ledger.queue_txs_max` | `LOCKGATE_QUEUE_TXS_MAX` | 65536 |
+//! | `ledger.state_cache_entries_max` | `LOCKGATE_STATE_CACHE_ENTRIES_MAX` | 2000000 (PostgreSQL only; 0 turns the producer's state cache off) |
 //! | `[[extra_ledgers]]` (same keys as `ledger`) | — | none; block keys default to `<data_dir>/block-key-<chain id>.hex` |
 //! | `transfers.connector_key` | `LOCKGATE_CONNECTOR_KEY` | generated into `<data_dir>/connector-key.hex` |
 //! | `transfers.reaction_ms_max` / `claim_window_ms` / `safety_margin_ms` / `commit_ms_max` | — | 5000 / 60000 / 5000 / 5000 |
@@ -37,6 +38,8 @@
 //! | `limits.page_size_max` | `LOCKGATE_PAGE_SIZE_MAX` | 200 |
 //! | `limits.request_timeout_ms` | `LOCKGATE_REQUEST_TIMEOUT_MS` | 30000 |
 //! | `limits.import_bytes_max` / `import_timeout_ms` | — | 1073741824 / 3600000 (bulk imports of usage records) |
+//! | `limits.tenant_requests_per_s` / `tenant_burst` | `LOCKGATE_TENANT_REQUESTS_PER_S` / `LOCKGATE_TENANT_BURST` | 1000 / 2000 (per tenant, or per client address without a valid token; 0 turns the limit off; 429 + `Retry-After` beyond) |
+//! | `limits.connections_max` | `LOCKGATE_CONNECTIONS_MAX` | 1024 (open client connections; more wait in the backlog) |
 //!
 //! Secrets (the block key and the JWT secret) are held in [`Secret`], whose
 //! `Debug` prints `[redacted]`, and are never logged.
@@ -124,6 +127,10 @@ pub struct LedgerConfig {
     pub batch_wait_ms: u64,
     /// Most transactions waiting for the sequencer; beyond it, 503.
     pub queue_txs_max: usize,
+    /// Most entries (nonces, balances, assets, HTLCs) of committed state the
+    /// block producer keeps in memory between batches (PostgreSQL only;
+    /// about 150 bytes each); 0 turns the cache off.
+    pub state_cache_entries_max: usize,
 }
 
 /// Cross-ledger transfers, where this gateway is the connector between two
@@ -376,6 +383,13 @@ pub struct LimitsConfig {
     pub import_bytes_max: u64,
     /// A bulk import taking longer is cut off (what it stored stays).
     pub import_timeout_ms: u64,
+    /// Sustained requests per second per tenant (token bucket); 0 turns the
+    /// limit off. See `limits`.
+    pub tenant_requests_per_s: u32,
+    /// Requests a tenant may send at once above the sustained rate.
+    pub tenant_burst: u32,
+    /// Most open client connections; more wait in the kernel's backlog.
+    pub connections_max: usize,
 }
 
 impl Default for Config {
@@ -406,6 +420,7 @@ impl Default for LedgerConfig {
             batch_txs_max: 1024,
             batch_wait_ms: 2,
             queue_txs_max: 65_536,
+            state_cache_entries_max: 2_000_000,
         }
     }
 }
@@ -429,6 +444,9 @@ impl Default for LimitsConfig {
             request_timeout_ms: 30_000,
             import_bytes_max: 1 << 30,
             import_timeout_ms: 3_600_000,
+            tenant_requests_per_s: 1_000,
+            tenant_burst: 2_000,
+            connections_max: 1_024,
         }
     }
 }
@@ -524,6 +542,10 @@ impl Config {
         env_parse("LOCKGATE_BATCH_TXS_MAX", &mut self.ledger.batch_txs_max)?;
         env_parse("LOCKGATE_BATCH_WAIT_MS", &mut self.ledger.batch_wait_ms)?;
         env_parse("LOCKGATE_QUEUE_TXS_MAX", &mut self.ledger.queue_txs_max)?;
+        env_parse(
+            "LOCKGATE_STATE_CACHE_ENTRIES_MAX",
+            &mut self.ledger.state_cache_entries_max,
+        )?;
         if let Ok(key) = std::env::var("LOCKGATE_CONNECTOR_KEY") {
             self.transfers.connector_key = Some(Secret::new(key));
         }
@@ -570,6 +592,12 @@ impl Config {
             "LOCKGATE_REQUEST_TIMEOUT_MS",
             &mut self.limits.request_timeout_ms,
         )?;
+        env_parse(
+            "LOCKGATE_TENANT_REQUESTS_PER_S",
+            &mut self.limits.tenant_requests_per_s,
+        )?;
+        env_parse("LOCKGATE_TENANT_BURST", &mut self.limits.tenant_burst)?;
+        env_parse("LOCKGATE_CONNECTIONS_MAX", &mut self.limits.connections_max)?;
         Ok(())
     }
 
@@ -623,6 +651,9 @@ impl Config {
         }
         if self.limits.page_size_max == 0 || self.limits.page_size_max > 10_000 {
             return invalid("limits.page_size_max must be between 1 and 10000");
+        }
+        if self.limits.connections_max == 0 {
+            return invalid("limits.connections_max must be at least 1");
         }
         if self.limits.request_timeout_ms == 0 {
             return invalid("limits.request_timeout_ms must be at least 1");

@@ -26,6 +26,19 @@ pub use adapters::evm::EvmLedger;
 #[derive(Debug)]
 pub enum EvmLedger {}
 
+/// Readiness of an EVM chain: the node answers, on the configured chain,
+/// with the contract deployed (`adapters::evm::EvmLedger::check_node`).
+#[cfg(feature = "evm")]
+pub async fn health(ledger: &EvmLedger) -> Result<(), String> {
+    ledger.check_node().await.map_err(|e| e.to_string())
+}
+
+/// Readiness of an EVM chain (never called: no values exist).
+#[cfg(not(feature = "evm"))]
+pub async fn health(ledger: &EvmLedger) -> Result<(), String> {
+    match *ledger {}
+}
+
 #[cfg(not(feature = "evm"))]
 impl EvmLedger {
     /// The decimals of an asset (never called: no values exist).

@@ -20,6 +20,8 @@ pub mod config;
 pub mod dto;
 pub mod evm;
 pub mod export;
+pub mod limits;
+pub mod metrics;
 pub mod problem;
 pub mod producer;
 pub mod satp;

@@ -248,8 +248,13 @@ fn serve(config_file: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> 
         println!("lockgate listening on http://{local} ({database}, chain id {})", app.chain_id);
         println!("API docs: http://{local}/docs   OpenAPI: http://{local}/openapi.json");
         println!("development token: lockgate token   (then: curl -H \"Authorization: Bearer $TOKEN\" http://{local}/v1/ledger/blocks)");
+        let connections_max = app.config.limits.connections_max;
         let router = lockgate::api::router(app);
-        axum::serve(listener, router)
+        let listener = lockgate::limits::LimitedListener::new(listener, connections_max);
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<lockgate::limits::ClientAddr>(),
+        )
             .with_graceful_shutdown(shutdown())
             .await
             .context("serving")

@@ -161,6 +161,17 @@ impl Problem {
         )
     }
 
+    /// 429 with Retry-After (seconds).
+    pub fn too_many_requests(slug: &str, detail: impl Into<String>, retry_after_s: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            slug,
+            "Too many requests",
+            detail,
+        )
+        .retry_after(u32::try_from(retry_after_s).unwrap_or(u32::MAX))
+    }
+
     /// 503 with Retry-After.
     pub fn unavailable(slug: &str, detail: impl Into<String>) -> Self {
         Self::new(
@@ -351,9 +362,7 @@ impl From<crate::dto::FieldError> for Problem {
 impl From<crate::store::StoreError> for Problem {
     fn from(error: crate::store::StoreError) -> Self {
         match &error {
-            crate::store::StoreError::Database(sqlx::Error::PoolTimedOut)
-            | crate::store::StoreError::Database(sqlx::Error::Io(_))
-            | crate::store::StoreError::Database(sqlx::Error::PoolClosed) => {
+            error if error.is_unavailable() => {
                 tracing::warn!(%error, "database unavailable");
                 Problem::unavailable(
                     "database-unavailable",

@@ -7,6 +7,12 @@
 //! handler is answered only after that commit, so an acknowledged
 //! transaction is durable.
 //!
+//! On PostgreSQL the sequencer keeps the committed state its batches read
+//! and wrote (`store::WarmState`, bounded by `state_cache_entries_max`), so
+//! a commit reads only what it has not seen and writes its block in one
+//! statement; the cache is dropped after any failed commit and never
+//! outlives the producer role.
+//!
 //! Only the process that holds the block-producer role runs a sequencer (see
 //! `crate::producer`); the queue is bounded by transactions waiting
 //! (`queue_txs_max`), and a full queue answers 503 at once rather than
@@ -20,7 +26,7 @@ use ledger_core::block::SignedBlockHeader;
 use ledger_core::{ChainId, Outcome, SigningKey, VerifiedTransaction};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{AnyStore, LedgerStore, StoreError};
+use crate::store::{AnyStore, LedgerStore, StoreError, WarmState};
 
 /// What the sequencer answers for one submission.
 #[derive(Debug, Clone)]
@@ -71,6 +77,10 @@ pub struct SequencerConfig {
     pub batch_wait: Duration,
     /// Most transactions waiting.
     pub queue_txs_max: usize,
+    /// Most entries (nonces, balances, assets, HTLCs) of committed state the
+    /// sequencer keeps between batches (see `store::WarmState`); 0 keeps
+    /// none, so every commit reads what it needs from the database.
+    pub state_cache_entries_max: usize,
     /// Notified after every committed block (the transfer engine waits on it
     /// to react to a lock or claim without waiting for its next tick).
     pub on_commit: Arc<tokio::sync::Notify>,
@@ -97,6 +107,10 @@ impl Sequencer {
             queue_txs_max: config.queue_txs_max,
         };
         tokio::spawn(async move {
+            // Committed state carried from one batch to the next; it lives
+            // exactly as long as this task, which runs only while this
+            // process holds the producer role.
+            let mut warm: Option<WarmState> = None;
             while let Some(first) = jobs.recv().await {
                 let mut count = first.txs.len();
                 let mut batch = vec![first];
@@ -125,7 +139,15 @@ impl Sequencer {
                     }
                 }
                 waiting.fetch_sub(count, Ordering::AcqRel);
-                commit(&store, &block_key, config.chain_id, batch).await;
+                commit(&store, &block_key, config.chain_id, batch, &mut warm).await;
+                if warm
+                    .as_ref()
+                    .is_some_and(|w| w.snapshot.entry_count() > config.state_cache_entries_max)
+                {
+                    // Over the bound: start again from the database (the
+                    // next commit is a cold one and refills what it reads).
+                    warm = None;
+                }
                 config.on_commit.notify_one();
             }
         });
@@ -158,6 +180,11 @@ impl Sequencer {
             Ok(Ok(receipt)) => Ok(receipt),
             Ok(Err(error)) => Err(SequencerError::Store(match Arc::try_unwrap(error) {
                 Ok(error) => error,
+                // Shared by the batch's other submissions: keep whether the
+                // database was unreachable (503) or the commit failed (500).
+                Err(shared) if shared.is_unavailable() => {
+                    StoreError::Unavailable(shared.to_string())
+                }
                 Err(shared) => StoreError::Corrupt(shared.to_string()),
             })),
             Err(_) => Err(SequencerError::Stopped),
@@ -165,7 +192,13 @@ impl Sequencer {
     }
 }
 
-async fn commit(store: &AnyStore, block_key: &SigningKey, chain_id: ChainId, batch: Vec<Job>) {
+async fn commit(
+    store: &AnyStore,
+    block_key: &SigningKey,
+    chain_id: ChainId,
+    batch: Vec<Job>,
+    warm: &mut Option<WarmState>,
+) {
     let mut all = Vec::with_capacity(batch.iter().map(|job| job.txs.len()).sum());
     let mut jobs = Vec::with_capacity(batch.len());
     for job in batch {
@@ -175,10 +208,17 @@ async fn commit(store: &AnyStore, block_key: &SigningKey, chain_id: ChainId, bat
     }
     let started = std::time::Instant::now();
     let result = store
-        .commit_batch(chain_id, block_key, now_ms(), &all)
+        .commit_batch_warm(chain_id, block_key, now_ms(), &all, warm)
         .await;
     match result {
         Ok(result) => {
+            let applied = result.outcomes.iter().filter(|o| o.is_applied()).count();
+            crate::metrics::batch_committed(
+                chain_id.get(),
+                applied,
+                result.outcomes.len() - applied,
+                started.elapsed(),
+            );
             tracing::debug!(
                 txs = all.len(),
                 height = result.block.as_ref().map(|b| b.header.height),
@@ -199,6 +239,7 @@ async fn commit(store: &AnyStore, block_key: &SigningKey, chain_id: ChainId, bat
             }
         }
         Err(error) => {
+            crate::metrics::commit_failed(chain_id.get());
             tracing::error!(%error, txs = all.len(), "batch commit failed; nothing of it applied");
             let error = Arc::new(error);
             for (_, reply) in jobs {

@@ -334,6 +334,22 @@ pub struct HealthView {
     pub status: String,
     /// True when this process produces blocks.
     pub block_producer: bool,
+    /// Each external ledger adapter's health (readiness only; empty for
+    /// liveness and when no adapter is configured).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub adapters: Vec<AdapterHealthView>,
+}
+
+/// One external ledger adapter's health.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdapterHealthView {
+    /// The adapter's kind (`evm`).
+    pub kind: String,
+    /// The ledger's chain id (decimal string).
+    pub chain_id: String,
+    /// `ok`, or why not.
+    pub status: String,
 }
 
 #[cfg(test)]

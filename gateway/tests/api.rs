@@ -1159,3 +1159,265 @@ async fn two_ledgers_in_one_gateway_on_sqlite() {
 async fn two_ledgers_in_one_gateway_on_postgres() {
     two_ledgers(Db::Postgres).await;
 }
+
+/// `/metrics`: requests by route template and status, transactions by
+/// outcome, batch sizes, the block height, the producer role, value locked
+/// by sender and the pool, each moving exactly as the requests made them.
+#[tokio::test]
+async fn metrics_follow_requests_commits_and_locks() {
+    let gateway = Gateway::start(Db::Postgres).await;
+    let chain = CHAIN.to_string();
+    let before = gateway.metrics().await;
+    let (alice, bob) = (key(2), key(3));
+    fund(&gateway, &[&alice], 1_000).await; // two transactions, 201 each
+    let now = lockgate::sequencer::now_ms();
+    let (status, _) = gateway
+        .submit(&sign(
+            &alice,
+            0,
+            lock("EUR", bob.address(), 300, &[5u8; 32], now + 600_000),
+        ))
+        .await;
+    assert_eq!(status, 201);
+    // More than alice holds: the ledger rejects it.
+    let (rejected, body) = gateway
+        .submit(&sign(&alice, 1, transfer("EUR", bob.address(), 5_000)))
+        .await;
+    assert_eq!(rejected, 422, "{body}");
+    let (status, _) = gateway.get("/v1/transfers/nope", &gateway.admin()).await;
+    assert_eq!(status, 404);
+    let (status, _) = gateway.get("/no/such/route", &gateway.admin()).await;
+    assert_eq!(status, 404);
+
+    let after = gateway.metrics().await;
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        after.value(name, labels) - before.value(name, labels)
+    };
+    let post = [("method", "POST"), ("route", "/v1/ledger/transactions")];
+    assert_eq!(
+        delta(
+            "lockgate_http_requests_total",
+            &[post[0], post[1], ("status", "201")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        delta(
+            "lockgate_http_requests_total",
+            &[post[0], post[1], ("status", "422")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta("lockgate_http_request_duration_seconds_count", &post),
+        4.0
+    );
+    assert_eq!(
+        delta(
+            "lockgate_http_request_duration_seconds_bucket",
+            &[post[0], post[1], ("le", "+Inf")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        delta(
+            "lockgate_http_requests_total",
+            &[
+                ("method", "GET"),
+                ("route", "/v1/transfers/{id}"),
+                ("status", "404")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            "lockgate_http_requests_total",
+            &[("method", "GET"), ("route", "unmatched"), ("status", "404")]
+        ),
+        1.0
+    );
+    let outcome = |o: &'static str| [("chain_id", chain.as_str()), ("outcome", o)];
+    assert_eq!(
+        delta("lockgate_ledger_transactions_total", &outcome("applied")),
+        3.0
+    );
+    assert_eq!(
+        delta("lockgate_ledger_transactions_total", &outcome("rejected")),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            "lockgate_ledger_batch_transactions_sum",
+            &[("chain_id", chain.as_str())]
+        ),
+        4.0
+    );
+    assert_eq!(
+        after.value(
+            "lockgate_ledger_block_height",
+            &[("chain_id", chain.as_str())]
+        ),
+        gateway.block_count().await as f64 - 1.0
+    );
+    assert_eq!(
+        after.value("lockgate_block_producer", &[("chain_id", chain.as_str())]),
+        1.0
+    );
+    let alice_hex = alice.address().to_string();
+    assert_eq!(
+        after.value(
+            "lockgate_value_locked",
+            &[
+                ("chain_id", chain.as_str()),
+                ("asset", "EUR"),
+                ("participant", alice_hex.as_str())
+            ]
+        ),
+        300.0
+    );
+    let age = after.value(
+        "lockgate_value_locked_oldest_seconds",
+        &[("participant", alice_hex.as_str())],
+    );
+    assert!((0.0..60.0).contains(&age), "{age}");
+    assert_eq!(
+        after.value("lockgate_db_pool_connections_max", &[]),
+        gateway.app.config.database_connections_max as f64
+    );
+    assert!(after.value("lockgate_db_pool_connections", &[("state", "in_use")]) >= 0.0);
+}
+
+/// Per-tenant rate limit: a tenant over its burst gets 429 with
+/// `Retry-After` and nothing it sent is processed; another tenant and the
+/// probes are not affected; the bucket refills.
+#[tokio::test]
+async fn a_tenant_over_its_rate_gets_429_with_retry_after_and_changes_nothing() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let gateway = Gateway::start_on(db, |config| {
+        config.limits.tenant_requests_per_s = 1;
+        config.limits.tenant_burst = 3;
+    })
+    .await;
+    let now = lockgate::sequencer::now_ms() / 1000;
+    let other = gateway
+        .app
+        .auth
+        .mint("test", "tenant-b", &Scope::ALL, &[], now, 600)
+        .unwrap();
+    let admin = gateway.admin();
+    for _ in 0..3 {
+        assert_eq!(gateway.get("/v1/ledger/blocks", &admin).await.0, 200);
+    }
+    let before = gateway.fingerprint().await;
+    let response = gateway
+        .http
+        .post(format!("{}/v1/ledger/transactions", gateway.base))
+        .header("authorization", format!("Bearer {admin}"))
+        .json(&wire(&sign(&key(1), 0, register("EUR"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "urn:lockgate:problem:rate-limited");
+    assert_eq!(body["status"], 429);
+    assert_eq!(
+        gateway.fingerprint().await,
+        before,
+        "a limited request changed the ledger"
+    );
+    // Another tenant has its own bucket; probes are never limited.
+    assert_eq!(gateway.get("/v1/ledger/blocks", &other).await.0, 200);
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let status = gateway
+            .http
+            .get(format!("{}{path}", gateway.base))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200, "{path}");
+    }
+    // One second later the bucket holds a request again.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, body) = gateway.submit(&sign(&key(1), 0, register("EUR"))).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// A 503 always says when to retry: the request time limit here (the
+/// submission paths, which store their answer for idempotent replay, are
+/// covered by the same middleware; tests/tests/gateway_process.rs checks
+/// `not-block-producer`).
+#[tokio::test]
+async fn a_timed_out_request_gets_retry_after() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let gateway = Gateway::start_on(db, |config| config.limits.request_timeout_ms = 1).await;
+    let txs: Vec<serde_json::Value> = (0..256)
+        .map(|n| wire(&sign(&key(2), n, transfer("EUR", key(3).address(), 1))))
+        .collect();
+    let response = gateway
+        .http
+        .post(format!("{}/v1/ledger/transactions/batch", gateway.base))
+        .header("authorization", format!("Bearer {}", gateway.admin()))
+        .json(&json!({ "transactions": txs }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+}
+
+/// The connection limit: with two connections open, a third is not served
+/// until one of them closes, and then it is.
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_until_one_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = TestDb::new(Db::Sqlite).await;
+    let gateway = Gateway::start_on(db, |config| config.limits.connections_max = 2).await;
+    let address = gateway.base.trim_start_matches("http://").to_string();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n";
+    async fn answered(stream: &mut tokio::net::TcpStream) -> String {
+        let mut buffer = vec![0u8; 1024];
+        let n = stream.read(&mut buffer).await.unwrap();
+        String::from_utf8_lossy(&buffer[..n]).to_string()
+    }
+    let mut first = tokio::net::TcpStream::connect(&address).await.unwrap();
+    first.write_all(request).await.unwrap();
+    assert!(answered(&mut first).await.starts_with("HTTP/1.1 200"));
+    let mut second = tokio::net::TcpStream::connect(&address).await.unwrap();
+    second.write_all(request).await.unwrap();
+    assert!(answered(&mut second).await.starts_with("HTTP/1.1 200"));
+    // Both stay open (keep-alive). A third connects (the kernel's backlog)
+    // but is not served.
+    let mut third = tokio::net::TcpStream::connect(&address).await.unwrap();
+    third.write_all(request).await.unwrap();
+    let mut buffer = vec![0u8; 1024];
+    let waited = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        third.read(&mut buffer),
+    )
+    .await;
+    assert!(
+        waited.is_err(),
+        "a third connection was served beyond the limit"
+    );
+    drop(first);
+    let served = tokio::time::timeout(std::time::Duration::from_secs(10), answered(&mut third))
+        .await
+        .expect("the third connection is served once one closes");
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    // The second connection still works.
+    second.write_all(request).await.unwrap();
+    assert!(answered(&mut second).await.starts_with("HTTP/1.1 200"));
+}

@@ -11,7 +11,9 @@ use ledger_core::merkle::MerkleTree;
 use ledger_core::{
     Amount, HtlcStatus, LockId, Outcome, Rejection, SigningKey, TxHash, VerifiedTransaction,
 };
-use lockgate::store::{AnyStore, IdempotentResponse, LedgerStore, Reservation};
+use lockgate::store::{
+    AnyStore, CommitResult, IdempotentResponse, LedgerStore, Reservation, StoreError, WarmState,
+};
 use support::*;
 
 async fn store(kind: Db) -> (AnyStore, TestDb) {
@@ -25,8 +27,43 @@ fn verified(key: &SigningKey, nonce: u64, body: ledger_core::TxBody) -> Verified
     sign(key, nonce, body).verify().unwrap()
 }
 
-async fn conformance(kind: Db) {
+/// Commits through `commit_batch`, or, when `warm` is given, through
+/// `commit_batch_warm` with the producer's cache carried across calls (what
+/// the sequencer does).
+struct Committer {
+    store: AnyStore,
+    warm: Option<Option<WarmState>>,
+}
+
+impl Committer {
+    async fn commit_batch(
+        &mut self,
+        chain_id: ledger_core::ChainId,
+        producer: &SigningKey,
+        now_ms: u64,
+        txs: &[VerifiedTransaction],
+    ) -> Result<CommitResult, StoreError> {
+        match &mut self.warm {
+            None => {
+                self.store
+                    .commit_batch(chain_id, producer, now_ms, txs)
+                    .await
+            }
+            Some(warm) => {
+                self.store
+                    .commit_batch_warm(chain_id, producer, now_ms, txs, warm)
+                    .await
+            }
+        }
+    }
+}
+
+async fn conformance(kind: Db, warm: bool) {
     let (store, _db) = store(kind).await;
+    let mut committer = Committer {
+        store: store.clone(),
+        warm: warm.then_some(None),
+    };
     let producer = key(99);
     let (issuer, alice, bob) = (key(1), key(2), key(3));
     assert_eq!(store.tip(chain()).await.unwrap(), ChainTip::GENESIS);
@@ -38,7 +75,7 @@ async fn conformance(kind: Db) {
         verified(&alice, 0, transfer("EUR", bob.address(), 300)),
         verified(&alice, 7, transfer("EUR", bob.address(), 1)),
     ];
-    let result = store
+    let result = committer
         .commit_batch(chain(), &producer, 1_000, &batch)
         .await
         .unwrap();
@@ -99,7 +136,7 @@ async fn conformance(kind: Db) {
     let secret = [7u8; 32];
     let lock_tx = verified(&alice, 1, lock("EUR", bob.address(), 200, &secret, 5_000));
     let lock_id = LockId::from(lock_tx.hash());
-    let result = store
+    let result = committer
         .commit_batch(chain(), &producer, 2_000, &[lock_tx])
         .await
         .unwrap();
@@ -108,7 +145,7 @@ async fn conformance(kind: Db) {
         store.htlc(chain(), lock_id).await.unwrap().unwrap().status,
         HtlcStatus::Locked
     );
-    let result = store
+    let result = committer
         .commit_batch(
             chain(),
             &producer,
@@ -129,7 +166,7 @@ async fn conformance(kind: Db) {
         vec![(asset("EUR"), Amount::from_minor_units(500))]
     );
     let big = u128::MAX - 1000;
-    let result = store
+    let result = committer
         .commit_batch(
             chain(),
             &producer,
@@ -151,7 +188,7 @@ async fn conformance(kind: Db) {
 
     // A batch where nothing applies writes nothing, not even a block.
     let tip = store.tip(chain()).await.unwrap();
-    let result = store
+    let result = committer
         .commit_batch(
             chain(),
             &producer,
@@ -164,7 +201,7 @@ async fn conformance(kind: Db) {
     assert_eq!(store.tip(chain()).await.unwrap(), tip);
 
     // Block time never goes back even if the clock does.
-    let result = store
+    let result = committer
         .commit_batch(
             chain(),
             &producer,
@@ -291,12 +328,108 @@ async fn conformance(kind: Db) {
 
 #[tokio::test]
 async fn sqlite_store_conforms() {
-    conformance(Db::Sqlite).await;
+    conformance(Db::Sqlite, false).await;
 }
 
 #[tokio::test]
 async fn postgres_store_conforms() {
-    conformance(Db::Postgres).await;
+    conformance(Db::Postgres, false).await;
+}
+
+/// The same contract through the block producer's warm commits.
+#[tokio::test]
+async fn postgres_store_conforms_with_the_producers_cache() {
+    conformance(Db::Postgres, true).await;
+}
+
+/// The producer's cache is only sound while no one else commits: a second
+/// producer's block (a role hand-over) must make the next warm commit fail
+/// and write nothing, and the commit after it must start from the database.
+#[tokio::test]
+async fn a_warm_commit_after_another_producers_block_writes_nothing() {
+    let (store, db) = store(Db::Postgres).await;
+    let other = lockgate::app::connect(&test_config(&db)).await.unwrap();
+    let producer = key(99);
+    let (issuer, alice, bob) = (key(1), key(2), key(3));
+    let mut warm = None;
+    let setup = [
+        verified(&issuer, 0, register("EUR")),
+        verified(&issuer, 1, issue("EUR", alice.address(), 1000)),
+    ];
+    store
+        .commit_batch_warm(chain(), &producer, 1_000, &setup, &mut warm)
+        .await
+        .unwrap();
+    assert!(warm.is_some(), "a PostgreSQL commit leaves the cache warm");
+    // Block 1, warm: alice's nonce and balance are now in the cache.
+    store
+        .commit_batch_warm(
+            chain(),
+            &producer,
+            1_500,
+            &[verified(&alice, 0, transfer("EUR", bob.address(), 100))],
+            &mut warm,
+        )
+        .await
+        .unwrap();
+    assert!(warm.is_some());
+
+    // Another process commits block 2: alice spends 600 with nonce 1.
+    let result = other
+        .commit_batch(
+            chain(),
+            &producer,
+            2_000,
+            &[verified(&alice, 1, transfer("EUR", bob.address(), 600))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.block.unwrap().header.height, 2);
+
+    // The cache still says alice holds 900 at nonce 1, so an 800 transfer
+    // with nonce 1 applies against it; the database must refuse the block.
+    let stale = store
+        .commit_batch_warm(
+            chain(),
+            &producer,
+            3_000,
+            &[verified(&alice, 1, transfer("EUR", bob.address(), 800))],
+            &mut warm,
+        )
+        .await;
+    assert!(stale.is_err(), "a block on a stale tip must not commit");
+    assert!(warm.is_none(), "a failed commit drops the cache");
+    assert_eq!(store.tip(chain()).await.unwrap().next_height, 3);
+    let account = store.account(chain(), alice.address()).await.unwrap();
+    assert_eq!(account.next_nonce, 2);
+    assert_eq!(
+        account.balances,
+        vec![(asset("EUR"), Amount::from_minor_units(300))]
+    );
+
+    // The next commit reads the database again: nonce 2, 300 left.
+    let result = store
+        .commit_batch_warm(
+            chain(),
+            &producer,
+            4_000,
+            &[
+                verified(&alice, 2, transfer("EUR", bob.address(), 500)),
+                verified(&alice, 2, transfer("EUR", bob.address(), 300)),
+            ],
+            &mut warm,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(result.outcomes[0], Outcome::Rejected(_)));
+    assert_eq!(result.outcomes[1], Outcome::Applied);
+    assert_eq!(result.block.unwrap().header.height, 3);
+    assert!(warm.is_some());
+    let bob_account = store.account(chain(), bob.address()).await.unwrap();
+    assert_eq!(
+        bob_account.balances,
+        vec![(asset("EUR"), Amount::from_minor_units(1000))]
+    );
 }
 
 #[tokio::test]

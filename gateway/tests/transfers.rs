@@ -155,6 +155,37 @@ async fn claim_path(kind: Db) {
     sender_locks(&gateway, &view, hashlock).await;
     let view = wait_for(&gateway, id, "target_locked").await;
     let target_lock: LockId = view["targetLockId"].as_str().unwrap().parse().unwrap();
+    // Value locked by sender: alice on the source, the connector on the target.
+    let metrics = gateway.metrics().await;
+    let alice_hex = alice.address().to_string();
+    let connector_hex = connector.to_string();
+    let (source, target_id) = (CHAIN.to_string(), TARGET.to_string());
+    assert_eq!(
+        metrics.value(
+            "lockgate_value_locked",
+            &[
+                ("chain_id", source.as_str()),
+                ("asset", "EUR"),
+                ("participant", alice_hex.as_str())
+            ]
+        ),
+        500.0
+    );
+    assert_eq!(
+        metrics.value(
+            "lockgate_value_locked",
+            &[
+                ("chain_id", target_id.as_str()),
+                ("asset", "EURT"),
+                ("participant", connector_hex.as_str())
+            ]
+        ),
+        500.0
+    );
+    assert_eq!(
+        metrics.value("lockgate_transfers", &[("state", "target_locked")]),
+        1.0
+    );
     // The recipient claims on the target with the preimage.
     let (status, body) = gateway
         .submit(&sign_on(target(), &bob, 0, claim(target_lock, &secret)))
@@ -176,6 +207,40 @@ async fn claim_path(kind: Db) {
     assert_eq!(balance(&gateway, CHAIN, connector, "EUR").await, 500);
     assert_eq!(balance(&gateway, TARGET, bob.address(), "EURT").await, 500);
     assert_eq!(balance(&gateway, TARGET, connector, "EURT").await, 9_500);
+
+    let metrics = gateway.metrics().await;
+    let completed = [("state", "completed")];
+    assert_eq!(metrics.value("lockgate_transfers", &completed), 1.0);
+    assert_eq!(
+        metrics.value("lockgate_transfers", &[("state", "target_locked")]),
+        0.0
+    );
+    assert_eq!(
+        metrics.value("lockgate_transfers_finished_total", &completed),
+        1.0
+    );
+    assert_eq!(
+        metrics.value("lockgate_transfer_duration_seconds_count", &completed),
+        1.0
+    );
+    // The connector locked the target and claimed the source itself.
+    for call in ["lock", "claim"] {
+        assert!(
+            metrics.value(
+                "lockgate_adapter_call_duration_seconds_count",
+                &[("adapter", "builtin"), ("call", call)]
+            ) >= 1.0,
+            "{call}"
+        );
+    }
+    assert_eq!(
+        metrics.get(
+            "lockgate_value_locked",
+            &[("participant", alice_hex.as_str())]
+        ),
+        None,
+        "a claimed lock holds no value"
+    );
 }
 
 async fn refund_path(kind: Db) {
@@ -206,6 +271,18 @@ async fn refund_path(kind: Db) {
     assert_eq!(balance(&gateway, CHAIN, connector, "EUR").await, 0);
     assert_eq!(balance(&gateway, TARGET, connector, "EURT").await, 10_000);
     assert_eq!(balance(&gateway, TARGET, key(3).address(), "EURT").await, 0);
+    let metrics = gateway.metrics().await;
+    assert_eq!(
+        metrics.value(
+            "lockgate_transfers_finished_total",
+            &[("state", "refunded")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metrics.value("lockgate_transfers", &[("state", "refunded")]),
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -116,6 +116,12 @@ impl Snapshot {
         self.partial
     }
 
+    /// How many entries (nonces, balances, assets, HTLCs) the snapshot
+    /// holds: what a gateway that keeps one between batches bounds.
+    pub fn entry_count(&self) -> usize {
+        self.nonces.len() + self.balances.len() + self.assets.len() + self.locks.len()
+    }
+
     /// Records a loaded account's next nonce (0 for an account never seen).
     pub fn insert_account(&mut self, address: Address, next_nonce: u64) {
         self.nonces.insert(address, next_nonce);

@@ -388,3 +388,133 @@ pub fn sign_on(chain_id: ChainId, key: &SigningKey, nonce: u64, body: TxBody) ->
     .sign(key)
     .unwrap()
 }
+
+/// A PostgreSQL server of the test's own (initdb into a temporary
+/// directory, its own port), for tests that stop and restart the server,
+/// which the shared one must never be. Stopped and removed on drop.
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl PrivatePostgres {
+    /// The newest installed server's binaries (Debian's layout).
+    fn bin_dir() -> PathBuf {
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries under /usr/lib/postgresql")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("initdb").exists())
+            .collect();
+        versions.sort();
+        versions
+            .pop()
+            .expect("an initdb under /usr/lib/postgresql/*/bin")
+    }
+
+    /// Runs a server binary, as the `postgres` user when this process is
+    /// root (PostgreSQL refuses to run as root).
+    fn run(&self, program: &str, args: &[&str]) {
+        let path = self.bin.join(program);
+        let is_root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let output = if is_root {
+            std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&path)
+                .args(args)
+                .output()
+        } else {
+            std::process::Command::new(&path).args(args).output()
+        }
+        .unwrap();
+        assert!(
+            output.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// initdb and start; `synchronous_commit` and `fsync` stay on.
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("lockgate-pg-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        // The postgres user must own the directory when we run as root.
+        let _ = std::process::Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status();
+        let server = Self {
+            port: free_port(),
+            dir,
+            bin: Self::bin_dir(),
+        };
+        let data = server.data();
+        server.run(
+            "initdb",
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        );
+        server.pg_ctl_start();
+        server
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn pg_ctl_start(&self) {
+        let options = format!(
+            "-c port={} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=60",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    /// `pg_ctl stop -m fast`: every session is terminated, like a restart.
+    pub fn stop(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+
+    /// Starts it again after [`PrivatePostgres::stop`].
+    pub fn restart(&self) {
+        self.pg_ctl_start();
+    }
+
+    /// The URL of `database` on this server.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .output();
+        let _ = std::process::Command::new(self.bin.join("pg_ctl"))
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .output();
+    }
+}

@@ -14,7 +14,11 @@ use lockgate_e2e::*;
 async fn the_load_generator_runs_every_phase_and_checks_the_ledger() {
     let db = PgDatabase::new().await;
     let env = Env::new(&db.url);
-    let gateway = env.start().await;
+    // One tenant sending as fast as the gateway answers, as
+    // scripts/bench-throughput runs it: no per-tenant rate limit.
+    let gateway = env
+        .start_with_env(&[("LOCKGATE_TENANT_REQUESTS_PER_S", "0")])
+        .await;
     let token = env.token().await;
     let pid = gateway.child.id().unwrap().to_string();
     let json = env.data_dir.path().join("report.json");

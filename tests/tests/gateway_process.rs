@@ -583,3 +583,198 @@ async fn a_transfer_resumes_after_kill_9() {
         "the connector was paid on the source"
     );
 }
+
+/// The database restarts under load: while it is down, `/readyz` answers 503
+/// and submissions answer 503 with `Retry-After` (never 500); once it is back
+/// the gateway recovers by itself (readiness, the producer role, commits),
+/// and every acknowledged transaction is in the ledger, each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_restart_under_load_loses_no_acknowledged_transaction() {
+    let server = PrivatePostgres::start();
+    let admin = sqlx::PgPool::connect(&server.url("postgres"))
+        .await
+        .unwrap();
+    sqlx::query("CREATE DATABASE lockgate")
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let env = Env::new(&server.url("lockgate"));
+    let process = Arc::new(env.start().await);
+    let token = Arc::new(env.token().await);
+    let issuer = key(1);
+    let senders: Vec<u64> = (10..16).collect();
+    let register = sign(
+        &issuer,
+        0,
+        TxBody::RegisterAsset {
+            code: eur(),
+            scale: Scale::new(2).unwrap(),
+        },
+    );
+    assert_eq!(process.submit(&token, &register).await.unwrap().0, 201);
+    for (i, s) in senders.iter().enumerate() {
+        let issue = sign(
+            &issuer,
+            i as u64 + 1,
+            TxBody::Issue {
+                asset: eur(),
+                to: key(*s).address(),
+                amount: Amount::from_minor_units(1_000_000),
+            },
+        );
+        assert_eq!(process.submit(&token, &issue).await.unwrap().0, 201);
+    }
+
+    // Load: each sender submits transfers one after the other, retrying the
+    // same signed transaction on 503 or a broken connection until it is
+    // acknowledged (a retry of a committed one answers like the first time).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let statuses = Arc::new(Mutex::new(std::collections::BTreeMap::<u16, u64>::new()));
+    let mut workers = Vec::new();
+    for s in senders.clone() {
+        let (process, token, stop, statuses) = (
+            process.clone(),
+            token.clone(),
+            stop.clone(),
+            statuses.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let sender = key(s);
+            let mut acknowledged = Vec::new();
+            let mut nonce = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let tx = sign(&sender, nonce, transfer(key(99).address(), 1));
+                loop {
+                    match process.submit(&token, &tx).await {
+                        Ok((201, _)) => {
+                            *statuses.lock().await.entry(201).or_default() += 1;
+                            break;
+                        }
+                        Ok((status, body)) => {
+                            *statuses.lock().await.entry(status).or_default() += 1;
+                            assert_eq!(status, 503, "{body}");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        // The process never dies here; a connection cut
+                        // mid-request is retried like a 503.
+                        Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
+                }
+                acknowledged.push(tx.transaction.hash());
+                nonce += 1;
+            }
+            (s, acknowledged)
+        }));
+    }
+    let ready = |process: Arc<Process>| async move {
+        process
+            .http
+            .get(format!("{}/readyz", process.base))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    // Some load first.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while statuses.lock().await.get(&201).copied().unwrap_or(0) < 100 {
+        assert!(tokio::time::Instant::now() < deadline, "no load");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    server.stop();
+    let response = process
+        .http
+        .get(format!("{}/readyz", process.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503, "readiness with the database down");
+    assert_eq!(response.headers()["retry-after"], "1");
+    let down: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(down["type"], "urn:lockgate:problem:not-ready");
+    // A submission while it is down: 503 with Retry-After.
+    let probe = sign(&key(50), 0, transfer(key(99).address(), 1));
+    let body =
+        serde_json::to_value(lockgate::dto::SignedTransactionDto::from_domain(&probe)).unwrap();
+    let response = process
+        .http
+        .post(format!("{}/v1/ledger/transactions", process.base))
+        .bearer_auth(token.as_str())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    server.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while ready(process.clone()).await != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not ready again within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Commits resume: the load goes on for a while after the restart.
+    let after_restart = statuses.lock().await.get(&201).copied().unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while statuses.lock().await.get(&201).copied().unwrap_or(0) < after_restart + 100 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "commits did not resume after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut acknowledged = Vec::new();
+    for worker in workers {
+        acknowledged.push(
+            tokio::time::timeout(Duration::from_secs(60), worker)
+                .await
+                .expect("a worker hung")
+                .unwrap(),
+        );
+    }
+    let statuses = statuses.lock().await.clone();
+    assert!(
+        statuses.keys().all(|s| *s == 201 || *s == 503),
+        "only 201 and 503: {statuses:?}"
+    );
+    assert!(statuses.get(&503).copied().unwrap_or(0) > 0, "{statuses:?}");
+
+    // Every acknowledged transaction is in the ledger, and nothing else:
+    // each sender's nonce and balance are exactly what was acknowledged.
+    let mut total = 0u64;
+    for (s, hashes) in &acknowledged {
+        for hash in hashes {
+            let (status, _) = process
+                .get(&format!("/v1/ledger/transactions/{hash}"), &token)
+                .await;
+            assert_eq!(status, 200, "acknowledged {hash} is missing");
+        }
+        let (status, account) = process
+            .get(
+                &format!("/v1/ledger/accounts/{}", key(*s).address()),
+                &token,
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(account["nextNonce"], hashes.len().to_string(), "{account}");
+        total += hashes.len() as u64;
+    }
+    let (_, recipient) = process
+        .get(
+            &format!("/v1/ledger/accounts/{}", key(99).address()),
+            &token,
+        )
+        .await;
+    assert_eq!(
+        recipient["balances"][0]["amount"],
+        total.to_string(),
+        "{recipient}"
+    );
+}

@@ -489,12 +489,14 @@ pub async fn recover_once(app: &App, peer: &Peer, session: &SessionRow) {
     }
     match recover(app, peer, session).await {
         Ok(agreed) => {
+            crate::metrics::recovery_run("satp", if agreed { "agreed" } else { "disagreed" });
             if !agreed {
                 tracing::error!(session = %session.session_id, "RECOVER: the peer holds a different session");
             }
             app.satp.mark_recovered(&session.session_id);
         }
         Err(error) => {
+            crate::metrics::recovery_run("satp", "failed");
             tracing::info!(%error, session = %session.session_id, "RECOVER not completed; retrying later");
         }
     }

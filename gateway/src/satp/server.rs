@@ -437,6 +437,7 @@ impl Work<'_> {
                 "the transfer changed meanwhile; send the message again",
             ));
         }
+        crate::transfers::record_transition(t, &next, now);
         Ok(())
     }
 

@@ -584,3 +584,21 @@ pub async fn import_records(
     .await?;
     Ok(axum::Json(report))
 }
+
+/// The row parsers, for the fuzz targets in `fuzz/` only (not an API): they
+/// are what every line of an untrusted import body goes through.
+#[doc(hidden)]
+pub mod fuzzing {
+    use ledger_core::Signature;
+    use ledger_core::settlement::record::UsageRecord;
+
+    /// One CSV data line, as the import parses it.
+    pub fn csv_row(line: &str) -> Result<(UsageRecord, Signature), String> {
+        super::csv_row(line)
+    }
+
+    /// One NDJSON line, as the import parses it.
+    pub fn ndjson_row(line: &str) -> Result<(UsageRecord, Signature), String> {
+        super::ndjson_row(line)
+    }
+}

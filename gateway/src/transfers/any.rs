@@ -42,6 +42,26 @@ impl<'a> AnyLedger<'a> {
         }
     }
 
+    /// The adapter's name in metrics.
+    fn kind(&self) -> &'static str {
+        match self {
+            AnyLedger::Local(_) => "builtin",
+            AnyLedger::Evm { .. } => "evm",
+        }
+    }
+
+    /// Times one adapter call (`lockgate_adapter_call_*`).
+    async fn timed<T>(
+        &self,
+        call: &'static str,
+        future: impl std::future::Future<Output = Result<T, AdapterError>>,
+    ) -> Result<T, AdapterError> {
+        let started = std::time::Instant::now();
+        let result = future.await;
+        crate::metrics::adapter_call(self.kind(), call, result.is_ok(), started.elapsed());
+        result
+    }
+
     async fn confirmed<T>(
         &self,
         op: OperationKey<'_>,
@@ -74,10 +94,15 @@ impl LedgerAdapter for AnyLedger<'_> {
         op: OperationKey<'_>,
         terms: &LockTerms,
     ) -> Result<Acted<LockId>, AdapterError> {
-        match self {
-            AnyLedger::Local(l) => l.lock(op, terms).await,
-            AnyLedger::Evm { ledger, .. } => self.confirmed(op, ledger.lock(op, terms).await).await,
-        }
+        self.timed("lock", async {
+            match self {
+                AnyLedger::Local(l) => l.lock(op, terms).await,
+                AnyLedger::Evm { ledger, .. } => {
+                    self.confirmed(op, ledger.lock(op, terms).await).await
+                }
+            }
+        })
+        .await
     }
 
     async fn claim(
@@ -86,43 +111,58 @@ impl LedgerAdapter for AnyLedger<'_> {
         lock: LockId,
         preimage: [u8; 32],
     ) -> Result<Acted<()>, AdapterError> {
-        match self {
-            AnyLedger::Local(l) => l.claim(op, lock, preimage).await,
-            AnyLedger::Evm { ledger, .. } => {
-                self.confirmed(op, ledger.claim(op, lock, preimage).await)
-                    .await
+        self.timed("claim", async {
+            match self {
+                AnyLedger::Local(l) => l.claim(op, lock, preimage).await,
+                AnyLedger::Evm { ledger, .. } => {
+                    self.confirmed(op, ledger.claim(op, lock, preimage).await)
+                        .await
+                }
             }
-        }
+        })
+        .await
     }
 
     async fn refund(&self, op: OperationKey<'_>, lock: LockId) -> Result<Acted<()>, AdapterError> {
-        match self {
-            AnyLedger::Local(l) => l.refund(op, lock).await,
-            AnyLedger::Evm { ledger, .. } => {
-                self.confirmed(op, ledger.refund(op, lock).await).await
+        self.timed("refund", async {
+            match self {
+                AnyLedger::Local(l) => l.refund(op, lock).await,
+                AnyLedger::Evm { ledger, .. } => {
+                    self.confirmed(op, ledger.refund(op, lock).await).await
+                }
             }
-        }
+        })
+        .await
     }
 
     async fn committed_lock(&self, op: OperationKey<'_>) -> Result<Option<LockId>, AdapterError> {
-        match self {
-            AnyLedger::Local(l) => l.committed_lock(op).await,
-            AnyLedger::Evm { ledger, .. } => ledger.committed_lock(op).await,
-        }
+        self.timed("committed_lock", async {
+            match self {
+                AnyLedger::Local(l) => l.committed_lock(op).await,
+                AnyLedger::Evm { ledger, .. } => ledger.committed_lock(op).await,
+            }
+        })
+        .await
     }
 
     async fn lock_status(&self, id: LockId) -> Result<Option<LockInfo>, AdapterError> {
-        match self {
-            AnyLedger::Local(l) => l.lock_status(id).await,
-            AnyLedger::Evm { ledger, .. } => ledger.lock_status(id).await,
-        }
+        self.timed("lock_status", async {
+            match self {
+                AnyLedger::Local(l) => l.lock_status(id).await,
+                AnyLedger::Evm { ledger, .. } => ledger.lock_status(id).await,
+            }
+        })
+        .await
     }
 
     async fn assets(&self) -> Result<Vec<AssetCode>, AdapterError> {
-        match self {
-            AnyLedger::Local(l) => l.assets().await,
-            AnyLedger::Evm { ledger, .. } => ledger.assets().await,
-        }
+        self.timed("assets", async {
+            match self {
+                AnyLedger::Local(l) => l.assets().await,
+                AnyLedger::Evm { ledger, .. } => ledger.assets().await,
+            }
+        })
+        .await
     }
 
     async fn events_since(
@@ -130,23 +170,32 @@ impl LedgerAdapter for AnyLedger<'_> {
         checkpoint: u64,
         blocks_max: u32,
     ) -> Result<EventPage, AdapterError> {
-        match self {
-            AnyLedger::Local(l) => l.events_since(checkpoint, blocks_max).await,
-            AnyLedger::Evm { ledger, .. } => ledger.events_since(checkpoint, blocks_max).await,
-        }
+        self.timed("events_since", async {
+            match self {
+                AnyLedger::Local(l) => l.events_since(checkpoint, blocks_max).await,
+                AnyLedger::Evm { ledger, .. } => ledger.events_since(checkpoint, blocks_max).await,
+            }
+        })
+        .await
     }
 
     async fn prove_lock(&self, id: LockId) -> Result<Option<serde_json::Value>, AdapterError> {
-        match self {
-            AnyLedger::Local(l) => l.prove_lock(id).await,
-            AnyLedger::Evm { ledger, .. } => ledger.prove_lock(id).await,
-        }
+        self.timed("prove_lock", async {
+            match self {
+                AnyLedger::Local(l) => l.prove_lock(id).await,
+                AnyLedger::Evm { ledger, .. } => ledger.prove_lock(id).await,
+            }
+        })
+        .await
     }
 
     async fn find_open_lock(&self, terms: &LockTerms) -> Result<Option<LockInfo>, AdapterError> {
-        match self {
-            AnyLedger::Local(l) => l.find_open_lock(terms).await,
-            AnyLedger::Evm { ledger, .. } => ledger.find_open_lock(terms).await,
-        }
+        self.timed("find_open_lock", async {
+            match self {
+                AnyLedger::Local(l) => l.find_open_lock(terms).await,
+                AnyLedger::Evm { ledger, .. } => ledger.find_open_lock(terms).await,
+            }
+        })
+        .await
     }
 }

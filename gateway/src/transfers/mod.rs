@@ -684,6 +684,7 @@ pub async fn cancel(app: &App, tenant: &str, id: &str) -> Result<Transfer, Cance
             .update_transfer(&next, transfer.version, &event)
             .await?
         {
+            record_transition(&transfer, &next, now);
             // A peer gateway that accepted the transfer is told at once
             // (it would cancel its side when the sender's lock is overdue).
             use crate::satp::store::{Role, SatpStore};
@@ -832,10 +833,24 @@ pub(crate) async fn advance(
         detail,
     };
     // Another writer got there first: the next tick sees its state.
-    app.store
+    if app
+        .store
         .update_transfer(&next, transfer.version, &event)
-        .await?;
+        .await?
+    {
+        record_transition(transfer, &next, now);
+    }
     Ok(())
+}
+
+/// Metrics of a recorded state change: a transfer reaching an end state.
+pub(crate) fn record_transition(before: &Transfer, after: &Transfer, now_ms: u64) {
+    if after.state.is_final() && !before.state.is_final() {
+        crate::metrics::transfer_finished(
+            after.state.name(),
+            now_ms.saturating_sub(before.created_at_ms),
+        );
+    }
 }
 
 /// [`advance`] to `state`, nothing else changed.

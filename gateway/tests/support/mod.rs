@@ -134,9 +134,17 @@ impl Gateway {
         let app = lockgate::app::build(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        // Served as `lockgate serve` does: the connection limit, and the
+        // client address for the rate limit of requests without a token.
+        let listener =
+            lockgate::limits::LimitedListener::new(listener, app.config.limits.connections_max);
         let router = lockgate::api::router(app.clone());
         tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let _ = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<lockgate::limits::ClientAddr>(),
+            )
+            .await;
         });
         // The producer role is taken asynchronously on PostgreSQL.
         for _ in 0..100 {
@@ -211,6 +219,22 @@ impl Gateway {
     pub async fn submit(&self, tx: &SignedTransaction) -> (u16, serde_json::Value) {
         self.post("/v1/ledger/transactions", &self.admin(), &wire(tx))
             .await
+    }
+
+    /// Scrapes `/metrics` (no token) and parses the text format.
+    pub async fn metrics(&self) -> Metrics {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; version=0.0.4"
+        );
+        Metrics::parse(&response.text().await.unwrap())
     }
 
     /// Everything the ledger holds, as text: blocks, transactions, accounts,
@@ -445,5 +469,86 @@ pub async fn fund(gateway: &Gateway, holders: &[&SigningKey], units: u128) {
             ))
             .await;
         assert_eq!(status, 201, "{body}");
+    }
+}
+
+/// One sample: the metric name, its labels and its value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// A parsed Prometheus text exposition: every sample with its labels.
+#[derive(Debug)]
+pub struct Metrics {
+    samples: Vec<Sample>,
+}
+
+impl Metrics {
+    /// Parses the text format (comments skipped; label values unescaped).
+    pub fn parse(text: &str) -> Self {
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let value: f64 = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().unwrap_or_else(|_| panic!("bad sample: {line}")),
+            };
+            let (name, labels) = match series.split_once('{') {
+                None => (series.to_string(), Vec::new()),
+                Some((name, rest)) => {
+                    let rest = rest.strip_suffix('}').unwrap();
+                    let mut labels = Vec::new();
+                    let mut chars = rest.chars().peekable();
+                    while chars.peek().is_some() {
+                        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+                        assert_eq!(chars.next(), Some('"'), "{line}");
+                        let mut value = String::new();
+                        while let Some(c) = chars.next() {
+                            match c {
+                                '\\' => match chars.next() {
+                                    Some('n') => value.push('\n'),
+                                    Some(c) => value.push(c),
+                                    None => panic!("{line}"),
+                                },
+                                '"' => break,
+                                c => value.push(c),
+                            }
+                        }
+                        if chars.peek() == Some(&',') {
+                            chars.next();
+                        }
+                        labels.push((key.trim().to_string(), value));
+                    }
+                    (name.to_string(), labels)
+                }
+            };
+            samples.push((name, labels, value));
+        }
+        Self { samples }
+    }
+
+    /// The sample of `name` whose labels include all of `labels`; panics
+    /// unless exactly one matches.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, _, v)| *v)
+            .collect();
+        assert!(found.len() <= 1, "{name} {labels:?} matches {found:?}");
+        found.first().copied()
+    }
+
+    /// [`Metrics::get`], 0 when absent (a counter not yet incremented).
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels).unwrap_or(0.0)
     }
 }

@@ -451,7 +451,9 @@ impl UsageRecord {
                 stated: self.discount,
             });
         }
-        let total = sum - discount;
+        // Never negative for an agreement that passed `Agreement::check`
+        // (discounts of at most 100%); checked all the same.
+        let total = sum.checked_sub(discount).ok_or(RecordError::Overflow)?;
         if total != self.total {
             return Err(RecordError::TotalMismatch {
                 expected: total,
