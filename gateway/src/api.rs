@@ -73,7 +73,7 @@ type AppState = Arc<App>;
         AccountView, BalanceView, AssetView, AssetPage, HtlcView, BatchRequest, BatchView, BatchItemView,
         HealthView, LedgerView, LedgerList,
         crate::transfers::http::CreateTransfer, crate::transfers::http::TransferView,
-        crate::transfers::http::TransferEventView, crate::transfers::http::TransferPage,
+        crate::transfers::http::TransferEventView, crate::transfers::http::TransferStreamEvent, crate::transfers::http::TransferPage,
         adapters::satp::messages::Message, adapters::satp::messages::TransferInitClaim,
         adapters::satp::messages::Capabilities, adapters::satp::messages::NetworkLockType,
         adapters::satp::envelope::Envelope, crate::satp::problem::SatpError,

@@ -1421,3 +1421,24 @@ async fn connections_beyond_the_limit_wait_until_one_closes() {
     second.write_all(request).await.unwrap();
     assert!(answered(&mut second).await.starts_with("HTTP/1.1 200"));
 }
+
+/// A list cursor or stream position beyond what the store holds (2^63-1)
+/// is a bad parameter (400), not a store failure (500). Found by
+/// `scripts/api-fuzz` (schemathesis).
+#[tokio::test]
+async fn cursors_beyond_the_stored_range_are_400() {
+    let gateway = Gateway::start(Db::Sqlite).await;
+    let admin = gateway.admin();
+    for path in [
+        "/v1/transfers?cursor=9223372036854775808~00000000-0000-0000-0000-000000000000",
+        "/v1/settlement/records?cursor=9223372036854775808~0x0000000000000000000000000000000000000000000000000000000000000000",
+        "/v1/transfers/stream?since=9999999999999999999",
+    ] {
+        let (status, body) = gateway.get(path, &admin).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(
+            body["type"], "urn:lockgate:problem:invalid-parameter",
+            "{path}"
+        );
+    }
+}

@@ -110,6 +110,8 @@ pub struct Env {
     /// Environment variables set for every process of this `Env`, after
     /// (so overriding) the defaults above.
     pub vars: Vec<(String, String)>,
+    /// Where `serve` processes write stderr (their log); inherited if unset.
+    pub log_file: Option<PathBuf>,
 }
 
 impl Env {
@@ -121,7 +123,14 @@ impl Env {
             jwt_secret_hex: hex::encode(sha256(b"e2e-jwt-secret")),
             config_file: None,
             vars: Vec::new(),
+            log_file: None,
         }
+    }
+
+    /// Sends the stderr (the log) of every `serve` process to `path`.
+    pub fn log_to(mut self, path: PathBuf) -> Self {
+        self.log_file = Some(path);
+        self
     }
 
     /// Sets environment variables for every process of this `Env` (a second
@@ -214,9 +223,19 @@ impl Env {
         for (name, value) in vars {
             command.env(name, value);
         }
+        let stderr = match &self.log_file {
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap(),
+            ),
+            None => Stdio::inherit(),
+        };
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();

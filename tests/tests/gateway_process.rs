@@ -325,6 +325,20 @@ async fn one_block_producer_per_database_and_takeover_after_kill_9() {
     let (status, body) = follower.submit(&token, &register).await.unwrap();
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["type"], "urn:lockgate:problem:not-block-producer");
+    // It says when to retry.
+    let response = follower
+        .http
+        .post(format!("{}/v1/ledger/transactions", follower.base))
+        .bearer_auth(&token)
+        .json(
+            &serde_json::to_value(lockgate::dto::SignedTransactionDto::from_domain(&register))
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
     assert_eq!(leader.submit(&token, &register).await.unwrap().0, 201);
     // The follower serves reads of what the leader wrote.
     let (status, blocks) = follower.get("/v1/ledger/blocks", &token).await;
@@ -777,4 +791,58 @@ async fn a_database_restart_under_load_loses_no_acknowledged_transaction() {
         total.to_string(),
         "{recipient}"
     );
+}
+
+/// Secrets given to the gateway (block key, connector key, SATP identity
+/// key, JWT secret) and the bearer tokens it is sent never reach its log,
+/// even at `trace` level, through start-up, submissions, a refused token,
+/// the probes and the metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_the_log() {
+    let db = PgDatabase::new().await;
+    let connector = hex::encode(ledger_core::hash::sha256(b"log-test-connector-key"));
+    let satp = hex::encode(ledger_core::hash::sha256(b"log-test-satp-key"));
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let env = Env::new(&db.url)
+        .with_vars(&[
+            ("LOCKGATE_CONNECTOR_KEY", &format!("0x{connector}")),
+            ("LOCKGATE_SATP_KEY", &format!("0x{satp}")),
+            ("RUST_LOG", "trace"),
+        ])
+        .log_to(log.path().to_path_buf());
+    let process = env.start().await;
+    let token = env.token().await;
+    let register = sign(
+        &key(1),
+        0,
+        TxBody::RegisterAsset {
+            code: eur(),
+            scale: Scale::new(2).unwrap(),
+        },
+    );
+    assert_eq!(process.submit(&token, &register).await.unwrap().0, 201);
+    let wrong = format!("{token}x");
+    assert_eq!(process.get("/v1/ledger/blocks", &wrong).await.0, 401);
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(process.get(path, "").await.0, 200, "{path}");
+    }
+    drop(process);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = std::fs::read_to_string(log.path()).unwrap().to_lowercase();
+    assert!(text.lines().count() > 50, "a trace-level log was written");
+    let block_key = hex::encode(ledger_core::hash::sha256(b"e2e-block-key"));
+    for (name, secret) in [
+        ("block key", block_key.as_str()),
+        ("connector key", connector.as_str()),
+        ("SATP identity key", satp.as_str()),
+        ("JWT secret", env.jwt_secret_hex.as_str()),
+    ] {
+        assert!(
+            !text.contains(&secret.to_lowercase()),
+            "the {name} is in the log"
+        );
+    }
+    // The signature part of a token is what makes it a credential.
+    let signature = token.rsplit('.').next().unwrap().to_lowercase();
+    assert!(!text.contains(&signature), "a bearer token is in the log");
 }

@@ -721,7 +721,10 @@ pub async fn list_records(
             let bad = || Problem::invalid_parameter("cursor", "not a cursor of this list");
             let (ms, hash) = cursor.split_once('~').ok_or_else(bad)?;
             Some((
-                ms.parse().map_err(|_| bad())?,
+                ms.parse::<u64>()
+                    .ok()
+                    .filter(|ms| *ms <= crate::dto::STORED_INTEGER_MAX)
+                    .ok_or_else(bad)?,
                 hash32("cursor", hash).map_err(|_| bad())?,
             ))
         }

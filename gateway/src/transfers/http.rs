@@ -71,6 +71,22 @@ pub struct CreateTransfer {
     pub reference: Option<String>,
 }
 
+/// One server-sent event of `GET /v1/transfers/stream` (the stream is a
+/// sequence of them; keep-alive comments are not events).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TransferStreamEvent {
+    /// Always `transfer`.
+    #[schema(pattern = "^transfer$")]
+    pub event: String,
+    /// The entry's time in ms since the Unix epoch; pass the last one as
+    /// `since` to resume.
+    #[schema(pattern = r"^[0-9]{1,19}$")]
+    pub id: String,
+    /// The entry as JSON: `{"transferId", "seq", "state", "kind", "at",
+    /// "detail"}`.
+    pub data: String,
+}
+
 /// One event of a transfer's history.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -476,12 +492,14 @@ pub async fn list_transfers(
             let (ms, id) = cursor
                 .split_once('~')
                 .ok_or_else(|| Problem::invalid_parameter("cursor", "not a cursor of this list"))?;
-            Some((
-                ms.parse().map_err(|_| {
-                    Problem::invalid_parameter("cursor", "not a cursor of this list")
-                })?,
-                id.to_string(),
-            ))
+            // A time beyond what the store holds (2^63-1) is no cursor of
+            // this list: 400, not a store error.
+            let ms = ms
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms <= crate::dto::STORED_INTEGER_MAX)
+                .ok_or_else(|| Problem::invalid_parameter("cursor", "not a cursor of this list"))?;
+            Some((ms, id.to_string()))
         }
         None => None,
     };
@@ -564,7 +582,7 @@ impl Drop for StreamGuard {
     get, path = "/v1/transfers/stream", tag = "transfers",
     params(StreamParams),
     responses(
-        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An event stream; each event is a TransferStreamEvent", content_type = "text/event-stream", body = TransferStreamEvent),
         (status = 503, description = "Too many open streams", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
@@ -580,8 +598,12 @@ pub async fn stream_transfers(
     let params: StreamParams = query(uri.query())?;
     let since: u64 = match params.since {
         Some(text) => text
-            .parse()
-            .map_err(|_| Problem::invalid_parameter("since", "since is a time in ms"))?,
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| *ms <= crate::dto::STORED_INTEGER_MAX)
+            .ok_or_else(|| {
+                Problem::invalid_parameter("since", "since is a time in ms from 0 to 2^63-1")
+            })?,
         None => crate::sequencer::now_ms(),
     };
     if OPEN_STREAMS.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= STREAMS_MAX {
