@@ -265,23 +265,29 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| Problem::unauthorized("send an Authorization: Bearer <token> header"))?;
-        let text = value
-            .to_str()
-            .map_err(|_| Problem::unauthorized("the Authorization header is not ASCII"))?;
-        // The scheme is case-insensitive (RFC 9110 section 11.1).
-        let token = match text.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token,
-            _ => {
-                return Err(Problem::unauthorized(
-                    "the Authorization scheme must be Bearer",
-                ));
-            }
-        };
-        state.authenticator().verify(token.trim())
+        // Verified already by the rate limit (`crate::limits::rate_limit`).
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
+        state.authenticator().verify(bearer_token(&parts.headers)?)
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme is
+/// case-insensitive, RFC 9110 section 11.1), or the 401 that says what is
+/// wrong with the header.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Result<&str, Problem> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| Problem::unauthorized("send an Authorization: Bearer <token> header"))?;
+    let text = value
+        .to_str()
+        .map_err(|_| Problem::unauthorized("the Authorization header is not ASCII"))?;
+    match text.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
+        _ => Err(Problem::unauthorized(
+            "the Authorization scheme must be Bearer",
+        )),
     }
 }
 

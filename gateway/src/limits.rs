@@ -52,6 +52,11 @@ impl TenantLimiter {
         Self { limiter }
     }
 
+    /// True unless the limit is off.
+    pub fn is_on(&self) -> bool {
+        self.limiter.is_some()
+    }
+
     /// Takes one request from `key`'s bucket, or says how many whole
     /// seconds (at least 1) to wait.
     pub fn check(&self, key: &str) -> Result<(), u64> {
@@ -74,13 +79,18 @@ impl TenantLimiter {
     }
 }
 
-/// The per-tenant rate limit as middleware (see the module docs).
-pub async fn rate_limit(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+/// The per-tenant rate limit as middleware (see the module docs). The
+/// caller it verifies is handed on in the request's extensions, so the
+/// handler's `Caller` does not verify the token a second time.
+pub async fn rate_limit(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    if matches!(path, "/healthz" | "/readyz" | "/metrics") {
+    if !app.limiter.is_on() || matches!(path, "/healthz" | "/readyz" | "/metrics") {
         return next.run(request).await;
     }
-    let key = match bearer(&request).and_then(|token| app.auth.verify(token).ok()) {
+    let caller = crate::auth::bearer_token(request.headers())
+        .ok()
+        .and_then(|token| app.auth.verify(token).ok());
+    let key = match &caller {
         Some(caller) => format!("tenant:{}", caller.tenant),
         None => match request.extensions().get::<ConnectInfo<ClientAddr>>() {
             Some(ConnectInfo(ClientAddr(peer))) => format!("address:{}", peer.ip()),
@@ -88,7 +98,12 @@ pub async fn rate_limit(State(app): State<Arc<App>>, request: Request, next: Nex
         },
     };
     match app.limiter.check(&key) {
-        Ok(()) => next.run(request).await,
+        Ok(()) => {
+            if let Some(caller) = caller {
+                request.extensions_mut().insert(caller);
+            }
+            next.run(request).await
+        }
         Err(seconds) => Problem::too_many_requests(
             "rate-limited",
             format!(
@@ -98,18 +113,6 @@ pub async fn rate_limit(State(app): State<Arc<App>>, request: Request, next: Nex
             seconds,
         )
         .into_response(),
-    }
-}
-
-fn bearer(request: &Request) -> Option<&str> {
-    let text = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    match text.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Some(token.trim()),
-        _ => None,
     }
 }
 
