@@ -96,6 +96,39 @@ fn lockgate_sealed_messages_verify() {
     }
 }
 
+#[test]
+fn a_trace_context_travels_signed_in_the_protected_header_and_changes_no_message() {
+    use base64::Engine as _;
+    let secret = ledger_core_free_secret();
+    let key = p256::ecdsa::SigningKey::from_slice(&secret).unwrap();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    for (_, message, json) in messages() {
+        let plain = envelope::seal(&message, &key).unwrap();
+        let traced = envelope::seal_traced(&message, &key, Some(traceparent)).unwrap();
+        // The same message bytes, so the same hash in the session's chain.
+        assert_eq!(traced.payload, plain.payload);
+        assert_eq!(envelope::traceparent(&plain), None);
+        assert_eq!(envelope::traceparent(&traced).as_deref(), Some(traceparent));
+        let (opened, opened_json) = envelope::open(&traced, key.verifying_key()).unwrap();
+        assert_eq!((opened, opened_json), (message.clone(), json.clone()));
+        // The header is signed: another trace context breaks the signature.
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = String::from_utf8(b64.decode(&traced.protected).unwrap()).unwrap();
+        let forged = envelope::Envelope {
+            protected: b64.encode(header.replace("4bf9", "5bf9")),
+            ..traced.clone()
+        };
+        assert_eq!(
+            envelope::traceparent(&forged).as_deref(),
+            Some("00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        );
+        assert!(matches!(
+            envelope::open(&forged, key.verifying_key()),
+            Err(EnvelopeError::Jws(_))
+        ));
+    }
+}
+
 fn ledger_core_free_secret() -> Vec<u8> {
     use sha2::Digest as _;
     sha2::Sha256::digest(b"lockgate-satp-test-signer").to_vec()

@@ -296,10 +296,17 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/ledgers", get(list_ledgers))
         .route(
             "/v1/transfers",
-            post(crate::transfers::http::create_transfer).get(crate::transfers::http::list_transfers),
+            post(crate::transfers::http::create_transfer)
+                .get(crate::transfers::http::list_transfers),
         )
-        .route("/v1/transfers/stream", get(crate::transfers::http::stream_transfers))
-        .route("/v1/transfers/{id}", get(crate::transfers::http::get_transfer))
+        .route(
+            "/v1/transfers/stream",
+            get(crate::transfers::http::stream_transfers),
+        )
+        .route(
+            "/v1/transfers/{id}",
+            get(crate::transfers::http::get_transfer),
+        )
         .route(
             "/v1/transfers/{id}/cancel",
             post(crate::transfers::http::cancel_transfer),
@@ -309,27 +316,62 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/satp/identity", get(crate::satp::server::identity))
         .route(
             "/v1/settlement/operators",
-            post(crate::settlement::http::register_operator).get(crate::settlement::http::list_operators),
+            post(crate::settlement::http::register_operator)
+                .get(crate::settlement::http::list_operators),
         )
         .route(
             "/v1/settlement/agreements",
-            post(crate::settlement::http::add_agreement).get(crate::settlement::http::list_agreements),
+            post(crate::settlement::http::add_agreement)
+                .get(crate::settlement::http::list_agreements),
         )
         .route(
             "/v1/settlement/records",
             post(crate::settlement::http::submit_record).get(crate::settlement::http::list_records),
         )
-        .route("/v1/settlement/records/import", post(crate::settlement::import::import_records))
-        .route("/v1/settlement/records/{hash}", get(crate::settlement::http::get_record))
-        .route("/v1/settlement/records/{hash}/accept", post(crate::settlement::http::accept_record))
-        .route("/v1/settlement/records/{hash}/dispute", post(crate::settlement::http::dispute_record))
-        .route("/v1/settlement/records/{hash}/anchor", get(crate::settlement::http::get_anchor))
-        .route("/v1/settlement/records/{hash}/note", post(crate::settlement::http::issue_note))
-        .route("/v1/settlement/records/{hash}/note/accept", post(crate::settlement::http::accept_note))
-        .route("/v1/settlement/closes", post(crate::settlement::close::close_period))
-        .route("/v1/settlement/closes/{id}", get(crate::settlement::close::get_close))
-        .route("/v1/settlement/statements", get(crate::settlement::close::list_statements))
-        .route("/v1/settlement/payments", post(crate::settlement::close::pay_statement))
+        .route(
+            "/v1/settlement/records/import",
+            post(crate::settlement::import::import_records),
+        )
+        .route(
+            "/v1/settlement/records/{hash}",
+            get(crate::settlement::http::get_record),
+        )
+        .route(
+            "/v1/settlement/records/{hash}/accept",
+            post(crate::settlement::http::accept_record),
+        )
+        .route(
+            "/v1/settlement/records/{hash}/dispute",
+            post(crate::settlement::http::dispute_record),
+        )
+        .route(
+            "/v1/settlement/records/{hash}/anchor",
+            get(crate::settlement::http::get_anchor),
+        )
+        .route(
+            "/v1/settlement/records/{hash}/note",
+            post(crate::settlement::http::issue_note),
+        )
+        .route(
+            "/v1/settlement/records/{hash}/note/accept",
+            post(crate::settlement::http::accept_note),
+        )
+        .route(
+            "/v1/settlement/closes",
+            post(crate::settlement::close::close_period),
+        )
+        .route(
+            "/v1/settlement/closes/{id}",
+            get(crate::settlement::close::get_close),
+        )
+        .route(
+            "/v1/settlement/statements",
+            get(crate::settlement::close::list_statements),
+        )
+        .route(
+            "/v1/settlement/payments",
+            post(crate::settlement::close::pay_statement),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -337,9 +379,15 @@ pub fn router(app: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app.clone())
         .merge(docs)
-        .layer(middleware::from_fn_with_state(app, crate::limits::rate_limit))
+        .layer(middleware::from_fn_with_state(
+            app,
+            crate::limits::rate_limit,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn_with_state((timeout, import_timeout), request_timeout))
+        .layer(middleware::from_fn_with_state(
+            (timeout, import_timeout),
+            request_timeout,
+        ))
         .layer(middleware::from_fn(problem_request_id))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_panic| {
             tracing::error!("a request handler panicked");
@@ -347,17 +395,54 @@ pub fn router(app: AppState) -> Router {
         }))
         .layer(middleware::from_fn(record_metrics))
         .layer(
-            tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let id = request
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
-            }),
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(
+                    |response: &Response, _latency: std::time::Duration, span: &tracing::Span| {
+                        let status = response.status();
+                        span.record("http.response.status_code", status.as_u16());
+                        if status.is_server_error() {
+                            span.record("otel.status_code", "ERROR");
+                        }
+                    },
+                ),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// The span of one request (`crate::telemetry`): named after the route
+/// template, a child of the caller's span when a valid `traceparent` came.
+fn request_span(request: &Request) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str());
+    let method = request.method().as_str();
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = %route,
+        url.path = %request.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+        request_id = %id,
+    );
+    if let Some(parent) = request
+        .headers()
+        .get(crate::telemetry::TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        crate::telemetry::set_remote_parent(&span, parent);
+    }
+    span
 }
 
 /// Answers 503 `timeout` when a request takes longer than the configured

@@ -40,6 +40,9 @@
 //! | `limits.import_bytes_max` / `import_timeout_ms` | — | 1073741824 / 3600000 (bulk imports of usage records) |
 //! | `limits.tenant_requests_per_s` / `tenant_burst` | `LOCKGATE_TENANT_REQUESTS_PER_S` / `LOCKGATE_TENANT_BURST` | 1000 / 2000 (per tenant, or per client address without a valid token; 0 turns the limit off; 429 + `Retry-After` beyond) |
 //! | `limits.connections_max` | `LOCKGATE_CONNECTIONS_MAX` | 1024 (open client connections; more wait in the backlog) |
+//! | `telemetry.otlp_endpoint` | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is), else `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended) | unset: no OpenTelemetry export. The TOML value is a base URL like `OTEL_EXPORTER_OTLP_ENDPOINT`'s; see `telemetry` |
+//! | `telemetry.service_name` | `OTEL_SERVICE_NAME` | `satp.gateway_id` |
+//! | `telemetry.filter` | `LOCKGATE_TRACE_FILTER` | `info,lockgate=debug,lockgate_adapters=debug`: which spans are exported (`RUST_LOG` syntax; the log keeps following `RUST_LOG`) |
 //!
 //! Secrets (the block key and the JWT secret) are held in [`Secret`], whose
 //! `Debug` prints `[redacted]`, and are never logged.
@@ -108,6 +111,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Request limits.
     pub limits: LimitsConfig,
+    /// OpenTelemetry export of the spans (`telemetry`).
+    pub telemetry: TelemetryConfig,
 }
 
 /// The built-in ledger.
@@ -392,6 +397,32 @@ pub struct LimitsConfig {
     pub connections_max: usize,
 }
 
+/// OpenTelemetry export (see `crate::telemetry`). The standard `OTEL_*`
+/// environment variables of the OTLP exporter and the batch span processor
+/// (`OTEL_EXPORTER_OTLP_PROTOCOL`, `_HEADERS`, `_TIMEOUT`, `OTEL_BSP_*`,
+/// `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SDK_DISABLED`) apply as well.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP base URL (`http://collector:4318`); unset:
+    /// no export.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans; `satp.gateway_id` if unset.
+    pub service_name: Option<String>,
+    /// Which spans are exported, in `RUST_LOG` syntax.
+    pub filter: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: None,
+            filter: "info,lockgate=debug,lockgate_adapters=debug".into(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -408,6 +439,7 @@ impl Default for Config {
             settlement: SettlementConfig::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -598,6 +630,9 @@ impl Config {
         )?;
         env_parse("LOCKGATE_TENANT_BURST", &mut self.limits.tenant_burst)?;
         env_parse("LOCKGATE_CONNECTIONS_MAX", &mut self.limits.connections_max)?;
+        if let Ok(filter) = std::env::var("LOCKGATE_TRACE_FILTER") {
+            self.telemetry.filter = filter;
+        }
         Ok(())
     }
 

@@ -28,5 +28,6 @@ pub mod satp;
 pub mod sequencer;
 pub mod settlement;
 pub mod store;
+pub mod telemetry;
 pub mod transfers;
 pub mod views;

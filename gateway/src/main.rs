@@ -11,7 +11,6 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use lockgate::auth::Scope;
 use lockgate::config::Config;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(name = "lockgate", version, about = "Lockgate cross-ledger gateway")]
@@ -170,13 +169,11 @@ enum RecordsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // `serve` sets up its tracing once its configuration is read (the
+    // OpenTelemetry export is configured there); the other commands log.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        lockgate::telemetry::init_log();
+    }
     let result = match cli.command {
         Command::Serve { listen } => serve(cli.config, listen),
         Command::Token {
@@ -225,9 +222,21 @@ fn main() -> ExitCode {
 }
 
 fn serve(config_file: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
-    let mut config = Config::load(config_file.as_deref())?;
+    let loaded = Config::load(config_file.as_deref());
+    // The log is needed before the configuration is known to be good.
+    let telemetry = match &loaded {
+        Ok(config) => lockgate::telemetry::init(&config.telemetry, &config.satp.gateway_id)?,
+        Err(_) => {
+            lockgate::telemetry::init_log();
+            lockgate::telemetry::Telemetry::default()
+        }
+    };
+    let mut config = loaded?;
     if let Some(listen) = listen {
         config.listen = listen;
+    }
+    if telemetry.exporting() {
+        tracing::info!("exporting spans over OTLP (see OTEL_EXPORTER_OTLP_* and telemetry.*)");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -20,7 +20,7 @@
 //! | `lockgate_transfer_duration_seconds` | histogram | `state` | creation to end state |
 //! | `lockgate_value_locked` | gauge | `chain_id`, `asset`, `participant` | minor units in open HTLCs on built-in ledgers, by sender (read at scrape time; `f64`, exact below 2^53) |
 //! | `lockgate_value_locked_oldest_seconds` | gauge | `chain_id`, `asset`, `participant` | age of the participant's oldest open HTLC |
-//! | `lockgate_adapter_call_duration_seconds` | histogram | `adapter` (`builtin`, `evm`), `call` | calls the transfer engine makes to a ledger adapter |
+//! | `lockgate_adapter_call_duration_seconds` | histogram | `adapter` (`builtin`, `evm`, `peer`), `call` | calls the transfer engine makes to a ledger adapter |
 //! | `lockgate_adapter_call_errors_total` | counter | `adapter`, `call` | adapter calls that failed (outcome unknown; retried) |
 //! | `lockgate_recovery_runs_total` | counter | `kind` (`satp`), `outcome` | SATP crash-recovery exchanges started by this gateway |
 //! | `lockgate_db_pool_connections` | gauge | `state` (`idle`, `in_use`) | database pool connections (read at scrape time) |

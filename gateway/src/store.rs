@@ -1464,13 +1464,43 @@ pub enum AnyStore {
     Sqlite(SqliteStore),
 }
 
+/// Calls the same method on whichever store this is, inside a
+/// `store.<method>` span ([`traced`]). Every `AnyStore` trait (ledger,
+/// transfers, SATP, settlement) delegates through it.
 macro_rules! delegate {
-    ($self:ident, $store:ident => $call:expr) => {
+    ($self:ident, $store:ident => $s:ident . $method:ident ( $($arg:expr),* )) => {
         match $self {
-            AnyStore::Postgres($store) => $call.await,
-            AnyStore::Sqlite($store) => $call.await,
+            AnyStore::Postgres($store) => {
+                $crate::store::traced(concat!("store.", stringify!($method)), "postgresql", $s.$method($($arg),*)).await
+            }
+            AnyStore::Sqlite($store) => {
+                $crate::store::traced(concat!("store.", stringify!($method)), "sqlite", $s.$method($($arg),*)).await
+            }
         }
     };
+}
+pub(crate) use delegate;
+
+/// Runs a store call in its own `store.<method>` span (debug level, see
+/// `crate::telemetry`) when it serves a traced request or step; the
+/// background loops' polling (the transfer engine's tick, the producer's
+/// commits) outside any span is not traced, so it does not start a trace
+/// of its own every few milliseconds.
+pub(crate) async fn traced<T>(
+    name: &'static str,
+    system: &'static str,
+    call: impl std::future::Future<Output = T>,
+) -> T {
+    use tracing::Instrument as _;
+    if tracing::Span::current().is_none() {
+        return call.await;
+    }
+    call.instrument(tracing::debug_span!(
+        "store",
+        otel.name = name,
+        db.system.name = system
+    ))
+    .await
 }
 
 impl AnyStore {

@@ -14,6 +14,7 @@
 )]
 
 pub mod evm;
+pub mod otlp;
 pub mod satp;
 
 use std::path::PathBuf;

@@ -216,11 +216,25 @@ impl Net {
 
     /// [`Net::create`] under a chosen `Idempotency-Key`.
     pub async fn create_with_key(&self, pa: &Process, hashlock: Hashlock, key: &str) -> Value {
-        let response = pa
+        self.create_with_headers(pa, hashlock, &[("Idempotency-Key", key)])
+            .await
+    }
+
+    /// [`Net::create`] with these request headers.
+    pub async fn create_with_headers(
+        &self,
+        pa: &Process,
+        hashlock: Hashlock,
+        headers: &[(&str, &str)],
+    ) -> Value {
+        let mut request = pa
             .http
             .post(format!("{}/v1/transfers", pa.base))
-            .bearer_auth(&self.a.token)
-            .header("Idempotency-Key", key)
+            .bearer_auth(&self.a.token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request
             .json(&json!({
                 "sourceChainId": CHAIN_A.to_string(), "targetChainId": CHAIN_B.to_string(),
                 "sourceAsset": "EUR", "targetAsset": "EUR", "amount": AMOUNT.to_string(),

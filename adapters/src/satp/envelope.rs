@@ -51,16 +51,42 @@ pub enum EnvelopeError {
     Message(String),
 }
 
+/// The protected-header parameter carrying the sender's W3C trace context
+/// (a `traceparent` value of W3C Trace Context level 1), so a trace follows
+/// the message; optional, and ignored by a receiver that does not trace.
+pub const TRACEPARENT: &str = "traceparent";
+
 /// Signs a message with the gateway's key.
 pub fn seal(message: &Message, key: &SigningKey) -> Result<Envelope, JwsError> {
-    seal_value(&message.to_json(), key)
+    seal_traced(message, key, None)
+}
+
+/// Signs a message, with the sender's trace context in the protected header.
+pub fn seal_traced(
+    message: &Message,
+    key: &SigningKey,
+    traceparent: Option<&str>,
+) -> Result<Envelope, JwsError> {
+    seal_value_traced(&message.to_json(), key, traceparent)
 }
 
 /// Signs any JSON message (the recovery messages travel the same way).
 pub fn seal_value(message: &Value, key: &SigningKey) -> Result<Envelope, JwsError> {
+    seal_value_traced(message, key, None)
+}
+
+/// [`seal_value`] with the sender's trace context in the protected header.
+pub fn seal_value_traced(
+    message: &Value,
+    key: &SigningKey,
+    traceparent: Option<&str>,
+) -> Result<Envelope, JwsError> {
     let mut header = Map::new();
     header.insert("kid".into(), json!(jws::thumbprint(key.verifying_key())));
     header.insert("typ".into(), json!(TYP));
+    if let Some(traceparent) = traceparent {
+        header.insert(TRACEPARENT.into(), json!(traceparent));
+    }
     let compact = jws::sign(message, &header, key)?;
     let mut parts = compact.split('.');
     let (Some(protected), Some(payload), Some(signature)) =
@@ -95,6 +121,14 @@ pub fn open_value(envelope: &Envelope, key: &VerifyingKey) -> Result<Value, Enve
         return Err(EnvelopeError::Typ);
     }
     serde_json::from_slice(&verified.payload).map_err(|e| EnvelopeError::Message(e.to_string()))
+}
+
+/// The `traceparent` protected-header parameter of an envelope, if any
+/// (not checked here: read it from an envelope [`open`] verified).
+pub fn traceparent(envelope: &Envelope) -> Option<String> {
+    let bytes = B64.decode(&envelope.protected).ok()?;
+    let header: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
+    header.get(TRACEPARENT)?.as_str().map(str::to_string)
 }
 
 /// The message inside an envelope, without checking the signature (for

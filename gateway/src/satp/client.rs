@@ -28,6 +28,7 @@ use super::store::{Role, SatpStore, SessionRow, SessionStatus};
 use crate::app::App;
 use crate::sequencer::now_ms;
 use crate::store::StoreError;
+use crate::transfers::any::AnyLedger;
 use crate::transfers::local::LocalLedger;
 use crate::transfers::{Connector, StepError, Transfer, TransferState, advance, advance_to};
 
@@ -123,6 +124,25 @@ pub async fn exchange(
     session: &SessionRow,
     message: Message,
 ) -> Result<Exchanged, ExchangeError> {
+    use tracing::Instrument as _;
+    let span = tracing::debug_span!(
+        "satp.send",
+        otel.kind = "client",
+        satp.message_type = message.type_name(),
+        satp.session_id = %session.session_id,
+        satp.peer = %peer.gateway_id,
+    );
+    exchange_traced(app, peer, session, message)
+        .instrument(span)
+        .await
+}
+
+async fn exchange_traced(
+    app: &App,
+    peer: &Peer,
+    session: &SessionRow,
+    message: Message,
+) -> Result<Exchanged, ExchangeError> {
     let store = &app.store;
     let identity = &app.satp.identity;
     let fault_step = app.satp.fault.as_ref();
@@ -141,7 +161,9 @@ pub async fn exchange(
                 protocol(format!("this gateway's own message is out of place: {e}"))
             })?;
             let hash = hash_json(&json).map_err(protocol)?;
-            let sealed = envelope::seal(&message, &identity.key).map_err(protocol)?;
+            let traceparent = crate::telemetry::current_traceparent();
+            let sealed = envelope::seal_traced(&message, &identity.key, traceparent.as_deref())
+                .map_err(protocol)?;
             let seq = messages.len() as u64;
             log::append(
                 store,
@@ -180,14 +202,12 @@ pub async fn exchange(
         now_ms(),
     )
     .await?;
-    let response = app
-        .satp
-        .http
-        .post(format!("{}/v1/satp/messages", peer.url))
-        .json(&envelope)
-        .send()
-        .await
-        .map_err(|e| ExchangeError::Unreachable(e.to_string()))?;
+    let response =
+        crate::telemetry::traced(app.satp.http.post(format!("{}/v1/satp/messages", peer.url)))
+            .json(&envelope)
+            .send()
+            .await
+            .map_err(|e| ExchangeError::Unreachable(e.to_string()))?;
     let status = response.status();
     if status == StatusCode::NO_CONTENT {
         let closed = match message {
@@ -434,7 +454,7 @@ pub async fn step(
     peer: &Peer,
 ) -> Result<(), StepError> {
     let now = now_ms();
-    let source = LocalLedger::new(app, connector, t.source_chain_id);
+    let source = AnyLedger::Local(LocalLedger::new(app, connector, t.source_chain_id));
     let sender_lock = crate::transfers::sender_lock(t);
     let reaction = crate::transfers::reaction_ms(&connector.config);
     let session_id = session.session_id.clone();

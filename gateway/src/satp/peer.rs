@@ -69,7 +69,7 @@ impl<'a> PeerLedger<'a> {
     }
 
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        let request = self.app.satp.http.get(self.url(path));
+        let request = crate::telemetry::traced(self.app.satp.http.get(self.url(path)));
         match &self.peer.token {
             Some(token) => request.bearer_auth(token.expose()),
             None => request,
@@ -230,12 +230,9 @@ impl<'a> PeerLedger<'a> {
             .map_err(|e| AdapterError::Corrupt(e.to_string()))?
             .transaction
             .hash();
-        let mut request = self
-            .app
-            .satp
-            .http
-            .post(self.url("/v1/ledger/transactions"))
-            .json(&dto);
+        let mut request =
+            crate::telemetry::traced(self.app.satp.http.post(self.url("/v1/ledger/transactions")))
+                .json(&dto);
         if let Some(token) = &self.peer.token {
             request = request.bearer_auth(token.expose());
         }

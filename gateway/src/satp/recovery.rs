@@ -288,16 +288,19 @@ async fn send(
         now_ms(),
     )
     .await?;
-    let sealed = envelope::seal_value(&message.to_json(), &app.satp.identity.key)
-        .map_err(|e| ExchangeError::Protocol(e.to_string()))?;
-    let response = app
-        .satp
-        .http
-        .post(format!("{}/v1/satp/recovery", peer.url))
-        .json(&sealed)
-        .send()
-        .await
-        .map_err(|e| ExchangeError::Unreachable(e.to_string()))?;
+    let traceparent = crate::telemetry::current_traceparent();
+    let sealed = envelope::seal_value_traced(
+        &message.to_json(),
+        &app.satp.identity.key,
+        traceparent.as_deref(),
+    )
+    .map_err(|e| ExchangeError::Protocol(e.to_string()))?;
+    let response =
+        crate::telemetry::traced(app.satp.http.post(format!("{}/v1/satp/recovery", peer.url)))
+            .json(&sealed)
+            .send()
+            .await
+            .map_err(|e| ExchangeError::Unreachable(e.to_string()))?;
     let status = response.status();
     let body: Value = response
         .json()

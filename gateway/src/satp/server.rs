@@ -26,6 +26,7 @@ use base64::Engine as _;
 use ledger_core::LockId;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 use super::evidence;
 use super::fault;
@@ -36,6 +37,7 @@ use super::{Peer, rfc3339_ms};
 use crate::app::App;
 use crate::sequencer::now_ms;
 use crate::store::{LedgerStore, StoreError};
+use crate::transfers::any::AnyLedger;
 use crate::transfers::local::LocalLedger;
 use crate::transfers::store::TransferStore;
 use crate::transfers::{Transfer, TransferEvent, TransferState};
@@ -66,7 +68,7 @@ use crate::transfers::{Transfer, TransferEvent, TransferState};
     security(()),
 )]
 pub async fn receive(State(app): State<Arc<App>>, body: Bytes) -> Response {
-    match handle(&app, &body).await {
+    match handle(&app, &body).instrument(receive_span(&body)).await {
         Ok(Some(answer)) => (StatusCode::OK, axum::Json(answer)).into_response(),
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
         Err(problem) => {
@@ -74,6 +76,34 @@ pub async fn receive(State(app): State<Arc<App>>, body: Bytes) -> Response {
             problem.response(&app.satp.identity, now_ms())
         }
     }
+}
+
+/// The span of one received message (`crate::telemetry`): under the
+/// request's span, or, when the request came without the sender's trace
+/// context, under the sender's span that the message's protected header
+/// names. Read before the signature is checked, like the HTTP header: it
+/// only places spans, it decides nothing.
+fn receive_span(body: &[u8]) -> tracing::Span {
+    let envelope = serde_json::from_slice::<Envelope>(body).ok();
+    let message = envelope.as_ref().and_then(envelope::peek);
+    let field = |name: &str| {
+        message
+            .as_ref()
+            .and_then(|m| m.get(name))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let span = tracing::debug_span!(
+        "satp.receive",
+        // `urn:...:transfer-proposal-msg` -> `transfer-proposal-msg`.
+        satp.message_type = %field("messageType").rsplit(':').next().unwrap_or_default(),
+        satp.session_id = %field("sessionId"),
+    );
+    if let Some(traceparent) = envelope.as_ref().and_then(envelope::traceparent) {
+        crate::telemetry::join_trace(&span, &traceparent);
+    }
+    span
 }
 
 /// What a peer pins of this gateway (to be checked out of band).
@@ -497,7 +527,7 @@ impl Work<'_> {
         let app = self.app;
         let t = self.transfer;
         let connector = &app.connector;
-        let target = LocalLedger::new(app, connector, t.target_chain_id);
+        let target = AnyLedger::Local(LocalLedger::new(app, connector, t.target_chain_id));
         let lock_id = match (t.state, t.target_lock_id) {
             (
                 TransferState::TargetLocked
@@ -598,7 +628,7 @@ impl Work<'_> {
                     self.problem("err_3.5.4", format!("the settlement is not proven: {e}"))
                 })?;
         let app = self.app;
-        let target = LocalLedger::new(app, &app.connector, t.target_chain_id);
+        let target = AnyLedger::Local(LocalLedger::new(app, &app.connector, t.target_chain_id));
         match target
             .lock_status(target_lock)
             .await
@@ -883,6 +913,7 @@ async fn propose(
         updated_at_ms: now,
         version: 0,
         reference: None,
+        trace_parent: crate::telemetry::current_traceparent(),
     };
     if let Some(next) = next {
         forward(app, peer, next, &context, &transfer)
@@ -1027,6 +1058,7 @@ async fn forward(
         created_at_ms: now,
         updated_at_ms: now,
         version: 0,
+        trace_parent: incoming.trace_parent.clone(),
         reference: None,
     };
     let session = super::client::open(app, next, &onward, None)

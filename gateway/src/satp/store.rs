@@ -354,14 +354,7 @@ macro_rules! impl_satp_store {
 impl_satp_store!(PgStore, sqlx::PgConnection, sqlx::postgres::PgRow);
 impl_satp_store!(SqliteStore, sqlx::SqliteConnection, sqlx::sqlite::SqliteRow);
 
-macro_rules! delegate {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            AnyStore::Postgres($store) => $call.await,
-            AnyStore::Sqlite($store) => $call.await,
-        }
-    };
-}
+use crate::store::delegate;
 
 impl SatpStore for AnyStore {
     async fn create_session(

@@ -724,14 +724,7 @@ macro_rules! impl_settlement_store {
 impl_settlement_store!(PgStore, true);
 impl_settlement_store!(SqliteStore, false);
 
-macro_rules! delegate {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            AnyStore::Postgres($store) => $call.await,
-            AnyStore::Sqlite($store) => $call.await,
-        }
-    };
-}
+use crate::store::delegate;
 
 impl SettlementStore for AnyStore {
     async fn put_operator(&self, operator: &Operator) -> Result<OperatorPut, StoreError> {

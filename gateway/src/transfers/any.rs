@@ -1,7 +1,10 @@
 //! [`AnyLedger`]: the ledger a transfer leg is on when this gateway acts on
 //! it itself, a built-in ledger ([`LocalLedger`]) or an EVM chain
-//! ([`crate::evm::EvmLedger`]), behind one [`LedgerAdapter`] so the
-//! connector's state machine runs unchanged over any pair of them.
+//! ([`crate::evm::EvmLedger`]), or a pinned peer's ledger read through its
+//! API ([`crate::satp::peer::PeerLedger`]), behind one [`LedgerAdapter`] so
+//! the connector's state machine runs unchanged over any pair of them.
+//! Every call is timed (`lockgate_adapter_call_*`) and runs in an
+//! `adapter.<call>` span (`crate::telemetry`).
 
 use adapters::ledger::{
     Acted, AdapterError, EventPage, LedgerAdapter, LedgerDescription, LockInfo, LockTerms,
@@ -19,6 +22,9 @@ use crate::evm::EvmLedger;
 pub enum AnyLedger<'a> {
     /// A built-in ledger.
     Local(LocalLedger<'a>),
+    /// A pinned peer's built-in ledger, read through its API (the receiving
+    /// side of a SATP transfer).
+    Peer(crate::satp::peer::PeerLedger<'a>),
     /// An EVM chain.
     Evm {
         /// Its adapter.
@@ -46,6 +52,7 @@ impl<'a> AnyLedger<'a> {
     fn kind(&self) -> &'static str {
         match self {
             AnyLedger::Local(_) => "builtin",
+            AnyLedger::Peer(_) => "peer",
             AnyLedger::Evm { .. } => "evm",
         }
     }
@@ -56,8 +63,15 @@ impl<'a> AnyLedger<'a> {
         call: &'static str,
         future: impl std::future::Future<Output = Result<T, AdapterError>>,
     ) -> Result<T, AdapterError> {
+        use tracing::Instrument as _;
+        let span = tracing::debug_span!(
+            "adapter",
+            otel.name = %format_args!("adapter.{call}"),
+            ledger.kind = self.kind(),
+            ledger.chain_id = self.describe().chain_id.get(),
+        );
         let started = std::time::Instant::now();
-        let result = future.await;
+        let result = future.instrument(span).await;
         crate::metrics::adapter_call(self.kind(), call, result.is_ok(), started.elapsed());
         result
     }
@@ -78,6 +92,7 @@ impl LedgerAdapter for AnyLedger<'_> {
     fn describe(&self) -> LedgerDescription {
         match self {
             AnyLedger::Local(l) => l.describe(),
+            AnyLedger::Peer(l) => l.describe(),
             AnyLedger::Evm { ledger, .. } => ledger.describe(),
         }
     }
@@ -85,6 +100,7 @@ impl LedgerAdapter for AnyLedger<'_> {
     fn account(&self) -> Address {
         match self {
             AnyLedger::Local(l) => l.account(),
+            AnyLedger::Peer(l) => l.account(),
             AnyLedger::Evm { ledger, .. } => ledger.account(),
         }
     }
@@ -97,6 +113,7 @@ impl LedgerAdapter for AnyLedger<'_> {
         self.timed("lock", async {
             match self {
                 AnyLedger::Local(l) => l.lock(op, terms).await,
+                AnyLedger::Peer(l) => l.lock(op, terms).await,
                 AnyLedger::Evm { ledger, .. } => {
                     self.confirmed(op, ledger.lock(op, terms).await).await
                 }
@@ -114,6 +131,7 @@ impl LedgerAdapter for AnyLedger<'_> {
         self.timed("claim", async {
             match self {
                 AnyLedger::Local(l) => l.claim(op, lock, preimage).await,
+                AnyLedger::Peer(l) => l.claim(op, lock, preimage).await,
                 AnyLedger::Evm { ledger, .. } => {
                     self.confirmed(op, ledger.claim(op, lock, preimage).await)
                         .await
@@ -127,6 +145,7 @@ impl LedgerAdapter for AnyLedger<'_> {
         self.timed("refund", async {
             match self {
                 AnyLedger::Local(l) => l.refund(op, lock).await,
+                AnyLedger::Peer(l) => l.refund(op, lock).await,
                 AnyLedger::Evm { ledger, .. } => {
                     self.confirmed(op, ledger.refund(op, lock).await).await
                 }
@@ -139,6 +158,7 @@ impl LedgerAdapter for AnyLedger<'_> {
         self.timed("committed_lock", async {
             match self {
                 AnyLedger::Local(l) => l.committed_lock(op).await,
+                AnyLedger::Peer(l) => l.committed_lock(op).await,
                 AnyLedger::Evm { ledger, .. } => ledger.committed_lock(op).await,
             }
         })
@@ -149,6 +169,7 @@ impl LedgerAdapter for AnyLedger<'_> {
         self.timed("lock_status", async {
             match self {
                 AnyLedger::Local(l) => l.lock_status(id).await,
+                AnyLedger::Peer(l) => l.lock_status(id).await,
                 AnyLedger::Evm { ledger, .. } => ledger.lock_status(id).await,
             }
         })
@@ -159,6 +180,7 @@ impl LedgerAdapter for AnyLedger<'_> {
         self.timed("assets", async {
             match self {
                 AnyLedger::Local(l) => l.assets().await,
+                AnyLedger::Peer(l) => l.assets().await,
                 AnyLedger::Evm { ledger, .. } => ledger.assets().await,
             }
         })
@@ -173,6 +195,7 @@ impl LedgerAdapter for AnyLedger<'_> {
         self.timed("events_since", async {
             match self {
                 AnyLedger::Local(l) => l.events_since(checkpoint, blocks_max).await,
+                AnyLedger::Peer(l) => l.events_since(checkpoint, blocks_max).await,
                 AnyLedger::Evm { ledger, .. } => ledger.events_since(checkpoint, blocks_max).await,
             }
         })
@@ -183,6 +206,7 @@ impl LedgerAdapter for AnyLedger<'_> {
         self.timed("prove_lock", async {
             match self {
                 AnyLedger::Local(l) => l.prove_lock(id).await,
+                AnyLedger::Peer(l) => l.prove_lock(id).await,
                 AnyLedger::Evm { ledger, .. } => ledger.prove_lock(id).await,
             }
         })
@@ -193,6 +217,7 @@ impl LedgerAdapter for AnyLedger<'_> {
         self.timed("find_open_lock", async {
             match self {
                 AnyLedger::Local(l) => l.find_open_lock(terms).await,
+                AnyLedger::Peer(l) => l.find_open_lock(terms).await,
                 AnyLedger::Evm { ledger, .. } => ledger.find_open_lock(terms).await,
             }
         })

@@ -37,6 +37,7 @@ pub mod local;
 pub mod store;
 
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 use futures_util::StreamExt as _;
 use std::time::Duration;
@@ -210,6 +211,10 @@ pub struct Transfer {
     /// The client's reference (for a settlement statement's payment,
     /// `settlement:<closeId>:<currency>:<payer>:<payee>`).
     pub reference: Option<String>,
+    /// The W3C `traceparent` of the span that created it (the request, or
+    /// the peer's SATP proposal), when spans were exported then: every step
+    /// of the transfer joins that trace (`crate::telemetry`).
+    pub trace_parent: Option<String>,
 }
 
 /// One entry of a transfer's history.
@@ -543,6 +548,7 @@ pub async fn create(
         updated_at_ms: now,
         version: 0,
         reference: request.reference.clone(),
+        trace_parent: crate::telemetry::current_traceparent(),
     };
     let event = TransferEvent {
         at_ms: now,
@@ -763,7 +769,8 @@ pub fn spawn_engine(app: Arc<App>, connector: Connector) {
                                 // off, which is safe as a crash is (every
                                 // action is idempotent), and retried.
                                 let limit = Duration::from_millis(reaction_ms(&connector.config));
-                                match tokio::time::timeout(limit, step(app, connector, current)).await {
+                                let span = step_span(&current);
+                                match tokio::time::timeout(limit, step(app, connector, current).instrument(span)).await {
                                     Ok(Ok(())) => {}
                                     Ok(Err(StepError::Adapter(AdapterError::Pending(what)))) => {
                                         tracing::debug!(%what, "transfer engine step waits for a ledger");
@@ -794,6 +801,20 @@ pub fn spawn_engine(app: Arc<App>, connector: Connector) {
             }
         }
     });
+}
+
+/// The span of one engine step of `transfer`: in the trace of the request
+/// (or SATP proposal) that created it (`crate::telemetry`).
+fn step_span(transfer: &Transfer) -> tracing::Span {
+    let span = tracing::debug_span!(
+        "transfer.step",
+        transfer.id = %transfer.id,
+        transfer.state = transfer.state.name(),
+    );
+    if let Some(parent) = &transfer.trace_parent {
+        crate::telemetry::set_remote_parent(&span, parent);
+    }
+    span
 }
 
 /// A step that could not finish; retried on the next tick.
@@ -939,9 +960,12 @@ pub async fn step(app: &App, connector: &Connector, transfer: Transfer) -> Resul
                 .map(str::parse::<LockId>)
                 .transpose()
                 .map_err(|_| StepError::Corrupt("stored lock id".into()))?;
-            let source = crate::satp::peer::PeerLedger::new(app, peer, &connector.key)
-                .with_asserted(asserted);
-            let target = LocalLedger::new(app, connector, transfer.target_chain_id);
+            let source = AnyLedger::Peer(
+                crate::satp::peer::PeerLedger::new(app, peer, &connector.key)
+                    .with_asserted(asserted),
+            );
+            let target =
+                AnyLedger::Local(LocalLedger::new(app, connector, transfer.target_chain_id));
             step_with(app, connector, transfer, &source, &target, Mode::SatpServer).await
         }
     }

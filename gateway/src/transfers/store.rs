@@ -147,7 +147,7 @@ impl LockWanted {
     }
 }
 
-const SELECT_TRANSFER: &str = "SELECT id, kind, target_amount::text AS target_amount, tenant, state, source_chain_id, target_chain_id, source_asset, target_asset, amount::text AS amount, sender, recipient, connector, hashlock, source_lock_by_ms, source_expires_at_ms, target_expires_at_ms, source_lock_id, target_lock_id, preimage, created_at_ms, updated_at_ms, version, reference FROM transfers";
+const SELECT_TRANSFER: &str = "SELECT id, kind, target_amount::text AS target_amount, tenant, state, source_chain_id, target_chain_id, source_asset, target_asset, amount::text AS amount, sender, recipient, connector, hashlock, source_lock_by_ms, source_expires_at_ms, target_expires_at_ms, source_lock_id, target_lock_id, preimage, created_at_ms, updated_at_ms, version, reference, trace_parent FROM transfers";
 
 fn chain(value: i64) -> Result<ChainId, StoreError> {
     ChainId::new(to_u64(value, "chain id")?).map_err(corrupt)
@@ -193,6 +193,7 @@ fn transfer_from_row(row: &impl RowGet) -> Result<Transfer, StoreError> {
         updated_at_ms: to_u64(row.get_i64("updated_at_ms")?, "time")?,
         version: row.get_i64("version")?,
         reference: row.get_opt_string("reference")?,
+        trace_parent: row.get_opt_string("trace_parent")?,
     })
 }
 
@@ -247,7 +248,7 @@ macro_rules! impl_transfer_store {
                     db.rollback().await?;
                     return Ok(Created::LimitExceeded);
                 }
-                let inserted = sqlx::query(Self::tsql("INSERT INTO transfers (id, tenant, state, source_chain_id, target_chain_id, source_asset, target_asset, amount, sender, recipient, connector, hashlock, source_lock_by_ms, source_expires_at_ms, target_expires_at_ms, source_lock_id, target_lock_id, preimage, created_at_ms, updated_at_ms, version, kind, target_amount, reference) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::numeric, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23::numeric, $24)"))
+                let inserted = sqlx::query(Self::tsql("INSERT INTO transfers (id, tenant, state, source_chain_id, target_chain_id, source_asset, target_asset, amount, sender, recipient, connector, hashlock, source_lock_by_ms, source_expires_at_ms, target_expires_at_ms, source_lock_id, target_lock_id, preimage, created_at_ms, updated_at_ms, version, kind, target_amount, reference, trace_parent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::numeric, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23::numeric, $24, $25)"))
                     .bind(&t.id)
                     .bind(&t.tenant)
                     .bind(t.state.name())
@@ -272,6 +273,7 @@ macro_rules! impl_transfer_store {
                     .bind(t.kind.name())
                     .bind((t.target_amount != t.amount).then(|| t.target_amount.to_string()))
                     .bind(t.reference.clone())
+                    .bind(t.trace_parent.clone())
                     .execute(&mut *db)
                     .await;
                 match inserted {
@@ -436,14 +438,7 @@ macro_rules! impl_transfer_store {
 impl_transfer_store!(PgStore, sqlx::PgConnection, true);
 impl_transfer_store!(SqliteStore, sqlx::SqliteConnection, false);
 
-macro_rules! delegate {
-    ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            AnyStore::Postgres($store) => $call.await,
-            AnyStore::Sqlite($store) => $call.await,
-        }
-    };
-}
+use crate::store::delegate;
 
 impl TransferStore for AnyStore {
     async fn create_transfer(
