@@ -1664,7 +1664,8 @@ fn tokio_stream_from(
 
 // ---------------------------------------------------------------- operations
 
-/// Liveness: the process answers.
+/// Liveness: the process answers (from the start: `status` is `starting`
+/// until the gateway is ready to serve).
 #[utoipa::path(
     get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "Alive", body = HealthView)),
@@ -1681,7 +1682,8 @@ async fn healthz(State(app): State<AppState>) -> axum::Json<HealthView> {
 /// Readiness: the database answers and every external ledger adapter's
 /// node answers (on its chain, with the contract deployed), each within 2 s.
 /// 503 `not-ready` names what does not; the gateway recovers by itself when
-/// it answers again.
+/// it answers again. While the gateway starts (connecting to the database,
+/// running its migrations), 503 `not-ready` names the phase.
 #[utoipa::path(
     get, path = "/readyz", tag = "operations",
     responses(

@@ -14,7 +14,7 @@ use crate::auth::{Authenticator, HasAuthenticator};
 use crate::config::{Config, development_secret};
 use crate::producer::Producer;
 use crate::sequencer::SequencerConfig;
-use crate::store::{AnyStore, LedgerStore, PgStore, SqliteStore};
+use crate::store::{AnyStore, LedgerStore, PgStore, SqliteStore, StoreError};
 
 /// Everything a request handler can reach.
 #[derive(Debug)]
@@ -96,28 +96,118 @@ impl HasAuthenticator for Arc<App> {
     }
 }
 
-/// Connects to the configured database and runs its migrations.
-pub async fn connect(config: &Config) -> anyhow::Result<AnyStore> {
+/// A step of start-up ([`build_reporting`]), which `/readyz` names while the
+/// gateway starts (`crate::startup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Opening the database (the first attempt; retries are
+    /// `WaitingForDatabase`).
+    ConnectingToDatabase,
+    /// The database did not answer; start-up retries it
+    /// (`database_startup_wait_ms`).
+    WaitingForDatabase,
+    /// Running the database migrations (they may wait for another
+    /// replica's migrations, which hold sqlx's lock).
+    RunningMigrations,
+    /// Taking or competing for each ledger's block-producer role.
+    StartingLedgers,
+    /// Checking each `[[evm]]` chain's node and contract.
+    CheckingEvmChains,
+}
+
+impl Phase {
+    /// What the gateway is doing, as `/readyz` says it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Phase::ConnectingToDatabase => "connecting to the database",
+            Phase::WaitingForDatabase => {
+                "waiting for the database, which does not answer (retrying)"
+            }
+            Phase::RunningMigrations => "running database migrations",
+            Phase::StartingLedgers => "starting the ledgers' block producers",
+            Phase::CheckingEvmChains => "checking the EVM chains",
+        }
+    }
+}
+
+/// Why the database could not be opened and migrated. (The cause is part
+/// of each message, so it is not also chained as a `source`.)
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL names neither PostgreSQL nor SQLite.
+    #[error("database_url must start with postgres:// or sqlite:")]
+    UnknownScheme,
+    /// The URL does not parse.
+    #[error("parsing the database URL: {0}")]
+    Url(sqlx::Error),
+    /// The SQLite data directory cannot be created.
+    #[error("creating the data directory {}: {cause}", path.display())]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        cause: std::io::Error,
+    },
+    /// Opening the database failed.
+    #[error("connecting to {database}: {cause}")]
+    Connect {
+        /// `PostgreSQL` or `the SQLite database`.
+        database: &'static str,
+        /// The cause.
+        cause: sqlx::Error,
+    },
+    /// The migrations failed.
+    #[error("running database migrations: {0}")]
+    Migrate(StoreError),
+}
+
+impl ConnectError {
+    /// True when the database did not answer (refused or timed-out
+    /// connection, a server starting up or shutting down, a connection lost
+    /// during the migrations), rather than refusing: worth retrying.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            ConnectError::Connect { cause, .. } => crate::store::is_unavailable(cause),
+            ConnectError::Migrate(error) => error.is_unavailable(),
+            _ => false,
+        }
+    }
+}
+
+/// Connects to the configured database and runs its migrations, once.
+pub async fn connect(config: &Config) -> Result<AnyStore, ConnectError> {
+    connect_reporting(config, &|_| {}).await
+}
+
+/// [`connect`], telling `report` when the migrations start.
+async fn connect_reporting(
+    config: &Config,
+    report: &(dyn Fn(Phase) + Sync),
+) -> Result<AnyStore, ConnectError> {
     let url = config.database_url();
     let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         // Durability of acknowledged transactions must not depend on the
         // server's defaults: every session commits synchronously.
         let options = sqlx::postgres::PgConnectOptions::from_str(&url)
-            .context("parsing the PostgreSQL URL")?
+            .map_err(ConnectError::Url)?
             .options([("synchronous_commit", "on")]);
         let pool = PgPoolOptions::new()
             .max_connections(config.database_connections_max)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await
-            .context("connecting to PostgreSQL")?;
+            .map_err(|cause| ConnectError::Connect {
+                database: "PostgreSQL",
+                cause,
+            })?;
         AnyStore::Postgres(PgStore::new(pool))
     } else if url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!("creating the data directory {}", config.data_dir.display())
+        std::fs::create_dir_all(&config.data_dir).map_err(|cause| ConnectError::DataDir {
+            path: config.data_dir.clone(),
+            cause,
         })?;
         let options = SqliteConnectOptions::from_str(&url)
-            .context("parsing the SQLite URL")?
+            .map_err(ConnectError::Url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a committed batch survives power loss, not just a crash.
@@ -128,16 +218,78 @@ pub async fn connect(config: &Config) -> anyhow::Result<AnyStore> {
             .max_connections(config.database_connections_max.min(8))
             .connect_with(options)
             .await
-            .context("opening the SQLite database")?;
+            .map_err(|cause| ConnectError::Connect {
+                database: "the SQLite database",
+                cause,
+            })?;
         AnyStore::Sqlite(SqliteStore::new(pool))
     } else {
-        anyhow::bail!("database_url must start with postgres:// or sqlite:");
+        return Err(ConnectError::UnknownScheme);
     };
-    store
-        .migrate()
-        .await
-        .context("running database migrations")?;
+    report(Phase::RunningMigrations);
+    store.migrate().await.map_err(ConnectError::Migrate)?;
     Ok(store)
+}
+
+/// [`connect`], retrying while the database does not answer, for up to
+/// `database_startup_wait_ms` (a database that starts after the gateway, as
+/// on Kubernetes or compose, or restarts meanwhile); any other error ends
+/// start-up at once. The first failure is logged as a warning, then one
+/// line a minute at most while it lasts.
+async fn connect_waiting(
+    config: &Config,
+    report: &(dyn Fn(Phase) + Sync),
+) -> Result<AnyStore, ConnectError> {
+    const BACKOFF_MAX: Duration = Duration::from_secs(10);
+    const LOG_EVERY: Duration = Duration::from_secs(60);
+    let started = tokio::time::Instant::now();
+    let wait_max = Duration::from_millis(config.database_startup_wait_ms);
+    let mut backoff = Duration::from_millis(250);
+    let mut attempts: u64 = 0;
+    let mut logged: Option<tokio::time::Instant> = None;
+    report(Phase::ConnectingToDatabase);
+    loop {
+        // A retry stays in `WaitingForDatabase` until it gets further.
+        let error = match connect_reporting(config, report).await {
+            Ok(store) => {
+                if attempts > 0 {
+                    tracing::info!(attempts = attempts + 1, "the database answers; starting");
+                }
+                return Ok(store);
+            }
+            Err(error) => error,
+        };
+        attempts += 1;
+        let waited = started.elapsed();
+        if !error.is_unavailable() {
+            return Err(error);
+        }
+        if waited + backoff > wait_max {
+            if attempts > 1 {
+                tracing::error!(
+                    attempts,
+                    waited_s = waited.as_secs(),
+                    "gave up waiting for the database (database_startup_wait_ms)"
+                );
+            }
+            return Err(error);
+        }
+        report(Phase::WaitingForDatabase);
+        if logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
+            tracing::warn!(
+                %error,
+                attempts,
+                waited_s = waited.as_secs(),
+                wait_s_max = wait_max.as_secs(),
+                "the database does not answer; retrying (/readyz answers 503 meanwhile)"
+            );
+            logged = Some(tokio::time::Instant::now());
+        } else {
+            tracing::debug!(%error, attempts, "the database does not answer; retrying");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
 }
 
 /// A ledger's block key: configured, or a development key in the data
@@ -205,9 +357,19 @@ pub fn authenticator(config: &Config) -> anyhow::Result<Authenticator> {
 
 /// Builds the running application state.
 pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
+    build_reporting(config, &|_| {}).await
+}
+
+/// [`build`], telling `report` each [`Phase`] as it starts (`lockgate serve`
+/// answers `/readyz` with it meanwhile). A database that does not answer is
+/// retried for up to `database_startup_wait_ms`.
+pub async fn build_reporting(
+    config: Config,
+    report: &(dyn Fn(Phase) + Sync),
+) -> anyhow::Result<Arc<App>> {
     // The metrics recorder first, so nothing recorded from here on is lost.
     let _ = crate::metrics::handle();
-    let store = connect(&config).await?;
+    let store = connect_waiting(&config, report).await?;
     if matches!(store, AnyStore::Postgres(_))
         && (config.ledger.block_key.is_none() || config.auth.hs256_secret.is_none())
     {
@@ -220,6 +382,7 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
     }
     let auth = authenticator(&config)?;
     let wake = Arc::new(tokio::sync::Notify::new());
+    report(Phase::StartingLedgers);
     let mut ledgers = Vec::new();
     for ledger in config.ledgers() {
         let key = block_key(&config, ledger)?;
@@ -249,6 +412,9 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
         config: config.transfers.clone(),
     };
     let satp = crate::satp::Satp::from_config(&config)?;
+    if !config.evm.is_empty() {
+        report(Phase::CheckingEvmChains);
+    }
     let evm = crate::evm::from_config(&config).await?;
     let limiter = crate::limits::TenantLimiter::new(
         config.limits.tenant_requests_per_s,

@@ -11,6 +11,7 @@
 //! | `data_dir` | `LOCKGATE_DATA_DIR` | `./lockgate-data` |
 //! | `database_url` | `LOCKGATE_DATABASE_URL`, else `DATABASE_URL` | `sqlite://<data_dir>/lockgate.db` (also when empty) |
 //! | `database_connections_max` | `LOCKGATE_DATABASE_CONNECTIONS_MAX` | 16 (SQLite uses at most 8) |
+//! | `database_startup_wait_ms` | `LOCKGATE_DATABASE_STARTUP_WAIT_MS` | 600000 (how long start-up retries a database that does not answer; 0: one attempt) |
 //! | `ledger.chain_id` | `LOCKGATE_CHAIN_ID` | 4201 |
 //! | `ledger.block_key` | `LOCKGATE_BLOCK_KEY` | generated into `<data_dir>/block-key.hex` |
 //! | `ledger.batch_txs_max` | `LOCKGATE_BATCH_TXS_MAX` | 1024 |
@@ -87,6 +88,12 @@ pub struct Config {
     pub database_url: Option<Secret>,
     /// Pool size.
     pub database_connections_max: u32,
+    /// How long start-up keeps retrying a database that does not answer
+    /// (refused or timed-out connections, a server starting up or shutting
+    /// down) before the process gives up and exits; 0 makes one attempt.
+    /// Other database errors (authentication, a missing database, a failed
+    /// migration) end start-up at once. `/readyz` answers 503 meanwhile.
+    pub database_startup_wait_ms: u64,
     /// The primary built-in ledger (the one `/v1/ledger` serves when no
     /// `chainId` is given).
     pub ledger: LedgerConfig,
@@ -430,6 +437,7 @@ impl Default for Config {
             data_dir: PathBuf::from("lockgate-data"),
             database_url: None,
             database_connections_max: 16,
+            database_startup_wait_ms: 600_000,
             ledger: LedgerConfig::default(),
             extra_ledgers: Vec::new(),
             transfers: TransfersConfig::default(),
@@ -566,6 +574,10 @@ impl Config {
         env_parse(
             "LOCKGATE_DATABASE_CONNECTIONS_MAX",
             &mut self.database_connections_max,
+        )?;
+        env_parse(
+            "LOCKGATE_DATABASE_STARTUP_WAIT_MS",
+            &mut self.database_startup_wait_ms,
         )?;
         env_parse("LOCKGATE_CHAIN_ID", &mut self.ledger.chain_id)?;
         if let Ok(key) = std::env::var("LOCKGATE_BLOCK_KEY") {

@@ -1,7 +1,8 @@
 //! The Lockgate gateway as a library, so tests can run it in-process; the
 //! `lockgate` binary (`main.rs`) is a thin command line over it.
 //!
-//! Map: `config` (settings), `app` (assembly), `api` (routes, OpenAPI),
+//! Map: `config` (settings), `app` (assembly), `startup` (serving while
+//! the gateway starts, then the API), `api` (routes, OpenAPI),
 //! `auth` (JWT), `problem` (RFC 9457 errors), `dto`/`views` (wire types),
 //! `store` (PostgreSQL and SQLite), `sequencer` (batching and group commit),
 //! `producer` (the one block producer per database), `export` (audit export
@@ -27,6 +28,7 @@ pub mod producer;
 pub mod satp;
 pub mod sequencer;
 pub mod settlement;
+pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod transfers;

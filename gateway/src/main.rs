@@ -249,24 +249,20 @@ fn serve(config_file: Option<PathBuf>, listen: Option<std::net::SocketAddr>) -> 
         } else {
             format!("embedded SQLite in {}", config.data_dir.display())
         };
-        let app = lockgate::app::build(config).await?;
+        // Bound before the gateway is assembled, so probes are answered
+        // (`/readyz`: 503 naming the phase) while the database is connected
+        // and migrated (`lockgate::startup`).
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
         let local = listener.local_addr().context("local address")?;
-        println!("lockgate listening on http://{local} ({database}, chain id {})", app.chain_id);
-        println!("API docs: http://{local}/docs   OpenAPI: http://{local}/openapi.json");
-        println!("development token: lockgate token   (then: curl -H \"Authorization: Bearer $TOKEN\" http://{local}/v1/ledger/blocks)");
-        let connections_max = app.config.limits.connections_max;
-        let router = lockgate::api::router(app);
-        let listener = lockgate::limits::LimitedListener::new(listener, connections_max);
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<lockgate::limits::ClientAddr>(),
-        )
-            .with_graceful_shutdown(shutdown())
-            .await
-            .context("serving")
+        println!("lockgate starting on http://{local} ({database}); /readyz answers 200 once it serves");
+        lockgate::startup::serve(config, listener, shutdown(), |app| {
+            println!("lockgate listening on http://{local} ({database}, chain id {})", app.chain_id);
+            println!("API docs: http://{local}/docs   OpenAPI: http://{local}/openapi.json");
+            println!("development token: lockgate token   (then: curl -H \"Authorization: Bearer $TOKEN\" http://{local}/v1/ledger/blocks)");
+        })
+        .await
     })
 }
 

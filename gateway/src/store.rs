@@ -58,21 +58,32 @@ impl StoreError {
     /// 08), operator-intervention (57: shutting down, starting up,
     /// terminated by an administrator) or insufficient-resources (53)
     /// error. The API answers these 503 with `Retry-After`, not 500.
+    /// A migration that failed this way is one the connection was lost in
+    /// (the migrations run in transactions, so none was half applied).
     pub fn is_unavailable(&self) -> bool {
+        use sqlx::migrate::MigrateError;
         match self {
-            StoreError::Database(error) => match error {
-                sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::Io(_)
-                | sqlx::Error::WorkerCrashed => true,
-                sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-                    code.starts_with("08") || code.starts_with("57") || code.starts_with("53")
-                }),
-                _ => false,
-            },
+            StoreError::Database(error)
+            | StoreError::Migrate(
+                MigrateError::Execute(error) | MigrateError::ExecuteMigration(error, _),
+            ) => is_unavailable(error),
             StoreError::Unavailable(_) => true,
             _ => false,
         }
+    }
+}
+
+/// [`StoreError::is_unavailable`] of a database error.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57") || code.starts_with("53")
+        }),
+        _ => false,
     }
 }
 

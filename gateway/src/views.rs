@@ -330,7 +330,8 @@ pub struct LedgerList {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthView {
-    /// `ok`, or what is not.
+    /// `ok`; `starting` from `/healthz` while the gateway starts (it
+    /// connects to and migrates the database; `/readyz` answers 503 then).
     pub status: String,
     /// True when this process produces blocks.
     pub block_producer: bool,

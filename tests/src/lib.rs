@@ -219,7 +219,50 @@ impl Env {
         self.spawn("127.0.0.1:0", vars).await
     }
 
+    /// Starts `lockgate serve` on a free port and returns as soon as it has
+    /// bound its listener, while it may still be connecting to and
+    /// migrating the database (its `lockgate listening on` line comes later,
+    /// through [`Process::stdout_line`]).
+    pub async fn start_starting(&self, vars: &[(&str, &str)]) -> Process {
+        self.spawn_until("127.0.0.1:0", vars, "lockgate starting on ")
+            .await
+    }
+
+    /// Runs `lockgate serve` expecting it to fail at start-up: its exit
+    /// status and its log (stderr), within `within`.
+    pub async fn serve_until_exit(
+        &self,
+        vars: &[(&str, &str)],
+        within: Duration,
+    ) -> (std::process::ExitStatus, String) {
+        let mut command = self.command(&["serve", "--listen", "127.0.0.1:0"]);
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let output = tokio::time::timeout(
+            within,
+            command
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output(),
+        )
+        .await
+        .expect("lockgate serve did not exit")
+        .unwrap();
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
     async fn spawn(&self, listen: &str, vars: &[(&str, &str)]) -> Process {
+        self.spawn_until(listen, vars, "lockgate listening on ")
+            .await
+    }
+
+    /// Starts `lockgate serve` and returns once it printed a line starting
+    /// with `ready_line` (and the address after it).
+    async fn spawn_until(&self, listen: &str, vars: &[(&str, &str)], ready_line: &str) -> Process {
         let mut command = self.command(&["serve", "--listen", listen]);
         for (name, value) in vars {
             command.env(name, value);
@@ -243,14 +286,18 @@ impl Env {
         let mut lines = BufReader::new(stdout).lines();
         let base = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(rest) = line.strip_prefix("lockgate listening on ") {
-                    return rest.split_whitespace().next().unwrap().to_string();
+                if let Some(rest) = line.strip_prefix(ready_line) {
+                    return rest
+                        .split(|c: char| c.is_whitespace() || c == ';')
+                        .next()
+                        .unwrap()
+                        .to_string();
                 }
             }
-            panic!("lockgate exited before listening");
+            panic!("lockgate exited before printing {ready_line:?}");
         })
         .await
-        .expect("lockgate did not start within 30 s");
+        .unwrap_or_else(|_| panic!("lockgate did not print {ready_line:?} within 30 s"));
         // Keep draining stdout so the process never blocks on a full pipe;
         // every later line goes to `Process::stdout_line`.
         let (lines_tx, lines_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -291,7 +338,8 @@ pub struct Process {
     pub child: Child,
     pub base: String,
     pub http: reqwest::Client,
-    /// Lines the process printed on stdout after its listening line.
+    /// Lines the process printed on stdout after the line its start waited
+    /// for (`lockgate listening on`, or `lockgate starting on`).
     pub stdout: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 

@@ -406,15 +406,23 @@ async fn serve_with_no_configuration_runs_on_embedded_sqlite() {
         tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await
     {
         printed.push(line);
-        if printed.len() == 3 {
+        if printed.len() == 4 {
             break;
         }
     }
     let text = printed.join("\n");
+    // The address first (the listener is bound before start-up), then the
+    // line that says it serves.
     assert!(
         text.starts_with(
-            "lockgate listening on http://127.0.0.1:8080 (embedded SQLite in lockgate-data"
+            "lockgate starting on http://127.0.0.1:8080 (embedded SQLite in lockgate-data"
         ),
+        "{text}"
+    );
+    assert!(
+        printed.get(1).is_some_and(|line| line.starts_with(
+            "lockgate listening on http://127.0.0.1:8080 (embedded SQLite in lockgate-data"
+        )),
         "{text}"
     );
     assert!(
