@@ -49,6 +49,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::keys::KeySource;
+
 /// A secret string that never shows in logs or debug output.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -116,8 +118,14 @@ pub struct Config {
 pub struct LedgerConfig {
     /// The ledger's chain id (EIP-712 domain `chainId`), 1 to 2^63-1.
     pub chain_id: u64,
-    /// Block key: 32-byte secp256k1 secret as 0x hex.
+    /// Block key: 32-byte secp256k1 secret as 0x hex. Or `block_keystore`.
     pub block_key: Option<Secret>,
+    /// A Web3 Secret Storage (v3) keystore file holding the block key.
+    pub block_keystore: Option<PathBuf>,
+    /// The block keystore's password; or `block_keystore_password_env`.
+    pub block_keystore_password: Option<Secret>,
+    /// The environment variable holding the block keystore's password.
+    pub block_keystore_password_env: Option<String>,
     /// A batch (one block, one database transaction) stops taking further
     /// submissions once it holds this many transactions; a submission (a
     /// batch request) is never split, so a block can hold more.
@@ -142,6 +150,12 @@ pub struct TransfersConfig {
     /// ledger), 32-byte secp256k1 secret as 0x hex; a development key in
     /// `<data_dir>/connector-key.hex` if absent.
     pub connector_key: Option<Secret>,
+    /// A Web3 Secret Storage (v3) keystore file holding the connector key.
+    pub connector_keystore: Option<PathBuf>,
+    /// The connector keystore's password; or `connector_keystore_password_env`.
+    pub connector_keystore_password: Option<Secret>,
+    /// The environment variable holding the connector keystore's password.
+    pub connector_keystore_password_env: Option<String>,
     /// The engine's worst-case time to notice an event and act on it.
     pub reaction_ms_max: u64,
     /// How long the recipient has to claim once both locks are in place.
@@ -171,6 +185,9 @@ impl Default for TransfersConfig {
     fn default() -> Self {
         Self {
             connector_key: None,
+            connector_keystore: None,
+            connector_keystore_password: None,
+            connector_keystore_password_env: None,
             reaction_ms_max: 5_000,
             claim_window_ms: 60_000,
             safety_margin_ms: 5_000,
@@ -192,7 +209,19 @@ pub struct SatpConfig {
     /// for `lockgate-<ledger.chain_id>`.
     pub gateway_id: String,
     /// The P-256 key that signs this gateway's SATP messages, 32 bytes hex.
+    /// Or `identity_keystore`.
     pub identity_key: Option<Secret>,
+    /// A Web3 Secret Storage (v3) keystore file holding the identity key.
+    pub identity_keystore: Option<PathBuf>,
+    /// The identity keystore's password; or `identity_keystore_password_env`.
+    pub identity_keystore_password: Option<Secret>,
+    /// The environment variable holding the identity keystore's password.
+    pub identity_keystore_password_env: Option<String>,
+    /// This gateway's earlier identity keys (public P-256 JWKs, as JSON
+    /// text), kept after a rotation so that what it signed with them (its
+    /// recovery log, its messages of sessions still open) still verifies
+    /// here. Never used to sign.
+    pub previous_identity_keys: Vec<String>,
     /// Crash tests only: the protocol step at which to halt (`satp::fault`).
     pub fault_step: Option<String>,
 }
@@ -208,10 +237,19 @@ pub struct PeerConfig {
     pub url: String,
     /// The peer's SATP identity key: a P-256 public JWK, as JSON text.
     pub identity_key: String,
+    /// The peer's earlier identity keys (JWK text), still accepted during a
+    /// rotation's overlap: a message is checked with the pinned key whose
+    /// thumbprint its JWS `kid` names.
+    #[serde(default)]
+    pub previous_identity_keys: Vec<String>,
     /// The chain id of the built-in ledger the peer hosts.
     pub chain_id: u64,
     /// The address of the key that signs that ledger's blocks.
     pub block_producer: String,
+    /// Addresses of the ledger's earlier block keys (after a rotation of
+    /// its block key): evidence in blocks they signed is still accepted.
+    #[serde(default)]
+    pub previous_block_producers: Vec<String>,
     /// The peer's own account (its connector) on every built-in ledger.
     pub account: String,
     /// A token the peer issued to this gateway for its ledger API
@@ -309,6 +347,19 @@ pub struct EvmLedgerConfig {
 }
 
 impl EvmLedgerConfig {
+    /// Where the chain's account key comes from.
+    pub fn key_source(&self) -> KeySource<'_> {
+        KeySource {
+            section: format!("[[evm]] (chain {})", self.chain_id),
+            key_name: "key",
+            keystore_name: "keystore",
+            key: self.key.as_ref(),
+            keystore: self.keystore.as_deref(),
+            password: self.keystore_password.as_ref(),
+            password_env: self.keystore_password_env.as_deref(),
+        }
+    }
+
     fn default_block_interval_ms_max() -> u64 {
         12_000
     }
@@ -417,6 +468,9 @@ impl Default for LedgerConfig {
         Self {
             chain_id: 4201,
             block_key: None,
+            block_keystore: None,
+            block_keystore_password: None,
+            block_keystore_password_env: None,
             batch_txs_max: 1024,
             batch_wait_ms: 2,
             queue_txs_max: 65_536,
@@ -483,6 +537,54 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// The environment's say on one signing key: `key_var` (the key as hex) or
+/// `keystore_var` (a keystore file), and `password_var` (that keystore's
+/// password). Naming a key or a keystore here replaces whatever the file
+/// said about that key; naming both is an error.
+struct EnvKey {
+    key_var: &'static str,
+    keystore_var: &'static str,
+    password_var: &'static str,
+}
+
+impl EnvKey {
+    fn apply(
+        &self,
+        key: &mut Option<Secret>,
+        keystore: &mut Option<PathBuf>,
+        password: &mut Option<Secret>,
+        password_env: &mut Option<String>,
+    ) -> Result<(), ConfigError> {
+        match (
+            std::env::var(self.key_var).ok(),
+            std::env::var_os(self.keystore_var),
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Env {
+                    name: self.keystore_var,
+                    reason: format!("set only one of {} and {}", self.key_var, self.keystore_var),
+                });
+            }
+            (Some(value), None) => {
+                *key = Some(Secret::new(value));
+                *keystore = None;
+                *password = None;
+                *password_env = None;
+            }
+            (None, Some(path)) => {
+                *keystore = Some(PathBuf::from(path));
+                *key = None;
+            }
+            (None, None) => {}
+        }
+        if let Ok(value) = std::env::var(self.password_var) {
+            *password = Some(Secret::new(value));
+            *password_env = None;
+        }
+        Ok(())
+    }
+}
+
 fn env_parse<T: std::str::FromStr>(name: &'static str, target: &mut T) -> Result<(), ConfigError>
 where
     T::Err: std::fmt::Display,
@@ -536,9 +638,18 @@ impl Config {
             &mut self.database_connections_max,
         )?;
         env_parse("LOCKGATE_CHAIN_ID", &mut self.ledger.chain_id)?;
-        if let Ok(key) = std::env::var("LOCKGATE_BLOCK_KEY") {
-            self.ledger.block_key = Some(Secret::new(key));
+        let ledger = &mut self.ledger;
+        EnvKey {
+            key_var: "LOCKGATE_BLOCK_KEY",
+            keystore_var: "LOCKGATE_BLOCK_KEYSTORE",
+            password_var: "LOCKGATE_BLOCK_KEYSTORE_PASSWORD",
         }
+        .apply(
+            &mut ledger.block_key,
+            &mut ledger.block_keystore,
+            &mut ledger.block_keystore_password,
+            &mut ledger.block_keystore_password_env,
+        )?;
         env_parse("LOCKGATE_BATCH_TXS_MAX", &mut self.ledger.batch_txs_max)?;
         env_parse("LOCKGATE_BATCH_WAIT_MS", &mut self.ledger.batch_wait_ms)?;
         env_parse("LOCKGATE_QUEUE_TXS_MAX", &mut self.ledger.queue_txs_max)?;
@@ -546,9 +657,18 @@ impl Config {
             "LOCKGATE_STATE_CACHE_ENTRIES_MAX",
             &mut self.ledger.state_cache_entries_max,
         )?;
-        if let Ok(key) = std::env::var("LOCKGATE_CONNECTOR_KEY") {
-            self.transfers.connector_key = Some(Secret::new(key));
+        let transfers = &mut self.transfers;
+        EnvKey {
+            key_var: "LOCKGATE_CONNECTOR_KEY",
+            keystore_var: "LOCKGATE_CONNECTOR_KEYSTORE",
+            password_var: "LOCKGATE_CONNECTOR_KEYSTORE_PASSWORD",
         }
+        .apply(
+            &mut transfers.connector_key,
+            &mut transfers.connector_keystore,
+            &mut transfers.connector_keystore_password,
+            &mut transfers.connector_keystore_password_env,
+        )?;
         if let Ok(step) = std::env::var("LOCKGATE_FAULT_STEP") {
             self.transfers.fault_step = Some(step.parse().map_err(
                 |e: crate::transfers::fault::BadFaultStep| ConfigError::Env {
@@ -560,9 +680,18 @@ impl Config {
         if let Ok(id) = std::env::var("LOCKGATE_SATP_GATEWAY_ID") {
             self.satp.gateway_id = id;
         }
-        if let Ok(key) = std::env::var("LOCKGATE_SATP_KEY") {
-            self.satp.identity_key = Some(Secret::new(key));
+        let satp = &mut self.satp;
+        EnvKey {
+            key_var: "LOCKGATE_SATP_KEY",
+            keystore_var: "LOCKGATE_SATP_KEYSTORE",
+            password_var: "LOCKGATE_SATP_KEYSTORE_PASSWORD",
         }
+        .apply(
+            &mut satp.identity_key,
+            &mut satp.identity_keystore,
+            &mut satp.identity_keystore_password,
+            &mut satp.identity_keystore_password_env,
+        )?;
         if let Ok(step) = std::env::var("LOCKGATE_SATP_FAULT_STEP") {
             self.satp.fault_step = Some(step);
         }
@@ -621,6 +750,52 @@ impl Config {
         std::iter::once(&self.ledger).chain(&self.extra_ledgers)
     }
 
+    /// Where a hosted ledger's block key comes from.
+    pub fn block_key_source<'a>(&self, ledger: &'a LedgerConfig) -> KeySource<'a> {
+        let section = if ledger.chain_id == self.ledger.chain_id {
+            "ledger".to_string()
+        } else {
+            format!("extra_ledgers (chain {})", ledger.chain_id)
+        };
+        KeySource {
+            section,
+            key_name: "block_key",
+            keystore_name: "block_keystore",
+            key: ledger.block_key.as_ref(),
+            keystore: ledger.block_keystore.as_deref(),
+            password: ledger.block_keystore_password.as_ref(),
+            password_env: ledger.block_keystore_password_env.as_deref(),
+        }
+    }
+
+    /// Where the connector key comes from.
+    pub fn connector_key_source(&self) -> KeySource<'_> {
+        let t = &self.transfers;
+        KeySource {
+            section: "transfers".into(),
+            key_name: "connector_key",
+            keystore_name: "connector_keystore",
+            key: t.connector_key.as_ref(),
+            keystore: t.connector_keystore.as_deref(),
+            password: t.connector_keystore_password.as_ref(),
+            password_env: t.connector_keystore_password_env.as_deref(),
+        }
+    }
+
+    /// Where the SATP identity key comes from.
+    pub fn identity_key_source(&self) -> KeySource<'_> {
+        let s = &self.satp;
+        KeySource {
+            section: "satp".into(),
+            key_name: "identity_key",
+            keystore_name: "identity_keystore",
+            key: s.identity_key.as_ref(),
+            keystore: s.identity_keystore.as_deref(),
+            password: s.identity_keystore_password.as_ref(),
+            password_env: s.identity_keystore_password_env.as_deref(),
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |what: &str| Err(ConfigError::Invalid(what.to_string()));
         let mut chain_ids = std::collections::BTreeSet::new();
@@ -636,6 +811,49 @@ impl Config {
             }
             if ledger.queue_txs_max < ledger.batch_txs_max {
                 return invalid("queue_txs_max must be at least batch_txs_max");
+            }
+        }
+        let mut sources = vec![self.connector_key_source(), self.identity_key_source()];
+        sources.extend(self.ledgers().map(|l| self.block_key_source(l)));
+        for source in &sources {
+            source.check().map_err(ConfigError::Invalid)?;
+        }
+        // Every pinned identity key names one gateway: a `kid` must say
+        // whose message it is.
+        let mut kids = std::collections::BTreeMap::new();
+        for jwk in &self.satp.previous_identity_keys {
+            let Ok(key) = adapters::satp::jws::key_from_jwk(jwk) else {
+                return invalid(
+                    "every satp.previous_identity_keys entry must be a P-256 public JWK",
+                );
+            };
+            kids.insert(
+                adapters::satp::jws::thumbprint(&key),
+                self.satp.gateway_id.as_str(),
+            );
+        }
+        for peer in &self.peers {
+            for jwk in std::iter::once(&peer.identity_key).chain(&peer.previous_identity_keys) {
+                let Ok(key) = adapters::satp::jws::key_from_jwk(jwk) else {
+                    return invalid(
+                        "a peer's identity_key and previous_identity_keys must be P-256 public JWKs",
+                    );
+                };
+                let owner = kids
+                    .entry(adapters::satp::jws::thumbprint(&key))
+                    .or_insert(peer.gateway_id.as_str());
+                if *owner != peer.gateway_id {
+                    return invalid(
+                        "one identity key is pinned for two gateways (peers, or this gateway's previous keys)",
+                    );
+                }
+            }
+            if peer
+                .previous_block_producers
+                .iter()
+                .any(|p| p.parse::<ledger_core::Address>().is_err())
+            {
+                return invalid("a peer's previous_block_producers must be 0x addresses");
             }
         }
         if self.extra_ledgers.len() > 15 {
@@ -709,6 +927,7 @@ impl Config {
             if evm.key.is_some() == evm.keystore.is_some() {
                 return invalid("an [[evm]] chain needs exactly one of key and keystore");
             }
+            evm.key_source().check().map_err(ConfigError::Invalid)?;
             if evm.assets.is_empty() {
                 return invalid("an [[evm]] chain needs at least one asset");
             }
