@@ -555,10 +555,25 @@ impl EnvKey {
         password: &mut Option<Secret>,
         password_env: &mut Option<String>,
     ) -> Result<(), ConfigError> {
-        match (
-            std::env::var(self.key_var).ok(),
-            std::env::var_os(self.keystore_var),
-        ) {
+        self.apply_from(
+            |name| std::env::var(name).ok(),
+            key,
+            keystore,
+            password,
+            password_env,
+        )
+    }
+
+    /// [`EnvKey::apply`] with the variables read through `var`.
+    fn apply_from(
+        &self,
+        var: impl Fn(&str) -> Option<String>,
+        key: &mut Option<Secret>,
+        keystore: &mut Option<PathBuf>,
+        password: &mut Option<Secret>,
+        password_env: &mut Option<String>,
+    ) -> Result<(), ConfigError> {
+        match (var(self.key_var), var(self.keystore_var)) {
             (Some(_), Some(_)) => {
                 return Err(ConfigError::Env {
                     name: self.keystore_var,
@@ -577,7 +592,7 @@ impl EnvKey {
             }
             (None, None) => {}
         }
-        if let Ok(value) = std::env::var(self.password_var) {
+        if let Some(value) = var(self.password_var) {
             *password = Some(Secret::new(value));
             *password_env = None;
         }
@@ -1026,6 +1041,170 @@ mod tests {
         let mut config: Config = toml::from_str("database_url = \"\"\ndata_dir = \"d\"\n").unwrap();
         config.normalize();
         assert_eq!(config.database_url(), "sqlite://d/lockgate.db");
+    }
+
+    fn invalid(toml: &str) -> String {
+        let config: Config = toml::from_str(toml).unwrap();
+        match config.validate() {
+            Err(ConfigError::Invalid(message)) => message,
+            other => panic!("{toml}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_key_has_at_most_one_source_and_a_keystore_one_password() {
+        for (toml, message) in [
+            (
+                "[ledger]\nblock_key = \"0x01\"\nblock_keystore = \"b.json\"\nblock_keystore_password_env = \"P\"\n",
+                "ledger: give either block_key or block_keystore, not both",
+            ),
+            (
+                "[transfers]\nconnector_keystore = \"c.json\"\n",
+                "transfers: connector_keystore needs connector_keystore_password or connector_keystore_password_env",
+            ),
+            (
+                "[satp]\nidentity_keystore = \"s.json\"\nidentity_keystore_password = \"x\"\nidentity_keystore_password_env = \"P\"\n",
+                "satp: give either identity_keystore_password or identity_keystore_password_env, not both",
+            ),
+            (
+                "[satp]\nidentity_keystore_password_env = \"P\"\n",
+                "satp: identity_keystore_password or identity_keystore_password_env without identity_keystore",
+            ),
+            (
+                "[[extra_ledgers]]\nchain_id = 4301\nblock_keystore = \"b.json\"\n",
+                "extra_ledgers (chain 4301): block_keystore needs block_keystore_password or block_keystore_password_env",
+            ),
+        ] {
+            assert_eq!(invalid(toml), message);
+        }
+        let ok: Config = toml::from_str(
+            "[ledger]\nblock_keystore = \"b.json\"\nblock_keystore_password_env = \"P\"\n\
+             [transfers]\nconnector_key = \"0x01\"\n\
+             [satp]\nidentity_keystore = \"s.json\"\nidentity_keystore_password = \"x\"\n",
+        )
+        .unwrap();
+        ok.validate().unwrap();
+        assert!(ok.block_key_source(&ok.ledger).is_configured());
+        // The password is a secret like the keys.
+        assert!(!format!("{ok:?}").contains("\"x\""));
+    }
+
+    #[test]
+    fn the_environment_replaces_the_files_source_of_a_key() {
+        let env_key = EnvKey {
+            key_var: "K",
+            keystore_var: "KS",
+            password_var: "KP",
+        };
+        let apply = |vars: &[(&str, &str)], ledger: &mut LedgerConfig| {
+            let vars: std::collections::BTreeMap<String, String> = vars
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            env_key.apply_from(
+                |name| vars.get(name).cloned(),
+                &mut ledger.block_key,
+                &mut ledger.block_keystore,
+                &mut ledger.block_keystore_password,
+                &mut ledger.block_keystore_password_env,
+            )
+        };
+        let from_file = || LedgerConfig {
+            block_keystore: Some(PathBuf::from("file.json")),
+            block_keystore_password_env: Some("FILE_PW".into()),
+            ..LedgerConfig::default()
+        };
+        // A key in the environment replaces the file's keystore.
+        let mut ledger = from_file();
+        apply(&[("K", "0x01")], &mut ledger).unwrap();
+        assert_eq!(ledger.block_key, Some(Secret::new("0x01".into())));
+        assert_eq!(
+            (ledger.block_keystore, ledger.block_keystore_password_env),
+            (None, None)
+        );
+        // A keystore and its password in the environment replace the file's.
+        let mut ledger = LedgerConfig {
+            block_key: Some(Secret::new("0x02".into())),
+            ..from_file()
+        };
+        apply(&[("KS", "env.json"), ("KP", "pw")], &mut ledger).unwrap();
+        assert_eq!(ledger.block_key, None);
+        assert_eq!(ledger.block_keystore, Some(PathBuf::from("env.json")));
+        assert_eq!(
+            ledger.block_keystore_password,
+            Some(Secret::new("pw".into()))
+        );
+        assert_eq!(ledger.block_keystore_password_env, None);
+        // Nothing in the environment: the file stands.
+        let mut ledger = from_file();
+        apply(&[], &mut ledger).unwrap();
+        assert_eq!(ledger.block_keystore, Some(PathBuf::from("file.json")));
+        // Both in the environment: refused, naming the variables only.
+        let error = apply(&[("K", "0x01"), ("KS", "env.json")], &mut from_file()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "environment variable KS: set only one of K and KS"
+        );
+    }
+
+    #[test]
+    fn previous_keys_of_peers_are_checked() {
+        let jwk = |seed: &str| {
+            let key =
+                p256::ecdsa::SigningKey::from_slice(&ledger_core::hash::sha256(seed.as_bytes()))
+                    .unwrap();
+            adapters::satp::jws::jwk(key.verifying_key()).to_string()
+        };
+        let peer = |id: &str, chain: u64, key: &str, previous: &[String], producers: &str| {
+            format!(
+                "[[peers]]\ngateway_id = \"{id}\"\nurl = \"http://127.0.0.1:1\"\nidentity_key = '{key}'\n\
+                 previous_identity_keys = [{}]\nchain_id = {chain}\n\
+                 block_producer = \"0x0000000000000000000000000000000000000001\"\n\
+                 previous_block_producers = [{producers}]\n\
+                 account = \"0x0000000000000000000000000000000000000002\"\n",
+                previous
+                    .iter()
+                    .map(|k| format!("'{k}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let (old, new, other) = (jwk("old"), jwk("new"), jwk("other"));
+        let fine = peer(
+            "b",
+            4301,
+            &new,
+            std::slice::from_ref(&old),
+            "\"0x0000000000000000000000000000000000000003\"",
+        );
+        let config: Config = toml::from_str(&fine).unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            invalid(&peer("b", 4301, &new, &["{}".to_string()], "")),
+            "a peer's identity_key and previous_identity_keys must be P-256 public JWKs"
+        );
+        assert_eq!(
+            invalid(&peer("b", 4301, &new, &[], "\"0x12\"")),
+            "a peer's previous_block_producers must be 0x addresses"
+        );
+        // A kid must name one gateway.
+        let two = format!(
+            "{fine}{}",
+            peer("c", 4401, &other, std::slice::from_ref(&old), "")
+        );
+        assert_eq!(
+            invalid(&two),
+            "one identity key is pinned for two gateways (peers, or this gateway's previous keys)"
+        );
+        let own = format!("[satp]\nprevious_identity_keys = ['{old}']\n{fine}");
+        assert_eq!(
+            invalid(&own),
+            "one identity key is pinned for two gateways (peers, or this gateway's previous keys)"
+        );
+        assert_eq!(
+            invalid("[satp]\nprevious_identity_keys = ['{\"kty\":\"EC\"}']\n"),
+            "every satp.previous_identity_keys entry must be a P-256 public JWK"
+        );
     }
 
     #[test]
