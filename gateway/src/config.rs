@@ -13,12 +13,14 @@
 //! | `database_connections_max` | `LOCKGATE_DATABASE_CONNECTIONS_MAX` | 16 (SQLite uses at most 8) |
 //! | `ledger.chain_id` | `LOCKGATE_CHAIN_ID` | 4201 |
 //! | `ledger.block_key` | `LOCKGATE_BLOCK_KEY` | generated into `<data_dir>/block-key.hex` |
+//! | `ledger.block_keystore` (file), with `block_keystore_password` or `block_keystore_password_env` (a variable's name) | `LOCKGATE_BLOCK_KEYSTORE`, with `LOCKGATE_BLOCK_KEYSTORE_PASSWORD` (the password itself) | none: instead of `block_key` (see Keys below) |
 //! | `ledger.batch_txs_max` | `LOCKGATE_BATCH_TXS_MAX` | 1024 |
 //! | `ledger.batch_wait_ms` | `LOCKGATE_BATCH_WAIT_MS` | 2 |
 //! | `ledger.queue_txs_max` | `LOCKGATE_QUEUE_TXS_MAX` | 65536 |
 //! | `ledger.state_cache_entries_max` | `LOCKGATE_STATE_CACHE_ENTRIES_MAX` | 2000000 (PostgreSQL only; 0 turns the producer's state cache off) |
-//! | `[[extra_ledgers]]` (same keys as `ledger`) | — | none; block keys default to `<data_dir>/block-key-<chain id>.hex` |
+//! | `[[extra_ledgers]]` (same keys as `ledger`, `block_keystore` included) | — | none; block keys default to `<data_dir>/block-key-<chain id>.hex` |
 //! | `transfers.connector_key` | `LOCKGATE_CONNECTOR_KEY` | generated into `<data_dir>/connector-key.hex` |
+//! | `transfers.connector_keystore`, with `connector_keystore_password` or `connector_keystore_password_env` | `LOCKGATE_CONNECTOR_KEYSTORE`, with `LOCKGATE_CONNECTOR_KEYSTORE_PASSWORD` | none: instead of `connector_key` |
 //! | `transfers.reaction_ms_max` / `claim_window_ms` / `safety_margin_ms` / `commit_ms_max` | — | 5000 / 60000 / 5000 / 5000 |
 //! | `transfers.timelock_ms_max` / `tick_ms` | — | 86400000 / 200 |
 //! | `transfers.tenant_locked_max` | — | 1000000000000 (minor units of one target asset, per tenant) |
@@ -26,8 +28,10 @@
 //! | `transfers.fault_step` | `LOCKGATE_FAULT_STEP` | unset; crash tests only, see `transfers::fault` |
 //! | `satp.gateway_id` | `LOCKGATE_SATP_GATEWAY_ID` | `lockgate-<ledger.chain_id>` |
 //! | `satp.identity_key` (P-256, 32 bytes hex) | `LOCKGATE_SATP_KEY` | generated into `<data_dir>/satp-key.hex` |
+//! | `satp.identity_keystore`, with `identity_keystore_password` or `identity_keystore_password_env` | `LOCKGATE_SATP_KEYSTORE`, with `LOCKGATE_SATP_KEYSTORE_PASSWORD` | none: instead of `identity_key` |
+//! | `satp.previous_identity_keys` (public JWKs, as JSON text) | — | none; after a rotation, this gateway's earlier identity keys, to verify what it signed with them (never to sign) |
 //! | `satp.fault_step` | `LOCKGATE_SATP_FAULT_STEP` | unset; crash tests only, see `satp::fault` |
-//! | `[[peers]]`: `gateway_id`, `url` (`http://`), `identity_key` (JWK text), `chain_id`, `block_producer`, `account`, `token`, `commit_ms_max`, `clock_drift_ms_max`, `routes` (chain ids reachable through the peer) | — | none; see `satp` (`lockgate satp-identity` prints what a peer pins) |
+//! | `[[peers]]`: `gateway_id`, `url` (`http://`), `identity_key` (JWK text), `previous_identity_keys` (JWK texts still accepted during a rotation), `chain_id`, `block_producer`, `previous_block_producers` (addresses of the ledger's earlier block keys), `account`, `token`, `commit_ms_max`, `clock_drift_ms_max`, `routes` (chain ids reachable through the peer) | — | none; see `satp` (`lockgate satp-identity` prints what a peer pins) |
 //! | `[[evm]]`: `chain_id`, `rpc_url`, `contract`, `deploy_block`, `key` (hex) or `keystore` (file) with `keystore_password` / `keystore_password_env`, `assets` (code = `"native"` or token address), `confirmations`, `block_interval_ms_max`, `inclusion_ms_max`, `clock_drift_ms_max`, `poll_ms`, `wait_ms_max`, `rpc_timeout_ms`, `max_fee_per_gas_gwei`, `log_range_blocks`, `lookback_blocks` | — | none; see `adapters::evm` and docs/evm.md (`confirmations` required; defaults 12000 / 60000 / 15000 ms, 200 ms polls, 2000 ms waits, 3000 ms RPC timeouts, 1000 gwei, 10000 / 100000 blocks) |
 //! | `settlement.dispute_window_ms` | `LOCKGATE_DISPUTE_WINDOW_MS` | 1209600000 (14 days) |
 //! | `auth.issuer` | `LOCKGATE_JWT_ISSUER` | `lockgate-dev` |
@@ -41,8 +45,24 @@
 //! | `limits.tenant_requests_per_s` / `tenant_burst` | `LOCKGATE_TENANT_REQUESTS_PER_S` / `LOCKGATE_TENANT_BURST` | 1000 / 2000 (per tenant, or per client address without a valid token; 0 turns the limit off; 429 + `Retry-After` beyond) |
 //! | `limits.connections_max` | `LOCKGATE_CONNECTIONS_MAX` | 1024 (open client connections; more wait in the backlog) |
 //!
-//! Secrets (the block key and the JWT secret) are held in [`Secret`], whose
-//! `Debug` prints `[redacted]`, and are never logged.
+//! Secrets (the keys, keystore passwords, the JWT secret, the database URL,
+//! peers' tokens) are held in [`Secret`], whose `Debug` prints
+//! `[redacted]`, and are never logged.
+//!
+//! **Keys.** Every signing key (the block keys, the connector key, the SATP
+//! identity key, an `[[evm]]` chain's key) is given one way of two: as hex
+//! (`…_key`), or as a Web3 Secret Storage (v3) keystore file (`…_keystore`)
+//! with its password either in the file (`…_keystore_password`) or in an
+//! environment variable the file names (`…_keystore_password_env`). At most
+//! one of key and keystore (an `[[evm]]` chain needs exactly one), and a
+//! keystore needs exactly one of its two password settings; neither key nor
+//! keystore means a development key in the data directory. In the
+//! environment, setting a key's variable (`LOCKGATE_BLOCK_KEY`) or its
+//! keystore variable (`LOCKGATE_BLOCK_KEYSTORE`) replaces whatever the file
+//! says about that key (setting both is an error), and
+//! `LOCKGATE_…_KEYSTORE_PASSWORD` replaces the file's password settings.
+//! `lockgate keystore` makes keystore files; `crate::keys` loads them; the
+//! procedures (making keystores, rotating keys) are in docs/operations.md.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -78,7 +78,7 @@ pub async fn receive(State(app): State<Arc<App>>, body: Bytes) -> Response {
 /// What a peer pins of this gateway (to be checked out of band).
 #[utoipa::path(
     get, path = "/v1/satp/identity", tag = "satp", operation_id = "satp_identity",
-    responses((status = 200, description = "`{gatewayId, identityKey (JWK), kid, chainId, blockProducer, account}`", body = Object)),
+    responses((status = 200, description = "`{gatewayId, identityKey (JWK), kid, previousIdentityKeys (JWKs this gateway signed with before a rotation), chainId, blockProducer, account}`", body = Object)),
     security(()),
 )]
 pub async fn identity(State(app): State<Arc<App>>) -> axum::Json<Value> {
