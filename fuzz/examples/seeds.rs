@@ -741,6 +741,7 @@ fn satp(corpus: &mut Corpus, repo: &Path, source: &Chain, target: &Chain) {
         key: satp_server_key(),
         jwk: jws::jwk(satp_server_key().verifying_key()),
         kid: jws::thumbprint(satp_server_key().verifying_key()),
+        keys: jws::KeySet::new(*satp_server_key().verifying_key()),
     };
     let refusal = SatpProblem::new(
         "err_1.3.4",
@@ -754,7 +755,7 @@ fn satp(corpus: &mut Corpus, repo: &Path, source: &Chain, target: &Chain) {
     .signed(&identity, JAN_2026_MS + 200);
     lockgate::satp::problem::verify(
         &refusal,
-        &adapters::satp::jws::KeySet::new(*satp_server_key().verifying_key()),
+        &jws::KeySet::new(*satp_server_key().verifying_key()),
     )
     .unwrap();
     corpus.json("satp_envelope", "made-error-document.json", &refusal);
