@@ -304,3 +304,40 @@ pub fn identity_document(
 pub fn rfc3339_ms(ms: u64) -> String {
     crate::views::rfc3339(ms)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn public(seed: &str) -> VerifyingKey {
+        let secret = ledger_core::hash::sha256(seed.as_bytes());
+        *SigningKey::from_slice(&secret).unwrap().verifying_key()
+    }
+
+    #[test]
+    fn a_pinned_peer_holds_its_previous_keys_and_block_producers() {
+        let (old, new) = (public("old"), public("new"));
+        let address = |byte: u8| Address::from_bytes([byte; 20]);
+        let config = PeerConfig {
+            gateway_id: "b".into(),
+            url: "http://127.0.0.1:1/".into(),
+            identity_key: jws::jwk(&new).to_string(),
+            previous_identity_keys: vec![jws::jwk(&old).to_string()],
+            chain_id: 4301,
+            block_producer: address(1).to_string(),
+            previous_block_producers: vec![address(2).to_string()],
+            account: address(3).to_string(),
+            token: None,
+            commit_ms_max: 500,
+            clock_drift_ms_max: 100,
+            routes: Vec::new(),
+        };
+        let peer = peer(&config).unwrap();
+        assert_eq!(peer.keys.current(), &new);
+        assert_eq!(peer.keys.get(&jws::thumbprint(&old)), Some(&old));
+        assert_eq!(peer.keys.get(&jws::thumbprint(&public("other"))), None);
+        assert_eq!(peer.block_producers, [address(1), address(2)]);
+        assert_eq!(peer.block_producer, address(1));
+        assert_eq!(peer.jwk_text, config.identity_key);
+    }
+}
