@@ -202,28 +202,22 @@ impl EvmConfig {
     }
 }
 
-/// Where a signing key comes from.
+/// Where a signing key comes from. (A keystore file is decrypted by the
+/// gateway, `lockgate::keys`, the one loader of every key it holds, which
+/// hands the secret over as `Bytes`.)
 #[derive(Clone)]
 pub enum EvmKey {
     /// A hex private key (with or without `0x`).
     Hex(String),
-    /// A Web3 Secret Storage (v3) keystore file and its password.
-    Keystore {
-        /// The file.
-        path: std::path::PathBuf,
-        /// Its password.
-        password: String,
-    },
+    /// The 32 secret bytes.
+    Bytes([u8; 32]),
 }
 
 impl std::fmt::Debug for EvmKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             EvmKey::Hex(_) => f.write_str("EvmKey::Hex(<redacted>)"),
-            EvmKey::Keystore { path, .. } => f
-                .debug_struct("EvmKey::Keystore")
-                .field("path", path)
-                .finish_non_exhaustive(),
+            EvmKey::Bytes(_) => f.write_str("EvmKey::Bytes(<redacted>)"),
         }
     }
 }
@@ -239,8 +233,8 @@ pub fn load_key(key: &EvmKey) -> Result<PrivateKeySigner, EvmError> {
             PrivateKeySigner::from_slice(&bytes)
                 .map_err(|_| EvmError::Invalid("the EVM key is not a secp256k1 secret key".into()))
         }
-        EvmKey::Keystore { path, password } => PrivateKeySigner::decrypt_keystore(path, password)
-            .map_err(|e| EvmError::Invalid(format!("keystore {}: {e}", path.display()))),
+        EvmKey::Bytes(bytes) => PrivateKeySigner::from_slice(bytes)
+            .map_err(|_| EvmError::Invalid("the EVM key is not a secp256k1 secret key".into())),
     }
 }
 

@@ -625,7 +625,7 @@ fn session(source: &Chain, target: &Chain) -> Vec<Message> {
     evidence::verify_lock(
         &lock_claim,
         c.source_chain_id,
-        producer(),
+        &[producer()],
         &source_terms(&c),
         false,
         true,
@@ -634,7 +634,7 @@ fn session(source: &Chain, target: &Chain) -> Vec<Message> {
     evidence::verify_lock(
         &mint_claim,
         c.target_chain_id,
-        producer(),
+        &[producer()],
         &target_terms(&c),
         true,
         true,
@@ -678,7 +678,7 @@ fn recovery_messages(source: &Chain, envelopes: &[Envelope]) -> Vec<RecoveryMess
         unreachable!("the last source block refunds");
     };
     let refund_evidence = source.evidence(refund.transaction.hash());
-    evidence::verify_inclusion(&refund_evidence, source.id, producer()).unwrap();
+    evidence::verify_inclusion(&refund_evidence, source.id, &[producer()]).unwrap();
     let rollback = RecoveryMessage::Rollback {
         session_id: SESSION_ID.into(),
         context_id: context_id.clone(),
@@ -741,6 +741,7 @@ fn satp(corpus: &mut Corpus, repo: &Path, source: &Chain, target: &Chain) {
         key: satp_server_key(),
         jwk: jws::jwk(satp_server_key().verifying_key()),
         kid: jws::thumbprint(satp_server_key().verifying_key()),
+        keys: jws::KeySet::new(*satp_server_key().verifying_key()),
     };
     let refusal = SatpProblem::new(
         "err_1.3.4",
@@ -752,7 +753,11 @@ fn satp(corpus: &mut Corpus, repo: &Path, source: &Chain, target: &Chain) {
         &messages[2].hash().unwrap(),
     )
     .signed(&identity, JAN_2026_MS + 200);
-    lockgate::satp::problem::verify(&refusal, satp_server_key().verifying_key()).unwrap();
+    lockgate::satp::problem::verify(
+        &refusal,
+        &jws::KeySet::new(*satp_server_key().verifying_key()),
+    )
+    .unwrap();
     corpus.json("satp_envelope", "made-error-document.json", &refusal);
 
     // The independent Python session and JWS vectors.

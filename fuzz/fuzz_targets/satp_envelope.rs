@@ -36,7 +36,8 @@ fuzz_target!(|data: &[u8]| {
         Err(_) => {
             if let Ok(document) = serde_json::from_slice::<Value>(data) {
                 for (_, key) in SATP_PEERS.iter() {
-                    if let Ok(verified) = problem::verify(&document, key) {
+                    let keys = adapters::satp::jws::KeySet::new(*key);
+                    if let Ok(verified) = problem::verify(&document, &keys) {
                         assert!(document.get("jws").is_some());
                         let _ = verified.status;
                     }

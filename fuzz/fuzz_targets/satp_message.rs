@@ -142,11 +142,11 @@ fn core(message: &Message, json: &Value, session: &mut Session) {
 
 /// Lock evidence as the server (lock-assert) or client (commit-ready) checks it.
 fn lock(claim: &Value, chain_id: ChainId, terms: &LockTerms, exact: bool, recipient: bool) {
-    let Ok(lock) = evidence::verify_lock(claim, chain_id, producer(), terms, exact, recipient)
+    let Ok(lock) = evidence::verify_lock(claim, chain_id, &[producer()], terms, exact, recipient)
     else {
         return;
     };
-    let signed = evidence::verify_inclusion(claim, chain_id, producer())
+    let signed = evidence::verify_inclusion(claim, chain_id, &[producer()])
         .expect("accepted evidence is included");
     assert_eq!(LockId::from(signed.transaction.hash()), lock);
     assert_eq!(signed.transaction.chain_id, chain_id);
@@ -204,7 +204,7 @@ fn refunds(actions: &[adapters::satp::recovery::Compensation], chain_id: ChainId
         let Some(evidence) = &action.evidence else {
             continue;
         };
-        if let Ok(signed) = evidence::verify_inclusion(evidence, chain_id, producer()) {
+        if let Ok(signed) = evidence::verify_inclusion(evidence, chain_id, &[producer()]) {
             assert_eq!(signed.transaction.chain_id, chain_id);
             if let (TxBody::HtlcRefund { lock_id }, Some(named)) =
                 (&signed.transaction.body, &action.lock_id)

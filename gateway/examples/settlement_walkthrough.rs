@@ -351,7 +351,7 @@ async fn walkthrough(quiet: bool) -> Vec<Value> {
             None,
         )
         .await;
-    lockgate::satp::evidence::verify_inclusion(&anchor["inclusion"], chain, app.block_producer)
+    lockgate::satp::evidence::verify_inclusion(&anchor["inclusion"], chain, &[app.block_producer])
         .unwrap();
     say(format!(
         "   {} anchored; e.g. {hash} in block {} (inclusion proof checked)",

@@ -292,44 +292,36 @@ async fn connect_waiting(
     }
 }
 
-/// A ledger's block key: configured, or a development key in the data
-/// directory (`block-key.hex` for the primary ledger, `block-key-<chain
-/// id>.hex` for the others).
+/// A ledger's block key: configured (hex or keystore, `crate::keys`), or a
+/// development key in the data directory (`block-key.hex` for the primary
+/// ledger, `block-key-<chain id>.hex` for the others).
 pub fn block_key(
     config: &Config,
     ledger: &crate::config::LedgerConfig,
 ) -> anyhow::Result<SigningKey> {
+    if let Some(key) = config.block_key_source(ledger).secp256k1()? {
+        return Ok(key);
+    }
     let file = if ledger.chain_id == config.ledger.chain_id {
         "block-key.hex".to_string()
     } else {
         format!("block-key-{}.hex", ledger.chain_id)
     };
-    let bytes = match &ledger.block_key {
-        Some(secret) => {
-            let mut bytes = [0u8; 32];
-            hex::decode_to_slice(secret.expose().trim().trim_start_matches("0x"), &mut bytes)
-                .context("ledger.block_key must be 32 bytes of hex")?;
-            bytes
-        }
-        None => development_secret(&config.data_dir.join(file)).context("development block key")?,
-    };
-    SigningKey::from_bytes(bytes).context("ledger.block_key is not a valid secp256k1 key")
+    let bytes = development_secret(&config.data_dir.join(file)).context("development block key")?;
+    SigningKey::from_bytes(bytes).context("the development block key is not a valid secp256k1 key")
 }
 
 /// The connector's account key (also this gateway's account on peers'
-/// ledgers): configured, or generated into the data directory.
+/// ledgers): configured (hex or keystore), or generated into the data
+/// directory.
 pub fn connector_key(config: &Config) -> anyhow::Result<SigningKey> {
-    let bytes = match &config.transfers.connector_key {
-        Some(secret) => {
-            let mut bytes = [0u8; 32];
-            hex::decode_to_slice(secret.expose().trim().trim_start_matches("0x"), &mut bytes)
-                .context("transfers.connector_key must be 32 bytes of hex")?;
-            bytes
-        }
-        None => development_secret(&config.data_dir.join("connector-key.hex"))
-            .context("development connector key")?,
-    };
-    SigningKey::from_bytes(bytes).context("transfers.connector_key is not a valid secp256k1 key")
+    if let Some(key) = config.connector_key_source().secp256k1()? {
+        return Ok(key);
+    }
+    let bytes = development_secret(&config.data_dir.join("connector-key.hex"))
+        .context("development connector key")?;
+    SigningKey::from_bytes(bytes)
+        .context("the development connector key is not a valid secp256k1 key")
 }
 
 /// The JWT authenticator: configured secret, or the development one.
@@ -371,12 +363,13 @@ pub async fn build_reporting(
     let _ = crate::metrics::handle();
     let store = connect_waiting(&config, report).await?;
     if matches!(store, AnyStore::Postgres(_))
-        && (config.ledger.block_key.is_none() || config.auth.hs256_secret.is_none())
+        && (!config.block_key_source(&config.ledger).is_configured()
+            || config.auth.hs256_secret.is_none())
     {
         tracing::warn!(
             "running on PostgreSQL with a development block key or JWT secret from {}: \
-             every replica on this database needs the same ledger.block_key and auth.hs256_secret \
-             (LOCKGATE_BLOCK_KEY, LOCKGATE_JWT_SECRET), or their blocks and tokens will not agree",
+             every replica on this database needs the same block key (ledger.block_key or \
+             ledger.block_keystore) and auth.hs256_secret, or their blocks and tokens will not agree",
             config.data_dir.display()
         );
     }

@@ -14,12 +14,14 @@
 //! | `database_startup_wait_ms` | `LOCKGATE_DATABASE_STARTUP_WAIT_MS` | 600000 (how long start-up retries a database that does not answer; 0: one attempt) |
 //! | `ledger.chain_id` | `LOCKGATE_CHAIN_ID` | 4201 |
 //! | `ledger.block_key` | `LOCKGATE_BLOCK_KEY` | generated into `<data_dir>/block-key.hex` |
+//! | `ledger.block_keystore` (file), with `block_keystore_password` or `block_keystore_password_env` (a variable's name) | `LOCKGATE_BLOCK_KEYSTORE`, with `LOCKGATE_BLOCK_KEYSTORE_PASSWORD` (the password itself) | none: instead of `block_key` (see Keys below) |
 //! | `ledger.batch_txs_max` | `LOCKGATE_BATCH_TXS_MAX` | 1024 |
 //! | `ledger.batch_wait_ms` | `LOCKGATE_BATCH_WAIT_MS` | 2 |
 //! | `ledger.queue_txs_max` | `LOCKGATE_QUEUE_TXS_MAX` | 65536 |
 //! | `ledger.state_cache_entries_max` | `LOCKGATE_STATE_CACHE_ENTRIES_MAX` | 2000000 (PostgreSQL only; 0 turns the producer's state cache off) |
-//! | `[[extra_ledgers]]` (same keys as `ledger`) | — | none; block keys default to `<data_dir>/block-key-<chain id>.hex` |
+//! | `[[extra_ledgers]]` (same keys as `ledger`, `block_keystore` included) | — | none; block keys default to `<data_dir>/block-key-<chain id>.hex` |
 //! | `transfers.connector_key` | `LOCKGATE_CONNECTOR_KEY` | generated into `<data_dir>/connector-key.hex` |
+//! | `transfers.connector_keystore`, with `connector_keystore_password` or `connector_keystore_password_env` | `LOCKGATE_CONNECTOR_KEYSTORE`, with `LOCKGATE_CONNECTOR_KEYSTORE_PASSWORD` | none: instead of `connector_key` |
 //! | `transfers.reaction_ms_max` / `claim_window_ms` / `safety_margin_ms` / `commit_ms_max` | — | 5000 / 60000 / 5000 / 5000 |
 //! | `transfers.timelock_ms_max` / `tick_ms` | — | 86400000 / 200 |
 //! | `transfers.tenant_locked_max` | — | 1000000000000 (minor units of one target asset, per tenant) |
@@ -27,8 +29,10 @@
 //! | `transfers.fault_step` | `LOCKGATE_FAULT_STEP` | unset; crash tests only, see `transfers::fault` |
 //! | `satp.gateway_id` | `LOCKGATE_SATP_GATEWAY_ID` | `lockgate-<ledger.chain_id>` |
 //! | `satp.identity_key` (P-256, 32 bytes hex) | `LOCKGATE_SATP_KEY` | generated into `<data_dir>/satp-key.hex` |
+//! | `satp.identity_keystore`, with `identity_keystore_password` or `identity_keystore_password_env` | `LOCKGATE_SATP_KEYSTORE`, with `LOCKGATE_SATP_KEYSTORE_PASSWORD` | none: instead of `identity_key` |
+//! | `satp.previous_identity_keys` (public JWKs, as JSON text) | — | none; after a rotation, this gateway's earlier identity keys, to verify what it signed with them (never to sign) |
 //! | `satp.fault_step` | `LOCKGATE_SATP_FAULT_STEP` | unset; crash tests only, see `satp::fault` |
-//! | `[[peers]]`: `gateway_id`, `url` (`http://`), `identity_key` (JWK text), `chain_id`, `block_producer`, `account`, `token`, `commit_ms_max`, `clock_drift_ms_max`, `routes` (chain ids reachable through the peer) | — | none; see `satp` (`lockgate satp-identity` prints what a peer pins) |
+//! | `[[peers]]`: `gateway_id`, `url` (`http://`), `identity_key` (JWK text), `previous_identity_keys` (JWK texts still accepted during a rotation), `chain_id`, `block_producer`, `previous_block_producers` (addresses of the ledger's earlier block keys), `account`, `token`, `commit_ms_max`, `clock_drift_ms_max`, `routes` (chain ids reachable through the peer) | — | none; see `satp` (`lockgate satp-identity` prints what a peer pins) |
 //! | `[[evm]]`: `chain_id`, `rpc_url`, `contract`, `deploy_block`, `key` (hex) or `keystore` (file) with `keystore_password` / `keystore_password_env`, `assets` (code = `"native"` or token address), `confirmations`, `block_interval_ms_max`, `inclusion_ms_max`, `clock_drift_ms_max`, `poll_ms`, `wait_ms_max`, `rpc_timeout_ms`, `max_fee_per_gas_gwei`, `log_range_blocks`, `lookback_blocks` | — | none; see `adapters::evm` and docs/evm.md (`confirmations` required; defaults 12000 / 60000 / 15000 ms, 200 ms polls, 2000 ms waits, 3000 ms RPC timeouts, 1000 gwei, 10000 / 100000 blocks) |
 //! | `settlement.dispute_window_ms` | `LOCKGATE_DISPUTE_WINDOW_MS` | 1209600000 (14 days) |
 //! | `auth.issuer` | `LOCKGATE_JWT_ISSUER` | `lockgate-dev` |
@@ -45,13 +49,31 @@
 //! | `telemetry.service_name` | `OTEL_SERVICE_NAME` | `satp.gateway_id` |
 //! | `telemetry.filter` | `LOCKGATE_TRACE_FILTER` | `info,lockgate=debug,lockgate_adapters=debug`: which spans are exported (`RUST_LOG` syntax; the log keeps following `RUST_LOG`) |
 //!
-//! Secrets (the block key and the JWT secret) are held in [`Secret`], whose
-//! `Debug` prints `[redacted]`, and are never logged.
+//! Secrets (the keys, keystore passwords, the JWT secret, the database URL,
+//! peers' tokens) are held in [`Secret`], whose `Debug` prints
+//! `[redacted]`, and are never logged.
+//!
+//! **Keys.** Every signing key (the block keys, the connector key, the SATP
+//! identity key, an `[[evm]]` chain's key) is given one way of two: as hex
+//! (`…_key`), or as a Web3 Secret Storage (v3) keystore file (`…_keystore`)
+//! with its password either in the file (`…_keystore_password`) or in an
+//! environment variable the file names (`…_keystore_password_env`). At most
+//! one of key and keystore (an `[[evm]]` chain needs exactly one), and a
+//! keystore needs exactly one of its two password settings; neither key nor
+//! keystore means a development key in the data directory. In the
+//! environment, setting a key's variable (`LOCKGATE_BLOCK_KEY`) or its
+//! keystore variable (`LOCKGATE_BLOCK_KEYSTORE`) replaces whatever the file
+//! says about that key (setting both is an error), and
+//! `LOCKGATE_…_KEYSTORE_PASSWORD` replaces the file's password settings.
+//! `lockgate keystore` makes keystore files; `crate::keys` loads them; the
+//! procedures (making keystores, rotating keys) are in docs/operations.md.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::keys::KeySource;
 
 /// A secret string that never shows in logs or debug output.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -128,8 +150,14 @@ pub struct Config {
 pub struct LedgerConfig {
     /// The ledger's chain id (EIP-712 domain `chainId`), 1 to 2^63-1.
     pub chain_id: u64,
-    /// Block key: 32-byte secp256k1 secret as 0x hex.
+    /// Block key: 32-byte secp256k1 secret as 0x hex. Or `block_keystore`.
     pub block_key: Option<Secret>,
+    /// A Web3 Secret Storage (v3) keystore file holding the block key.
+    pub block_keystore: Option<PathBuf>,
+    /// The block keystore's password; or `block_keystore_password_env`.
+    pub block_keystore_password: Option<Secret>,
+    /// The environment variable holding the block keystore's password.
+    pub block_keystore_password_env: Option<String>,
     /// A batch (one block, one database transaction) stops taking further
     /// submissions once it holds this many transactions; a submission (a
     /// batch request) is never split, so a block can hold more.
@@ -154,6 +182,12 @@ pub struct TransfersConfig {
     /// ledger), 32-byte secp256k1 secret as 0x hex; a development key in
     /// `<data_dir>/connector-key.hex` if absent.
     pub connector_key: Option<Secret>,
+    /// A Web3 Secret Storage (v3) keystore file holding the connector key.
+    pub connector_keystore: Option<PathBuf>,
+    /// The connector keystore's password; or `connector_keystore_password_env`.
+    pub connector_keystore_password: Option<Secret>,
+    /// The environment variable holding the connector keystore's password.
+    pub connector_keystore_password_env: Option<String>,
     /// The engine's worst-case time to notice an event and act on it.
     pub reaction_ms_max: u64,
     /// How long the recipient has to claim once both locks are in place.
@@ -183,6 +217,9 @@ impl Default for TransfersConfig {
     fn default() -> Self {
         Self {
             connector_key: None,
+            connector_keystore: None,
+            connector_keystore_password: None,
+            connector_keystore_password_env: None,
             reaction_ms_max: 5_000,
             claim_window_ms: 60_000,
             safety_margin_ms: 5_000,
@@ -204,7 +241,19 @@ pub struct SatpConfig {
     /// for `lockgate-<ledger.chain_id>`.
     pub gateway_id: String,
     /// The P-256 key that signs this gateway's SATP messages, 32 bytes hex.
+    /// Or `identity_keystore`.
     pub identity_key: Option<Secret>,
+    /// A Web3 Secret Storage (v3) keystore file holding the identity key.
+    pub identity_keystore: Option<PathBuf>,
+    /// The identity keystore's password; or `identity_keystore_password_env`.
+    pub identity_keystore_password: Option<Secret>,
+    /// The environment variable holding the identity keystore's password.
+    pub identity_keystore_password_env: Option<String>,
+    /// This gateway's earlier identity keys (public P-256 JWKs, as JSON
+    /// text), kept after a rotation so that what it signed with them (its
+    /// recovery log, its messages of sessions still open) still verifies
+    /// here. Never used to sign.
+    pub previous_identity_keys: Vec<String>,
     /// Crash tests only: the protocol step at which to halt (`satp::fault`).
     pub fault_step: Option<String>,
 }
@@ -220,10 +269,19 @@ pub struct PeerConfig {
     pub url: String,
     /// The peer's SATP identity key: a P-256 public JWK, as JSON text.
     pub identity_key: String,
+    /// The peer's earlier identity keys (JWK text), still accepted during a
+    /// rotation's overlap: a message is checked with the pinned key whose
+    /// thumbprint its JWS `kid` names.
+    #[serde(default)]
+    pub previous_identity_keys: Vec<String>,
     /// The chain id of the built-in ledger the peer hosts.
     pub chain_id: u64,
     /// The address of the key that signs that ledger's blocks.
     pub block_producer: String,
+    /// Addresses of the ledger's earlier block keys (after a rotation of
+    /// its block key): evidence in blocks they signed is still accepted.
+    #[serde(default)]
+    pub previous_block_producers: Vec<String>,
     /// The peer's own account (its connector) on every built-in ledger.
     pub account: String,
     /// A token the peer issued to this gateway for its ledger API
@@ -321,6 +379,19 @@ pub struct EvmLedgerConfig {
 }
 
 impl EvmLedgerConfig {
+    /// Where the chain's account key comes from.
+    pub fn key_source(&self) -> KeySource<'_> {
+        KeySource {
+            section: format!("[[evm]] (chain {})", self.chain_id),
+            key_name: "key",
+            keystore_name: "keystore",
+            key: self.key.as_ref(),
+            keystore: self.keystore.as_deref(),
+            password: self.keystore_password.as_ref(),
+            password_env: self.keystore_password_env.as_deref(),
+        }
+    }
+
     fn default_block_interval_ms_max() -> u64 {
         12_000
     }
@@ -457,6 +528,9 @@ impl Default for LedgerConfig {
         Self {
             chain_id: 4201,
             block_key: None,
+            block_keystore: None,
+            block_keystore_password: None,
+            block_keystore_password_env: None,
             batch_txs_max: 1024,
             batch_wait_ms: 2,
             queue_txs_max: 65_536,
@@ -523,6 +597,69 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// The environment's say on one signing key: `key_var` (the key as hex) or
+/// `keystore_var` (a keystore file), and `password_var` (that keystore's
+/// password). Naming a key or a keystore here replaces whatever the file
+/// said about that key; naming both is an error.
+struct EnvKey {
+    key_var: &'static str,
+    keystore_var: &'static str,
+    password_var: &'static str,
+}
+
+impl EnvKey {
+    fn apply(
+        &self,
+        key: &mut Option<Secret>,
+        keystore: &mut Option<PathBuf>,
+        password: &mut Option<Secret>,
+        password_env: &mut Option<String>,
+    ) -> Result<(), ConfigError> {
+        self.apply_from(
+            |name| std::env::var(name).ok(),
+            key,
+            keystore,
+            password,
+            password_env,
+        )
+    }
+
+    /// [`EnvKey::apply`] with the variables read through `var`.
+    fn apply_from(
+        &self,
+        var: impl Fn(&str) -> Option<String>,
+        key: &mut Option<Secret>,
+        keystore: &mut Option<PathBuf>,
+        password: &mut Option<Secret>,
+        password_env: &mut Option<String>,
+    ) -> Result<(), ConfigError> {
+        match (var(self.key_var), var(self.keystore_var)) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Env {
+                    name: self.keystore_var,
+                    reason: format!("set only one of {} and {}", self.key_var, self.keystore_var),
+                });
+            }
+            (Some(value), None) => {
+                *key = Some(Secret::new(value));
+                *keystore = None;
+                *password = None;
+                *password_env = None;
+            }
+            (None, Some(path)) => {
+                *keystore = Some(PathBuf::from(path));
+                *key = None;
+            }
+            (None, None) => {}
+        }
+        if let Some(value) = var(self.password_var) {
+            *password = Some(Secret::new(value));
+            *password_env = None;
+        }
+        Ok(())
+    }
+}
+
 fn env_parse<T: std::str::FromStr>(name: &'static str, target: &mut T) -> Result<(), ConfigError>
 where
     T::Err: std::fmt::Display,
@@ -580,9 +717,18 @@ impl Config {
             &mut self.database_startup_wait_ms,
         )?;
         env_parse("LOCKGATE_CHAIN_ID", &mut self.ledger.chain_id)?;
-        if let Ok(key) = std::env::var("LOCKGATE_BLOCK_KEY") {
-            self.ledger.block_key = Some(Secret::new(key));
+        let ledger = &mut self.ledger;
+        EnvKey {
+            key_var: "LOCKGATE_BLOCK_KEY",
+            keystore_var: "LOCKGATE_BLOCK_KEYSTORE",
+            password_var: "LOCKGATE_BLOCK_KEYSTORE_PASSWORD",
         }
+        .apply(
+            &mut ledger.block_key,
+            &mut ledger.block_keystore,
+            &mut ledger.block_keystore_password,
+            &mut ledger.block_keystore_password_env,
+        )?;
         env_parse("LOCKGATE_BATCH_TXS_MAX", &mut self.ledger.batch_txs_max)?;
         env_parse("LOCKGATE_BATCH_WAIT_MS", &mut self.ledger.batch_wait_ms)?;
         env_parse("LOCKGATE_QUEUE_TXS_MAX", &mut self.ledger.queue_txs_max)?;
@@ -590,9 +736,18 @@ impl Config {
             "LOCKGATE_STATE_CACHE_ENTRIES_MAX",
             &mut self.ledger.state_cache_entries_max,
         )?;
-        if let Ok(key) = std::env::var("LOCKGATE_CONNECTOR_KEY") {
-            self.transfers.connector_key = Some(Secret::new(key));
+        let transfers = &mut self.transfers;
+        EnvKey {
+            key_var: "LOCKGATE_CONNECTOR_KEY",
+            keystore_var: "LOCKGATE_CONNECTOR_KEYSTORE",
+            password_var: "LOCKGATE_CONNECTOR_KEYSTORE_PASSWORD",
         }
+        .apply(
+            &mut transfers.connector_key,
+            &mut transfers.connector_keystore,
+            &mut transfers.connector_keystore_password,
+            &mut transfers.connector_keystore_password_env,
+        )?;
         if let Ok(step) = std::env::var("LOCKGATE_FAULT_STEP") {
             self.transfers.fault_step = Some(step.parse().map_err(
                 |e: crate::transfers::fault::BadFaultStep| ConfigError::Env {
@@ -604,9 +759,18 @@ impl Config {
         if let Ok(id) = std::env::var("LOCKGATE_SATP_GATEWAY_ID") {
             self.satp.gateway_id = id;
         }
-        if let Ok(key) = std::env::var("LOCKGATE_SATP_KEY") {
-            self.satp.identity_key = Some(Secret::new(key));
+        let satp = &mut self.satp;
+        EnvKey {
+            key_var: "LOCKGATE_SATP_KEY",
+            keystore_var: "LOCKGATE_SATP_KEYSTORE",
+            password_var: "LOCKGATE_SATP_KEYSTORE_PASSWORD",
         }
+        .apply(
+            &mut satp.identity_key,
+            &mut satp.identity_keystore,
+            &mut satp.identity_keystore_password,
+            &mut satp.identity_keystore_password_env,
+        )?;
         if let Ok(step) = std::env::var("LOCKGATE_SATP_FAULT_STEP") {
             self.satp.fault_step = Some(step);
         }
@@ -668,6 +832,52 @@ impl Config {
         std::iter::once(&self.ledger).chain(&self.extra_ledgers)
     }
 
+    /// Where a hosted ledger's block key comes from.
+    pub fn block_key_source<'a>(&self, ledger: &'a LedgerConfig) -> KeySource<'a> {
+        let section = if ledger.chain_id == self.ledger.chain_id {
+            "ledger".to_string()
+        } else {
+            format!("extra_ledgers (chain {})", ledger.chain_id)
+        };
+        KeySource {
+            section,
+            key_name: "block_key",
+            keystore_name: "block_keystore",
+            key: ledger.block_key.as_ref(),
+            keystore: ledger.block_keystore.as_deref(),
+            password: ledger.block_keystore_password.as_ref(),
+            password_env: ledger.block_keystore_password_env.as_deref(),
+        }
+    }
+
+    /// Where the connector key comes from.
+    pub fn connector_key_source(&self) -> KeySource<'_> {
+        let t = &self.transfers;
+        KeySource {
+            section: "transfers".into(),
+            key_name: "connector_key",
+            keystore_name: "connector_keystore",
+            key: t.connector_key.as_ref(),
+            keystore: t.connector_keystore.as_deref(),
+            password: t.connector_keystore_password.as_ref(),
+            password_env: t.connector_keystore_password_env.as_deref(),
+        }
+    }
+
+    /// Where the SATP identity key comes from.
+    pub fn identity_key_source(&self) -> KeySource<'_> {
+        let s = &self.satp;
+        KeySource {
+            section: "satp".into(),
+            key_name: "identity_key",
+            keystore_name: "identity_keystore",
+            key: s.identity_key.as_ref(),
+            keystore: s.identity_keystore.as_deref(),
+            password: s.identity_keystore_password.as_ref(),
+            password_env: s.identity_keystore_password_env.as_deref(),
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |what: &str| Err(ConfigError::Invalid(what.to_string()));
         let mut chain_ids = std::collections::BTreeSet::new();
@@ -683,6 +893,49 @@ impl Config {
             }
             if ledger.queue_txs_max < ledger.batch_txs_max {
                 return invalid("queue_txs_max must be at least batch_txs_max");
+            }
+        }
+        let mut sources = vec![self.connector_key_source(), self.identity_key_source()];
+        sources.extend(self.ledgers().map(|l| self.block_key_source(l)));
+        for source in &sources {
+            source.check().map_err(ConfigError::Invalid)?;
+        }
+        // Every pinned identity key names one gateway: a `kid` must say
+        // whose message it is.
+        let mut kids = std::collections::BTreeMap::new();
+        for jwk in &self.satp.previous_identity_keys {
+            let Ok(key) = adapters::satp::jws::key_from_jwk(jwk) else {
+                return invalid(
+                    "every satp.previous_identity_keys entry must be a P-256 public JWK",
+                );
+            };
+            kids.insert(
+                adapters::satp::jws::thumbprint(&key),
+                self.satp.gateway_id.as_str(),
+            );
+        }
+        for peer in &self.peers {
+            for jwk in std::iter::once(&peer.identity_key).chain(&peer.previous_identity_keys) {
+                let Ok(key) = adapters::satp::jws::key_from_jwk(jwk) else {
+                    return invalid(
+                        "a peer's identity_key and previous_identity_keys must be P-256 public JWKs",
+                    );
+                };
+                let owner = kids
+                    .entry(adapters::satp::jws::thumbprint(&key))
+                    .or_insert(peer.gateway_id.as_str());
+                if *owner != peer.gateway_id {
+                    return invalid(
+                        "one identity key is pinned for two gateways (peers, or this gateway's previous keys)",
+                    );
+                }
+            }
+            if peer
+                .previous_block_producers
+                .iter()
+                .any(|p| p.parse::<ledger_core::Address>().is_err())
+            {
+                return invalid("a peer's previous_block_producers must be 0x addresses");
             }
         }
         if self.extra_ledgers.len() > 15 {
@@ -756,6 +1009,7 @@ impl Config {
             if evm.key.is_some() == evm.keystore.is_some() {
                 return invalid("an [[evm]] chain needs exactly one of key and keystore");
             }
+            evm.key_source().check().map_err(ConfigError::Invalid)?;
             if evm.assets.is_empty() {
                 return invalid("an [[evm]] chain needs at least one asset");
             }
@@ -854,6 +1108,170 @@ mod tests {
         let mut config: Config = toml::from_str("database_url = \"\"\ndata_dir = \"d\"\n").unwrap();
         config.normalize();
         assert_eq!(config.database_url(), "sqlite://d/lockgate.db");
+    }
+
+    fn invalid(toml: &str) -> String {
+        let config: Config = toml::from_str(toml).unwrap();
+        match config.validate() {
+            Err(ConfigError::Invalid(message)) => message,
+            other => panic!("{toml}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_key_has_at_most_one_source_and_a_keystore_one_password() {
+        for (toml, message) in [
+            (
+                "[ledger]\nblock_key = \"0x01\"\nblock_keystore = \"b.json\"\nblock_keystore_password_env = \"P\"\n",
+                "ledger: give either block_key or block_keystore, not both",
+            ),
+            (
+                "[transfers]\nconnector_keystore = \"c.json\"\n",
+                "transfers: connector_keystore needs connector_keystore_password or connector_keystore_password_env",
+            ),
+            (
+                "[satp]\nidentity_keystore = \"s.json\"\nidentity_keystore_password = \"x\"\nidentity_keystore_password_env = \"P\"\n",
+                "satp: give either identity_keystore_password or identity_keystore_password_env, not both",
+            ),
+            (
+                "[satp]\nidentity_keystore_password_env = \"P\"\n",
+                "satp: identity_keystore_password or identity_keystore_password_env without identity_keystore",
+            ),
+            (
+                "[[extra_ledgers]]\nchain_id = 4301\nblock_keystore = \"b.json\"\n",
+                "extra_ledgers (chain 4301): block_keystore needs block_keystore_password or block_keystore_password_env",
+            ),
+        ] {
+            assert_eq!(invalid(toml), message);
+        }
+        let ok: Config = toml::from_str(
+            "[ledger]\nblock_keystore = \"b.json\"\nblock_keystore_password_env = \"P\"\n\
+             [transfers]\nconnector_key = \"0x01\"\n\
+             [satp]\nidentity_keystore = \"s.json\"\nidentity_keystore_password = \"x\"\n",
+        )
+        .unwrap();
+        ok.validate().unwrap();
+        assert!(ok.block_key_source(&ok.ledger).is_configured());
+        // The password is a secret like the keys.
+        assert!(!format!("{ok:?}").contains("\"x\""));
+    }
+
+    #[test]
+    fn the_environment_replaces_the_files_source_of_a_key() {
+        let env_key = EnvKey {
+            key_var: "K",
+            keystore_var: "KS",
+            password_var: "KP",
+        };
+        let apply = |vars: &[(&str, &str)], ledger: &mut LedgerConfig| {
+            let vars: std::collections::BTreeMap<String, String> = vars
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            env_key.apply_from(
+                |name| vars.get(name).cloned(),
+                &mut ledger.block_key,
+                &mut ledger.block_keystore,
+                &mut ledger.block_keystore_password,
+                &mut ledger.block_keystore_password_env,
+            )
+        };
+        let from_file = || LedgerConfig {
+            block_keystore: Some(PathBuf::from("file.json")),
+            block_keystore_password_env: Some("FILE_PW".into()),
+            ..LedgerConfig::default()
+        };
+        // A key in the environment replaces the file's keystore.
+        let mut ledger = from_file();
+        apply(&[("K", "0x01")], &mut ledger).unwrap();
+        assert_eq!(ledger.block_key, Some(Secret::new("0x01".into())));
+        assert_eq!(
+            (ledger.block_keystore, ledger.block_keystore_password_env),
+            (None, None)
+        );
+        // A keystore and its password in the environment replace the file's.
+        let mut ledger = LedgerConfig {
+            block_key: Some(Secret::new("0x02".into())),
+            ..from_file()
+        };
+        apply(&[("KS", "env.json"), ("KP", "pw")], &mut ledger).unwrap();
+        assert_eq!(ledger.block_key, None);
+        assert_eq!(ledger.block_keystore, Some(PathBuf::from("env.json")));
+        assert_eq!(
+            ledger.block_keystore_password,
+            Some(Secret::new("pw".into()))
+        );
+        assert_eq!(ledger.block_keystore_password_env, None);
+        // Nothing in the environment: the file stands.
+        let mut ledger = from_file();
+        apply(&[], &mut ledger).unwrap();
+        assert_eq!(ledger.block_keystore, Some(PathBuf::from("file.json")));
+        // Both in the environment: refused, naming the variables only.
+        let error = apply(&[("K", "0x01"), ("KS", "env.json")], &mut from_file()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "environment variable KS: set only one of K and KS"
+        );
+    }
+
+    #[test]
+    fn previous_keys_of_peers_are_checked() {
+        let jwk = |seed: &str| {
+            let key =
+                p256::ecdsa::SigningKey::from_slice(&ledger_core::hash::sha256(seed.as_bytes()))
+                    .unwrap();
+            adapters::satp::jws::jwk(key.verifying_key()).to_string()
+        };
+        let peer = |id: &str, chain: u64, key: &str, previous: &[String], producers: &str| {
+            format!(
+                "[[peers]]\ngateway_id = \"{id}\"\nurl = \"http://127.0.0.1:1\"\nidentity_key = '{key}'\n\
+                 previous_identity_keys = [{}]\nchain_id = {chain}\n\
+                 block_producer = \"0x0000000000000000000000000000000000000001\"\n\
+                 previous_block_producers = [{producers}]\n\
+                 account = \"0x0000000000000000000000000000000000000002\"\n",
+                previous
+                    .iter()
+                    .map(|k| format!("'{k}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let (old, new, other) = (jwk("old"), jwk("new"), jwk("other"));
+        let fine = peer(
+            "b",
+            4301,
+            &new,
+            std::slice::from_ref(&old),
+            "\"0x0000000000000000000000000000000000000003\"",
+        );
+        let config: Config = toml::from_str(&fine).unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            invalid(&peer("b", 4301, &new, &["{}".to_string()], "")),
+            "a peer's identity_key and previous_identity_keys must be P-256 public JWKs"
+        );
+        assert_eq!(
+            invalid(&peer("b", 4301, &new, &[], "\"0x12\"")),
+            "a peer's previous_block_producers must be 0x addresses"
+        );
+        // A kid must name one gateway.
+        let two = format!(
+            "{fine}{}",
+            peer("c", 4401, &other, std::slice::from_ref(&old), "")
+        );
+        assert_eq!(
+            invalid(&two),
+            "one identity key is pinned for two gateways (peers, or this gateway's previous keys)"
+        );
+        let own = format!("[satp]\nprevious_identity_keys = ['{old}']\n{fine}");
+        assert_eq!(
+            invalid(&own),
+            "one identity key is pinned for two gateways (peers, or this gateway's previous keys)"
+        );
+        assert_eq!(
+            invalid("[satp]\nprevious_identity_keys = ['{\"kty\":\"EC\"}']\n"),
+            "every satp.previous_identity_keys entry must be a P-256 public JWK"
+        );
     }
 
     #[test]

@@ -138,26 +138,12 @@ pub async fn from_config(config: &Config) -> anyhow::Result<Vec<Arc<EvmLedger>>>
     let mut out = Vec::new();
     for evm in &config.evm {
         let chain_id = ChainId::new(evm.chain_id).context("[[evm]] chain_id")?;
-        let key = match (&evm.key, &evm.keystore) {
-            (Some(key), _) => EvmKey::Hex(key.expose().to_string()),
-            (None, Some(path)) => {
-                let password = match (&evm.keystore_password, &evm.keystore_password_env) {
-                    (Some(p), _) => p.expose().to_string(),
-                    (None, Some(var)) => std::env::var(var).with_context(|| {
-                        format!(
-                            "[[evm]] chain {chain_id}: keystore password variable {var} is not set"
-                        )
-                    })?,
-                    (None, None) => String::new(),
-                };
-                EvmKey::Keystore {
-                    path: path.clone(),
-                    password,
-                }
-            }
-            (None, None) => anyhow::bail!("[[evm]] chain {chain_id} has no key"),
+        // The one loader of every key (`crate::keys`): hex or keystore.
+        let Some(bytes) = evm.key_source().load()? else {
+            anyhow::bail!("[[evm]] chain {chain_id} has no key");
         };
-        let signer = load_key(&key).with_context(|| format!("[[evm]] chain {chain_id} key"))?;
+        let signer = load_key(&EvmKey::Bytes(bytes))
+            .with_context(|| format!("[[evm]] chain {chain_id} key"))?;
         let mut assets = Vec::new();
         for (code, asset) in &evm.assets {
             let code = AssetCode::new(code).context("[[evm]] asset code")?;

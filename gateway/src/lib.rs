@@ -6,7 +6,8 @@
 //! `auth` (JWT), `problem` (RFC 9457 errors), `dto`/`views` (wire types),
 //! `store` (PostgreSQL and SQLite), `sequencer` (batching and group commit),
 //! `producer` (the one block producer per database), `export` (audit export
-//! and offline verification), `transfers` (cross-ledger transfers between
+//! and offline verification), `keys` (every signing key: hex or encrypted
+//! keystore), `transfers` (cross-ledger transfers between
 //! hosted ledgers, with the gateway as connector), `evm` (EVM chains through
 //! the HTLC contract, feature `evm`), `satp` (gateway-to-gateway protocol), `settlement` (roaming settlement:
 //! operators, agreements, usage records and their anchors).
@@ -21,6 +22,7 @@ pub mod config;
 pub mod dto;
 pub mod evm;
 pub mod export;
+pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod problem;

@@ -2,7 +2,8 @@
 //! development API token, `verify` checks a chain export offline, `openapi`
 //! prints the API document, `satp-identity` prints what a peer pins,
 //! `evm-deploy` deploys the HTLC contract to an EVM chain, `records import`
-//! streams a file of usage records to a gateway.
+//! streams a file of usage records to a gateway, `keystore` makes and reads
+//! encrypted key files (secrets only ever from the environment).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,8 +69,19 @@ enum Command {
     /// Print the OpenAPI document.
     Openapi,
     /// Print what a peer gateway pins of this one (JSON): gateway id, SATP
-    /// identity key (JWK), primary ledger's chain id and block key, account.
+    /// identity key (JWK) and the previous ones still to be accepted after a
+    /// rotation, primary ledger's chain id and block key, account.
     SatpIdentity,
+    /// Encrypted key files (Web3 Secret Storage v3, the format of `[[evm]]`
+    /// keystores and of every `*_keystore` setting). Keys and passwords are
+    /// read from environment variables, never from the command line; each
+    /// command prints (JSON) what the key is known by in public: its address
+    /// (as a block, connector or EVM key) and its JWK and kid (as a SATP
+    /// identity key).
+    Keystore {
+        #[command(subcommand)]
+        command: KeystoreCommand,
+    },
     /// Usage records.
     Records {
         #[command(subcommand)]
@@ -144,6 +156,41 @@ struct BenchArgs {
 }
 
 #[derive(Subcommand)]
+enum KeystoreCommand {
+    /// Encrypt an existing key (32 bytes of hex in the variable --key-env)
+    /// into a new keystore file.
+    Encrypt {
+        /// The environment variable holding the key.
+        #[arg(long)]
+        key_env: String,
+        /// The environment variable holding the password.
+        #[arg(long)]
+        password_env: String,
+        /// The new file (refused if it exists); written with mode 0600.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make a new random key (valid on secp256k1 and P-256) straight into a
+    /// new keystore file: the key never exists in plain text.
+    New {
+        /// The environment variable holding the password.
+        #[arg(long)]
+        password_env: String,
+        /// The new file (refused if it exists); written with mode 0600.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Decrypt a keystore and print only what its key is known by in public.
+    Show {
+        /// The keystore file.
+        file: PathBuf,
+        /// The environment variable holding the password.
+        #[arg(long)]
+        password_env: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum RecordsCommand {
     /// Stream a CSV or NDJSON file of signed usage records to a gateway's
     /// bulk import (POST /v1/settlement/records/import), showing progress;
@@ -189,6 +236,7 @@ fn main() -> ExitCode {
             chain_id,
         } => return verify(&file, &producers, chain_id),
         Command::SatpIdentity => satp_identity(cli.config),
+        Command::Keystore { command } => keystore(command),
         Command::Records {
             command:
                 RecordsCommand::Import {
@@ -329,6 +377,49 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A secret from the environment variable `var`, which must be set and not empty.
+fn secret_from_env(var: &str, what: &str) -> anyhow::Result<lockgate::config::Secret> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Ok(lockgate::config::Secret::new(value)),
+        Ok(_) => anyhow::bail!("the {what} variable {var} is empty"),
+        Err(_) => anyhow::bail!("the {what} variable {var} is not set"),
+    }
+}
+
+fn keystore(command: KeystoreCommand) -> anyhow::Result<()> {
+    use lockgate::keys;
+    let (file, key) = match command {
+        KeystoreCommand::Encrypt {
+            key_env,
+            password_env,
+            out,
+        } => {
+            let key = keys::parse_hex(&secret_from_env(&key_env, "key")?)
+                .map_err(|reason| anyhow::anyhow!("{key_env}: {reason}"))?;
+            let password = secret_from_env(&password_env, "password")?;
+            keys::encrypt_keystore(&out, &key, &password)?;
+            (out, key)
+        }
+        KeystoreCommand::New { password_env, out } => {
+            let password = secret_from_env(&password_env, "password")?;
+            let key = keys::random_key().map_err(|e| anyhow::anyhow!("random key: {e}"))?;
+            keys::encrypt_keystore(&out, &key, &password)?;
+            (out, key)
+        }
+        KeystoreCommand::Show { file, password_env } => {
+            let password = secret_from_env(&password_env, "password")?;
+            let key = keys::decrypt_keystore(&file, &password)?;
+            (file, key)
+        }
+    };
+    let mut document = keys::public_description(&key);
+    if let Some(object) = document.as_object_mut() {
+        object.insert("keystore".into(), file.display().to_string().into());
+    }
+    println!("{document}");
+    Ok(())
+}
+
 fn satp_identity(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(config_file.as_deref())?;
     let identity = lockgate::satp::identity(&config)?;
@@ -342,6 +433,11 @@ fn satp_identity(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         connector.address(),
     );
     println!("{document}");
+    eprintln!(
+        "peers pin identityKey as [[peers]] identity_key; after a rotation, each key of \
+         previousIdentityKeys goes into [[peers]] previous_identity_keys until the overlap ends \
+         (docs/operations.md, \"Keys\")"
+    );
     Ok(())
 }
 
@@ -446,10 +542,19 @@ fn evm_deploy(
 ) -> anyhow::Result<()> {
     use adapters::evm::{EvmKey, HTLC_ARTIFACT, deploy, load_key, lockgate_address};
     let key = match keystore {
-        Some(path) => EvmKey::Keystore {
-            path,
-            password: std::env::var(keystore_password_env).unwrap_or_default(),
-        },
+        Some(path) => EvmKey::Bytes(
+            lockgate::keys::KeySource {
+                section: "evm-deploy".into(),
+                key_name: "key",
+                keystore_name: "keystore",
+                key: None,
+                keystore: Some(&path),
+                password: None,
+                password_env: Some(keystore_password_env),
+            }
+            .load()?
+            .context("no key")?,
+        ),
         None => EvmKey::Hex(std::env::var(key_env).with_context(|| {
             format!("the deploying key is read from ${key_env}, which is not set")
         })?),

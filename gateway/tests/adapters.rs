@@ -142,7 +142,7 @@ async fn local_and_peer_adapters_follow_lock_events_and_prove_locks() {
     let proven = evidence::verify_lock(
         &proof,
         chain(),
-        a.app.block_producer,
+        &[a.app.block_producer],
         &paid_terms,
         true,
         true,
@@ -150,7 +150,15 @@ async fn local_and_peer_adapters_follow_lock_events_and_prove_locks() {
     .unwrap();
     assert_eq!(proven, paid_id);
     assert!(
-        evidence::verify_lock(&proof, chain(), key(9).address(), &paid_terms, true, true).is_err()
+        evidence::verify_lock(
+            &proof,
+            chain(),
+            &[key(9).address()],
+            &paid_terms,
+            true,
+            true
+        )
+        .is_err()
     );
     assert!(
         local
@@ -170,8 +178,10 @@ async fn local_and_peer_adapters_follow_lock_events_and_prove_locks() {
         gateway_id: a.app.satp.identity.gateway_id.clone(),
         url: a.base.clone(),
         identity_key: a.app.satp.identity.jwk.to_string(),
+        previous_identity_keys: Vec::new(),
         chain_id: chain().get(),
         block_producer: a.app.block_producer.to_string(),
+        previous_block_producers: Vec::new(),
         account: a.app.connector.key.address().to_string(),
         token: Some(lockgate::config::Secret::new(
             a.token(&[Scope::LedgerRead], &[bob.address()]),
@@ -209,7 +219,7 @@ async fn local_and_peer_adapters_follow_lock_events_and_prove_locks() {
         evidence::verify_lock(
             &remote_proof,
             chain(),
-            a.app.block_producer,
+            &[a.app.block_producer],
             &paid_terms,
             true,
             true

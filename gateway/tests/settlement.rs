@@ -458,7 +458,7 @@ async fn workflow(kind: Db) {
     let signed = lockgate::satp::evidence::verify_inclusion(
         &anchor["inclusion"],
         gw.app.chain_id,
-        gw.app.block_producer,
+        &[gw.app.block_producer],
     )
     .unwrap();
     match &signed.transaction.body {
@@ -481,7 +481,7 @@ async fn workflow(kind: Db) {
         lockgate::satp::evidence::verify_inclusion(
             &tampered,
             gw.app.chain_id,
-            gw.app.block_producer
+            &[gw.app.block_producer]
         )
         .is_err()
     );

@@ -113,6 +113,10 @@ pub struct Env {
     pub vars: Vec<(String, String)>,
     /// Where `serve` processes write stderr (their log); inherited if unset.
     pub log_file: Option<PathBuf>,
+    /// Variables removed from every process of this `Env` (a default above
+    /// that a test replaces with another source, such as a key given as a
+    /// keystore instead).
+    pub unset: Vec<String>,
 }
 
 impl Env {
@@ -125,7 +129,48 @@ impl Env {
             config_file: None,
             vars: Vec::new(),
             log_file: None,
+            unset: Vec::new(),
         }
+    }
+
+    /// Removes variable `name` from every later process of this `Env`
+    /// (per-process variables may still set it).
+    pub fn without_var(&mut self, name: &str) {
+        self.vars.retain(|(n, _)| n != name);
+        self.unset.push(name.to_string());
+    }
+
+    /// [`Env::run`] with extra environment variables for this command only.
+    pub async fn run_with(&self, args: &[&str], vars: &[(&str, &str)]) -> String {
+        let mut command = self.command(args);
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let output = command.output().await.unwrap();
+        assert!(
+            output.status.success(),
+            "lockgate {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Runs `lockgate serve` expecting it to fail at start-up; its stderr.
+    pub async fn start_failure(&self, vars: &[(&str, &str)]) -> String {
+        let mut command = self.command(&["serve", "--listen", "127.0.0.1:0"]);
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+            .await
+            .expect("lockgate serve did not exit within 30 s")
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            !output.status.success() && !stdout.contains("lockgate listening"),
+            "lockgate serve started: {stdout}"
+        );
+        String::from_utf8_lossy(&output.stderr).to_string()
     }
 
     /// Sends the stderr (the log) of every `serve` process to `path`.
@@ -191,6 +236,9 @@ impl Env {
         }
         for (name, value) in &self.vars {
             command.env(name, value);
+        }
+        for name in &self.unset {
+            command.env_remove(name);
         }
         command
     }

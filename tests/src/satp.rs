@@ -119,13 +119,33 @@ impl Side {
     /// A `[[peers]]` entry pinning `peer`, with the token it issued this
     /// gateway and the ledgers reachable through it.
     pub fn peer_entry(peer: &Side, token: &str, routes: &[u64]) -> String {
+        Self::peer_entry_keys(
+            peer,
+            token,
+            routes,
+            &peer.identity["identityKey"].to_string(),
+            &[],
+        )
+    }
+
+    /// [`Side::peer_entry`] pinning `identity_key` (JWK text) and the
+    /// `previous` identity keys of a rotation.
+    pub fn peer_entry_keys(
+        peer: &Side,
+        token: &str,
+        routes: &[u64],
+        identity_key: &str,
+        previous: &[String],
+    ) -> String {
+        let previous: Vec<String> = previous.iter().map(|k| format!("'{k}'")).collect();
         format!(
-            "[[peers]]\ngateway_id = \"{}\"\nurl = \"http://{}\"\nidentity_key = '{}'\n\
+            "[[peers]]\ngateway_id = \"{}\"\nurl = \"http://{}\"\nidentity_key = '{identity_key}'\n\
+             previous_identity_keys = [{}]\n\
              chain_id = {}\nblock_producer = \"{}\"\naccount = \"{}\"\ntoken = \"{token}\"\n\
              commit_ms_max = 500\nclock_drift_ms_max = 100\nroutes = {routes:?}\n\n",
             peer.identity["gatewayId"].as_str().unwrap(),
             peer.listen,
-            peer.identity["identityKey"],
+            previous.join(", "),
             peer.chain,
             peer.identity["blockProducer"].as_str().unwrap(),
             peer.identity["account"].as_str().unwrap(),
@@ -257,6 +277,17 @@ impl Net {
 
     /// Alice locks on A as the transfer asks.
     pub async fn lock(&self, pa: &Process, created: &Value, hashlock: Hashlock) {
+        self.lock_with_nonce(pa, created, hashlock, 0).await;
+    }
+
+    /// [`Net::lock`] with alice's `nonce` (her first lock is 0).
+    pub async fn lock_with_nonce(
+        &self,
+        pa: &Process,
+        created: &Value,
+        hashlock: Hashlock,
+        nonce: u64,
+    ) {
         let expires: u64 = created["sourceExpiresAtMs"]
             .as_str()
             .unwrap()
@@ -265,7 +296,7 @@ impl Net {
         let lock = on(
             CHAIN_A,
             &self.alice,
-            0,
+            nonce,
             TxBody::HtlcLock {
                 asset: eur(),
                 recipient: self.b.connector.address(),

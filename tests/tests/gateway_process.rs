@@ -802,9 +802,10 @@ async fn a_database_restart_under_load_loses_no_acknowledged_transaction() {
 }
 
 /// Secrets given to the gateway (block key, connector key, SATP identity
-/// key, JWT secret) and the bearer tokens it is sent never reach its log,
-/// even at `trace` level, through start-up, submissions, a refused token,
-/// the probes and the metrics.
+/// key, JWT secret; the same keys from keystore files and those files'
+/// passwords) and the bearer tokens it is sent never reach its log, even at
+/// `trace` level, through start-up, submissions, a refused token, the probes
+/// and the metrics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_the_log() {
     let db = PgDatabase::new().await;
@@ -836,9 +837,79 @@ async fn secrets_never_reach_the_log() {
     }
     drop(process);
     tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The same keys again, from keystore files whose passwords come from
+    // the environment (named by the file for the connector key, given
+    // directly for the block and SATP keys); a trace-level start-up and a
+    // submission log nothing of the passwords or the decrypted keys.
+    let dir = tempfile::tempdir().unwrap();
+    let block_key = hex::encode(ledger_core::hash::sha256(b"e2e-block-key"));
+    let passwords = [
+        "block-keystore-pw-0d3c",
+        "connector-keystore-pw-8e21",
+        "satp-keystore-pw-6b7a",
+    ];
+    let mut files = Vec::new();
+    for (name, key, password) in [
+        ("block", &block_key, passwords[0]),
+        ("connector", &connector, passwords[1]),
+        ("satp", &satp, passwords[2]),
+    ] {
+        let file = dir.path().join(format!("{name}.json"));
+        env.run_with(
+            &[
+                "keystore",
+                "encrypt",
+                "--key-env",
+                "KEY_IN",
+                "--password-env",
+                "PW_IN",
+                "--out",
+                file.to_str().unwrap(),
+            ],
+            &[("KEY_IN", key.as_str()), ("PW_IN", password)],
+        )
+        .await;
+        files.push(file.to_str().unwrap().to_string());
+    }
+    let mut env = env;
+    env.without_var("LOCKGATE_BLOCK_KEY");
+    env.without_var("LOCKGATE_CONNECTOR_KEY");
+    env.without_var("LOCKGATE_SATP_KEY");
+    env.write_config(&format!(
+        "[transfers]\nconnector_keystore = \"{}\"\nconnector_keystore_password_env = \"CONNECTOR_KEYSTORE_PW\"\n",
+        files[1]
+    ));
+    let process = env
+        .start_with_env(&[
+            ("LOCKGATE_BLOCK_KEYSTORE", &files[0]),
+            ("LOCKGATE_BLOCK_KEYSTORE_PASSWORD", passwords[0]),
+            ("CONNECTOR_KEYSTORE_PW", passwords[1]),
+            ("LOCKGATE_SATP_KEYSTORE", &files[2]),
+            ("LOCKGATE_SATP_KEYSTORE_PASSWORD", passwords[2]),
+        ])
+        .await;
+    let transfer = sign(
+        &key(1),
+        1,
+        TxBody::Issue {
+            asset: eur(),
+            to: key(2).address(),
+            amount: Amount::from_minor_units(5),
+        },
+    );
+    assert_eq!(process.submit(&token, &transfer).await.unwrap().0, 201);
+    drop(process);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     let text = std::fs::read_to_string(log.path()).unwrap().to_lowercase();
     assert!(text.lines().count() > 50, "a trace-level log was written");
-    let block_key = hex::encode(ledger_core::hash::sha256(b"e2e-block-key"));
+    for password in passwords {
+        assert!(
+            !text.contains(password),
+            "a keystore password is in the log"
+        );
+    }
     for (name, secret) in [
         ("block key", block_key.as_str()),
         ("connector key", connector.as_str()),

@@ -46,15 +46,13 @@ async fn check_logs(side: &Side) -> usize {
                 },
             )
             .collect();
-        lockgate::satp::log::verify_chain(&rows, side.satp_key.verifying_key()).unwrap();
+        let keys = adapters::satp::jws::KeySet::new(*side.satp_key.verifying_key());
+        lockgate::satp::log::verify_chain(&rows, &keys).unwrap();
         // Tampering with any entry breaks the chain.
         if let Some(first) = rows.first() {
             let mut tampered = rows.clone();
             tampered[0].entry = first.entry.replace("-msg", "-msx");
-            assert!(
-                lockgate::satp::log::verify_chain(&tampered, side.satp_key.verifying_key())
-                    .is_err()
-            );
+            assert!(lockgate::satp::log::verify_chain(&tampered, &keys).is_err());
         }
         entries += rows.len();
     }
@@ -232,7 +230,8 @@ async fn refused(net: &Net, pb: &Process, body: &Value, code: &str, status: u16)
     assert_eq!(problem["status"], status);
     let b_key =
         adapters::satp::jws::key_from_jwk(&net.b.identity["identityKey"].to_string()).unwrap();
-    lockgate::satp::problem::verify(&problem, &b_key).expect("the error is signed by B");
+    lockgate::satp::problem::verify(&problem, &adapters::satp::jws::KeySet::new(b_key))
+        .expect("the error is signed by B");
     assert_eq!(server_message_count(&net.b).await, before, "nothing stored");
     assert_eq!(server_state(&net.b).await, state, "nothing changed");
 }

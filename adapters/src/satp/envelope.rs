@@ -18,7 +18,7 @@ use p256::ecdsa::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::jws::{self, JwsError};
+use super::jws::{self, JwsError, KeySet};
 use super::messages::Message;
 
 /// The `typ` of a signed SATP message.
@@ -99,6 +99,12 @@ pub fn seal_value_traced(
         payload: payload.to_string(),
         signature: signature.to_string(),
     })
+}
+
+/// The key of `keys` that the envelope's `kid` names (not yet verified:
+/// open the envelope with it). `None` when the signer is not pinned there.
+pub fn signer<'k>(envelope: &Envelope, keys: &'k KeySet) -> Option<&'k VerifyingKey> {
+    keys.signer_of(&envelope.protected)
 }
 
 /// Verifies an envelope with the peer's pinned key and parses the message.

@@ -14,7 +14,10 @@
 //!   appendix F) leaves the middle part empty and the verifier supplies the
 //!   payload.
 //! - Keys: pinned peer keys are JWKs (RFC 7517, `kty` `EC`, `crv` `P-256`);
-//!   a key's `kid` is its RFC 7638 thumbprint.
+//!   a key's `kid` is its RFC 7638 thumbprint. A [`KeySet`] holds the keys
+//!   one signer may have signed with (its current key and the previous ones
+//!   a verifier still accepts after a rotation); [`KeySet::signer_of`] picks
+//!   the one the JWS header's `kid` names, never trying the others.
 //!
 //! Signing uses RFC 6979 deterministic nonces, so test vectors reproduce.
 
@@ -186,6 +189,74 @@ pub fn thumbprint(key: &VerifyingKey) -> String {
     B64.encode(sha2::Sha256::digest(bytes))
 }
 
+/// The `kid` of a JWS's protected header, not verified (a compact or
+/// detached JWS, or the base64url header alone): which key to check it with.
+pub fn header_kid(jws: &str) -> Option<String> {
+    let header_b64 = jws.split('.').next()?;
+    let bytes = B64.decode(header_b64).ok()?;
+    let header: Value = serde_json::from_slice(&bytes).ok()?;
+    header.get("kid")?.as_str().map(str::to_string)
+}
+
+/// The public keys one signer may have signed with, each known by its RFC
+/// 7638 thumbprint: its current key first, then the previous keys a
+/// verifier still accepts after a rotation (signatures made before it, and
+/// messages sent during the overlap).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeySet {
+    /// `(kid, key)`, the current key first; no two with the same kid.
+    keys: Vec<(String, VerifyingKey)>,
+}
+
+impl KeySet {
+    /// A set of one key, the current one.
+    pub fn new(current: VerifyingKey) -> Self {
+        Self {
+            keys: vec![(thumbprint(&current), current)],
+        }
+    }
+
+    /// Adds a previous key (a key already in the set is not added twice).
+    pub fn with_previous(mut self, key: VerifyingKey) -> Self {
+        let kid = thumbprint(&key);
+        if self.get(&kid).is_none() {
+            self.keys.push((kid, key));
+        }
+        self
+    }
+
+    /// The current key.
+    pub fn current(&self) -> &VerifyingKey {
+        // `new` puts one key in and nothing takes keys out.
+        &self.keys[0].1
+    }
+
+    /// The current key's thumbprint.
+    pub fn current_kid(&self) -> &str {
+        &self.keys[0].0
+    }
+
+    /// The key whose thumbprint is `kid`, current or previous.
+    pub fn get(&self, kid: &str) -> Option<&VerifyingKey> {
+        self.keys.iter().find(|(k, _)| k == kid).map(|(_, key)| key)
+    }
+
+    /// True when `key` is in the set.
+    pub fn contains(&self, key: &VerifyingKey) -> bool {
+        self.keys.iter().any(|(_, k)| k == key)
+    }
+
+    /// The previous keys, in the order given.
+    pub fn previous(&self) -> impl Iterator<Item = &VerifyingKey> {
+        self.keys.iter().skip(1).map(|(_, key)| key)
+    }
+
+    /// The key that the `kid` of `jws`'s header names, if it is in the set.
+    pub fn signer_of(&self, jws: &str) -> Option<&VerifyingKey> {
+        self.get(&header_kid(jws)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,5 +352,38 @@ mod tests {
         let jwk_text = jwk(signer.verifying_key()).to_string();
         assert_eq!(&key_from_jwk(&jwk_text).unwrap(), signer.verifying_key());
         assert!(key_from_jwk(r#"{"kty":"EC","crv":"P-384","x":"AA","y":"AA"}"#).is_err());
+    }
+
+    #[test]
+    fn a_key_set_picks_the_key_the_kid_names() {
+        let (old, new, stranger) = (key(6), key(7), key(8));
+        let set = KeySet::new(*new.verifying_key()).with_previous(*old.verifying_key());
+        assert_eq!(set.current(), new.verifying_key());
+        assert_eq!(set.current_kid(), thumbprint(new.verifying_key()));
+        assert_eq!(set.previous().count(), 1);
+        let signed = |signer: &SigningKey| {
+            let mut extra = Map::new();
+            extra.insert("kid".into(), json!(thumbprint(signer.verifying_key())));
+            sign(&json!({"n": 1}), &extra, signer).unwrap()
+        };
+        for signer in [&old, &new] {
+            let jws = signed(signer);
+            let key = set.signer_of(&jws).unwrap();
+            assert_eq!(key, signer.verifying_key());
+            verify(&jws, key).unwrap();
+        }
+        assert_eq!(set.signer_of(&signed(&stranger)), None);
+        // A kid names a key; a signature by another key under it fails.
+        let mut extra = Map::new();
+        extra.insert("kid".into(), json!(thumbprint(new.verifying_key())));
+        let lying = sign(&json!({"n": 1}), &extra, &stranger).unwrap();
+        assert_eq!(
+            verify(&lying, set.signer_of(&lying).unwrap()),
+            Err(JwsError::Signature)
+        );
+        assert_eq!(header_kid("not a jws"), None);
+        // A key given twice is held once.
+        let twice = set.clone().with_previous(*new.verifying_key());
+        assert_eq!(twice, set);
     }
 }

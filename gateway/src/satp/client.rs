@@ -99,7 +99,7 @@ pub(crate) fn refusal(
     session_id: &str,
     status: StatusCode,
 ) -> ExchangeError {
-    match problem::verify(body, &peer.key) {
+    match problem::verify(body, &peer.keys) {
         Ok(p) if p.session_id == session_id && p.status == u64::from(status.as_u16()) => {
             ExchangeError::Refused {
                 status: status.as_u16(),
@@ -253,7 +253,11 @@ async fn exchange_traced(
         return Err(refusal(&body, peer, session_id, status));
     }
     let answer_envelope: Envelope = serde_json::from_value(body).map_err(protocol)?;
-    let (answer, json) = envelope::open(&answer_envelope, &peer.key).map_err(protocol)?;
+    // The answer must be signed by a key pinned for this peer (its current
+    // one, or a previous one during a rotation's overlap).
+    let answer_key = envelope::signer(&answer_envelope, &peer.keys)
+        .ok_or_else(|| protocol("the answer is signed by a key not pinned for the peer"))?;
+    let (answer, json) = envelope::open(&answer_envelope, answer_key).map_err(protocol)?;
     if let Message::SessionAbort { .. } = answer {
         // The peer ended the session instead of answering.
         store
@@ -577,7 +581,7 @@ pub async fn step(
                             evidence::verify_lock(
                                 claim,
                                 peer.chain_id,
-                                peer.block_producer,
+                                &peer.block_producers,
                                 &terms,
                                 true,
                                 routed.is_none(),

@@ -82,11 +82,12 @@ pub async fn inclusion(
 pub struct EvidenceError(pub String);
 
 /// Checks inclusion evidence of any transaction on ledger `chain`, whose
-/// block `producer` signed; returns the transaction.
+/// block one of `producers` signed (a pinned block key, current or from
+/// before a rotation); returns the transaction.
 pub fn verify_inclusion(
     evidence: &Value,
     chain: ChainId,
-    producer: Address,
+    producers: &[Address],
 ) -> Result<SignedTransaction, EvidenceError> {
     let bad = |what: &str| EvidenceError(what.to_string());
     let inclusion: Inclusion = serde_json::from_value(evidence.clone())
@@ -110,7 +111,7 @@ pub fn verify_inclusion(
         path,
     };
     proof
-        .verify(&signed, &[producer])
+        .verify(&signed, producers)
         .map_err(|e| EvidenceError(format!("inclusion proof: {e}")))?;
     if signed.transaction.chain_id != chain {
         return Err(bad("the transaction is on another ledger"));
@@ -119,19 +120,19 @@ pub fn verify_inclusion(
 }
 
 /// Checks inclusion evidence of an `HtlcLock` on ledger `chain`, signed by
-/// `producer`, locking exactly `terms` (the expiry: no earlier than
+/// one of `producers`, locking exactly `terms` (the expiry: no earlier than
 /// `terms.expires_at_ms`, or exactly it when `exact_expiry`; the recipient
 /// only when `check_recipient`). Returns the lock's id.
 pub fn verify_lock(
     evidence: &Value,
     chain: ChainId,
-    producer: Address,
+    producers: &[Address],
     terms: &LockTerms,
     exact_expiry: bool,
     check_recipient: bool,
 ) -> Result<LockId, EvidenceError> {
     let bad = |what: &str| EvidenceError(what.to_string());
-    let signed = verify_inclusion(evidence, chain, producer)?;
+    let signed = verify_inclusion(evidence, chain, producers)?;
     let tx = &signed.transaction;
     if tx.from != terms.sender {
         return Err(bad("the lock is not from the agreed sender"));

@@ -10,10 +10,12 @@
 //! ledger action; `payloadHash` the SHA-256 of what the step carried, hex,
 //! or empty). Its hash is the SHA-256 of its RFC 8785 canonical form (hex)
 //! and its signature a detached JWS (ES256, `typ` `satp-log+json`) over the
-//! same form. [`verify_chain`] checks a log offline with the gateway's key.
+//! same form. [`verify_chain`] checks a log offline with the gateway's keys
+//! (each entry with the key its `kid` names: entries written before a
+//! rotation of the identity key name the old key).
 
+use adapters::satp::jws::KeySet;
 use adapters::satp::{jcs, jws};
-use p256::ecdsa::VerifyingKey;
 use serde_json::{Map, Value, json};
 use sha2::Digest as _;
 
@@ -109,8 +111,9 @@ pub struct LogError {
 }
 
 /// Checks a session's log: places in order from 0, each entry's hash and
-/// signature, and each `lastEntryHash` the previous entry's hash.
-pub fn verify_chain(rows: &[LogRow], key: &VerifyingKey) -> Result<(), LogError> {
+/// signature (with the key of `keys` its `kid` names), and each
+/// `lastEntryHash` the previous entry's hash.
+pub fn verify_chain(rows: &[LogRow], keys: &KeySet) -> Result<(), LogError> {
     let mut last = String::new();
     for (place, row) in rows.iter().enumerate() {
         let bad = |reason: &str| LogError {
@@ -134,6 +137,9 @@ pub fn verify_chain(rows: &[LogRow], key: &VerifyingKey) -> Result<(), LogError>
         if entry.get("lastEntryHash").and_then(Value::as_str) != Some(last.as_str()) {
             return Err(bad("lastEntryHash is not the previous entry's hash"));
         }
+        let key = keys
+            .signer_of(&row.signature)
+            .ok_or_else(|| bad("signed by a key that is not the gateway's"))?;
         jws::verify_detached(&row.signature, &entry, key).map_err(|e| bad(&e.to_string()))?;
         last = row.hash.clone();
     }

@@ -34,6 +34,18 @@
 //! ([`problem`]). Every message sent and received is stored in order
 //! (`satp_messages`), and each step is bracketed by signed, hash-chained
 //! recovery-log entries (`satp_log`, [`log`]).
+//!
+//! **Key rotation.** A gateway signs with one identity key, its current
+//! one. Every signature names its key by the JWS `kid` (the key's RFC 7638
+//! thumbprint), and a verifier checks it with the pinned key of that
+//! thumbprint, never trying others: a peer's current key or one of its
+//! `previous_identity_keys` for what the peer signed, this gateway's
+//! current key or its `satp.previous_identity_keys` for what it signed
+//! itself (its recovery log, its own messages handed back in RECOVER-UPDATE).
+//! An unknown `kid` is refused like a bad signature (`err_0.1.3`). So
+//! messages and logs signed before a rotation still verify, and during the
+//! overlap a peer may still send with its old key; the procedure is in
+//! docs/operations.md ("Keys").
 
 pub mod client;
 pub mod evidence;
@@ -46,7 +58,7 @@ pub mod server;
 pub mod store;
 
 use adapters::finality::FinalityModel;
-use adapters::satp::jws;
+use adapters::satp::jws::{self, KeySet};
 use anyhow::Context as _;
 use ledger_core::{Address, ChainId};
 use p256::ecdsa::{SigningKey, VerifyingKey};
@@ -59,12 +71,17 @@ use crate::config::{Config, PeerConfig, Secret, development_secret};
 pub struct Identity {
     /// Its gateway id.
     pub gateway_id: String,
-    /// The key that signs its messages.
+    /// The key that signs its messages (the current one; the only one that
+    /// signs).
     pub key: SigningKey,
     /// The public key as a JWK.
     pub jwk: Value,
     /// The RFC 7638 thumbprint (`kid`).
     pub kid: String,
+    /// The current public key and the previous ones
+    /// (`satp.previous_identity_keys`): what verifies this gateway's own
+    /// signatures, old and new.
+    pub keys: KeySet,
 }
 
 impl std::fmt::Debug for Identity {
@@ -83,16 +100,18 @@ pub struct Peer {
     pub gateway_id: String,
     /// Its API's base URL, without a trailing slash.
     pub url: String,
-    /// Its identity key.
-    pub key: VerifyingKey,
-    /// The key's thumbprint.
-    pub kid: String,
-    /// The JWK as pinned (JSON text).
+    /// Its identity keys: the current one and the previous ones still
+    /// accepted (each message is checked with the one its `kid` names).
+    pub keys: KeySet,
+    /// The current key's JWK as pinned (JSON text).
     pub jwk_text: String,
     /// The ledger it hosts.
     pub chain_id: ChainId,
     /// The block key of that ledger.
     pub block_producer: Address,
+    /// The block keys of that ledger whose evidence is accepted: the current
+    /// one first, then the earlier ones (`previous_block_producers`).
+    pub block_producers: Vec<Address>,
     /// Its own account on every ledger.
     pub account: Address,
     /// The token for its ledger API.
@@ -182,50 +201,71 @@ impl Satp {
         self.peers.iter().find(|p| p.gateway_id == id)
     }
 
-    /// The peer whose identity key has thumbprint `kid`.
-    pub fn peer_by_kid(&self, kid: &str) -> Option<&Peer> {
-        self.peers.iter().find(|p| p.kid == kid)
+    /// The peer one of whose pinned identity keys (current or previous)
+    /// has thumbprint `kid`, and that key.
+    pub fn peer_by_kid(&self, kid: &str) -> Option<(&Peer, &VerifyingKey)> {
+        self.peers
+            .iter()
+            .find_map(|p| p.keys.get(kid).map(|key| (p, key)))
     }
 }
 
-/// Loads (or, for development, generates) the identity key.
+/// Loads (or, for development, generates) the identity key: configured
+/// (hex or keystore, `crate::keys`), or `<data_dir>/satp-key.hex`.
 pub fn identity(config: &Config) -> anyhow::Result<Identity> {
-    let bytes = match &config.satp.identity_key {
-        Some(secret) => {
-            let mut bytes = [0u8; 32];
-            hex::decode_to_slice(secret.expose().trim().trim_start_matches("0x"), &mut bytes)
-                .context("satp.identity_key must be 32 bytes of hex")?;
-            bytes
+    let key = match config.identity_key_source().p256()? {
+        Some(key) => key,
+        None => {
+            let bytes = development_secret(&config.data_dir.join("satp-key.hex"))
+                .context("development SATP identity key")?;
+            SigningKey::from_slice(&bytes).map_err(|_| {
+                anyhow::anyhow!("the development SATP identity key is not a valid P-256 key")
+            })?
         }
-        None => development_secret(&config.data_dir.join("satp-key.hex"))
-            .context("development SATP identity key")?,
     };
-    let key = SigningKey::from_slice(&bytes)
-        .map_err(|_| anyhow::anyhow!("satp.identity_key is not a valid P-256 key"))?;
     let public = *key.verifying_key();
+    let mut keys = KeySet::new(public);
+    for jwk in &config.satp.previous_identity_keys {
+        let previous = jws::key_from_jwk(jwk)
+            .map_err(|e| anyhow::anyhow!("satp.previous_identity_keys: {e}"))?;
+        keys = keys.with_previous(previous);
+    }
     Ok(Identity {
         gateway_id: config.satp.gateway_id.clone(),
         jwk: jws::jwk(&public),
         kid: jws::thumbprint(&public),
         key,
+        keys,
     })
 }
 
 fn peer(config: &PeerConfig) -> anyhow::Result<Peer> {
     let key = jws::key_from_jwk(&config.identity_key)
         .map_err(|e| anyhow::anyhow!("peer {}: identity_key: {e}", config.gateway_id))?;
+    let mut keys = KeySet::new(key);
+    for jwk in &config.previous_identity_keys {
+        let previous = jws::key_from_jwk(jwk).map_err(|e| {
+            anyhow::anyhow!("peer {}: previous_identity_keys: {e}", config.gateway_id)
+        })?;
+        keys = keys.with_previous(previous);
+    }
     let address = |text: &str, what: &str| -> anyhow::Result<Address> {
         text.parse()
             .map_err(|e| anyhow::anyhow!("peer {}: {what}: {e}", config.gateway_id))
     };
+    let block_producer = address(&config.block_producer, "block_producer")?;
+    let mut block_producers = vec![block_producer];
+    for text in &config.previous_block_producers {
+        block_producers.push(address(text, "previous_block_producers")?);
+    }
     Ok(Peer {
         gateway_id: config.gateway_id.clone(),
         url: config.url.trim_end_matches('/').to_string(),
-        kid: jws::thumbprint(&key),
-        key,
+        keys,
         jwk_text: config.identity_key.clone(),
         chain_id: ChainId::new(config.chain_id).context("peer chain_id")?,
-        block_producer: address(&config.block_producer, "block_producer")?,
+        block_producer,
+        block_producers,
         account: address(&config.account, "account")?,
         token: config.token.clone(),
         finality: FinalityModel::built_in(config.commit_ms_max, config.clock_drift_ms_max),
@@ -238,17 +278,22 @@ fn peer(config: &PeerConfig) -> anyhow::Result<Peer> {
 }
 
 /// What a peer pins of this gateway: printed by `lockgate satp-identity` and
-/// served at `GET /v1/satp/identity`.
+/// served at `GET /v1/satp/identity`. `identityKey` is the current key (the
+/// peer's `identity_key`); `previousIdentityKeys` are the keys this gateway
+/// signed with before a rotation (the peer's `previous_identity_keys`, kept
+/// until the overlap ends).
 pub fn identity_document(
     identity: &Identity,
     chain_id: ChainId,
     block_producer: Address,
     account: Address,
 ) -> Value {
+    let previous: Vec<Value> = identity.keys.previous().map(jws::jwk).collect();
     serde_json::json!({
         "gatewayId": identity.gateway_id,
         "identityKey": identity.jwk,
         "kid": identity.kid,
+        "previousIdentityKeys": previous,
         "chainId": chain_id.get().to_string(),
         "blockProducer": block_producer.to_string(),
         "account": account.to_string(),
@@ -258,4 +303,41 @@ pub fn identity_document(
 /// Now as RFC 3339 UTC with milliseconds.
 pub fn rfc3339_ms(ms: u64) -> String {
     crate::views::rfc3339(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn public(seed: &str) -> VerifyingKey {
+        let secret = ledger_core::hash::sha256(seed.as_bytes());
+        *SigningKey::from_slice(&secret).unwrap().verifying_key()
+    }
+
+    #[test]
+    fn a_pinned_peer_holds_its_previous_keys_and_block_producers() {
+        let (old, new) = (public("old"), public("new"));
+        let address = |byte: u8| Address::from_bytes([byte; 20]);
+        let config = PeerConfig {
+            gateway_id: "b".into(),
+            url: "http://127.0.0.1:1/".into(),
+            identity_key: jws::jwk(&new).to_string(),
+            previous_identity_keys: vec![jws::jwk(&old).to_string()],
+            chain_id: 4301,
+            block_producer: address(1).to_string(),
+            previous_block_producers: vec![address(2).to_string()],
+            account: address(3).to_string(),
+            token: None,
+            commit_ms_max: 500,
+            clock_drift_ms_max: 100,
+            routes: Vec::new(),
+        };
+        let peer = peer(&config).unwrap();
+        assert_eq!(peer.keys.current(), &new);
+        assert_eq!(peer.keys.get(&jws::thumbprint(&old)), Some(&old));
+        assert_eq!(peer.keys.get(&jws::thumbprint(&public("other"))), None);
+        assert_eq!(peer.block_producers, [address(1), address(2)]);
+        assert_eq!(peer.block_producer, address(1));
+        assert_eq!(peer.jwk_text, config.identity_key);
+    }
 }

@@ -126,7 +126,7 @@ impl<'a> PeerLedger<'a> {
                 let signed = super::evidence::verify_inclusion(
                     &evidence,
                     self.peer.chain_id,
-                    self.peer.block_producer,
+                    &self.peer.block_producers,
                 )
                 .map_err(|e| AdapterError::Corrupt(format!("the peer's proof: {e}")))?;
                 if signed.transaction.hash() != hash {

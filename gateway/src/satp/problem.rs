@@ -10,10 +10,9 @@
 //! `jws`. A receiver removes `jws`, canonicalises the rest and verifies it
 //! with the sender's pinned key.
 
-use adapters::satp::jws;
+use adapters::satp::jws::{self, KeySet};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use p256::ecdsa::VerifyingKey;
 use serde_json::{Map, Value, json};
 
 use super::Identity;
@@ -160,8 +159,9 @@ pub struct Verified {
     pub session_id: String,
 }
 
-/// Verifies a received error document with the sender's pinned key.
-pub fn verify(document: &Value, key: &VerifyingKey) -> Result<Verified, UnsignedProblem> {
+/// Verifies a received error document with the sender's pinned key that
+/// its `kid` names.
+pub fn verify(document: &Value, keys: &KeySet) -> Result<Verified, UnsignedProblem> {
     let Value::Object(body) = document else {
         return Err(UnsignedProblem("not a JSON object".into()));
     };
@@ -169,6 +169,9 @@ pub fn verify(document: &Value, key: &VerifyingKey) -> Result<Verified, Unsigned
     let Some(Value::String(signature)) = body.remove("jws") else {
         return Err(UnsignedProblem("no jws member".into()));
     };
+    let key = keys
+        .signer_of(&signature)
+        .ok_or_else(|| UnsignedProblem("signed by a key that is not pinned".into()))?;
     let header = jws::verify_detached(&signature, &Value::Object(body.clone()), key)
         .map_err(|e| UnsignedProblem(e.to_string()))?;
     if header.get("typ") != Some(&json!(TYP)) {

@@ -77,10 +77,10 @@ pub async fn receive(State(app): State<Arc<App>>, body: Bytes) -> Response {
 async fn handle(app: &App, body: &[u8]) -> Result<Value, SatpProblem> {
     let envelope: Envelope = serde_json::from_slice(body)
         .map_err(|e| SatpProblem::new("err_0.1.1", format!("not a SATP envelope: {e}")))?;
-    let peer = header_kid(&envelope)
+    let (peer, signer) = header_kid(&envelope)
         .and_then(|kid| app.satp.peer_by_kid(&kid))
         .ok_or_else(|| SatpProblem::new("err_0.1.3", "the signing key is not a pinned peer's"))?;
-    let json = envelope::open_value(&envelope, &peer.key)
+    let json = envelope::open_value(&envelope, signer)
         .map_err(|e| SatpProblem::new("err_0.1.3", e.to_string()))?;
     let message: RecoveryMessage = serde_json::from_value(json.clone())
         .map_err(|e| SatpProblem::new("err_0.1.1", format!("not a recovery message: {e}")))?;
@@ -211,7 +211,7 @@ async fn handle(app: &App, body: &[u8]) -> Result<Value, SatpProblem> {
 /// Checks a peer's refund evidence: an `HtlcRefund` of the named lock, on
 /// the peer's ledger, proven against its pinned block key.
 fn check_refund(evidence: &Value, peer: &Peer, action: &Compensation) -> Result<(), String> {
-    let signed = evidence::verify_inclusion(evidence, peer.chain_id, peer.block_producer)
+    let signed = evidence::verify_inclusion(evidence, peer.chain_id, &peer.block_producers)
         .map_err(|e| e.to_string())?;
     match (&signed.transaction.body, &action.lock_id) {
         (ledger_core::TxBody::HtlcRefund { lock_id }, Some(named))
@@ -316,7 +316,10 @@ async fn send(
     }
     let envelope: Envelope =
         serde_json::from_value(body).map_err(|e| ExchangeError::Protocol(e.to_string()))?;
-    let json = envelope::open_value(&envelope, &peer.key)
+    let signer = envelope::signer(&envelope, &peer.keys).ok_or_else(|| {
+        ExchangeError::Protocol("the answer is signed by a key not pinned for the peer".into())
+    })?;
+    let json = envelope::open_value(&envelope, signer)
         .map_err(|e| ExchangeError::Protocol(e.to_string()))?;
     let answer =
         serde_json::from_value(json).map_err(|e| ExchangeError::Protocol(e.to_string()))?;
@@ -394,22 +397,33 @@ pub async fn recover(app: &App, peer: &Peer, session: &SessionRow) -> Result<boo
     let mut success = true;
     let mut adopted = Vec::new();
     for envelope in recovered_messages {
-        let (json, sender) = match envelope::open_value(envelope, &peer.key) {
-            Ok(json) => (
-                json,
-                if session.role == Role::Client {
+        // Each envelope is checked with the key its `kid` names: one pinned
+        // for the peer, or one of this gateway's own (current or previous:
+        // its messages from before a rotation come back signed with the old
+        // key).
+        let opened = match (
+            envelope::signer(envelope, &peer.keys),
+            envelope::signer(envelope, &identity.keys),
+        ) {
+            (Some(key), _) => envelope::open_value(envelope, key).map(|json| {
+                let sender = if session.role == Role::Client {
                     Role::Server
                 } else {
                     Role::Client
-                },
-            ),
-            Err(_) => match envelope::open_value(envelope, identity.key.verifying_key()) {
-                Ok(json) => (json, session.role),
-                Err(_) => {
-                    success = false;
-                    break;
-                }
-            },
+                };
+                (json, sender)
+            }),
+            (None, Some(key)) => {
+                envelope::open_value(envelope, key).map(|json| (json, session.role))
+            }
+            (None, None) => {
+                success = false;
+                break;
+            }
+        };
+        let Ok((json, sender)) = opened else {
+            success = false;
+            break;
         };
         let Ok(message) = serde_json::from_value::<Message>(json.clone()) else {
             success = false;

@@ -22,7 +22,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use ledger_core::LockId;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -109,7 +108,7 @@ fn receive_span(body: &[u8]) -> tracing::Span {
 /// What a peer pins of this gateway (to be checked out of band).
 #[utoipa::path(
     get, path = "/v1/satp/identity", tag = "satp", operation_id = "satp_identity",
-    responses((status = 200, description = "`{gatewayId, identityKey (JWK), kid, chainId, blockProducer, account}`", body = Object)),
+    responses((status = 200, description = "`{gatewayId, identityKey (JWK), kid, previousIdentityKeys (JWKs this gateway signed with before a rotation), chainId, blockProducer, account}`", body = Object)),
     security(()),
 )]
 pub async fn identity(State(app): State<Arc<App>>) -> axum::Json<Value> {
@@ -137,11 +136,7 @@ pub(crate) fn internal(error: impl std::fmt::Display) -> SatpProblem {
 }
 
 pub(crate) fn header_kid(envelope: &Envelope) -> Option<String> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(&envelope.protected)
-        .ok()?;
-    let header: Value = serde_json::from_slice(&bytes).ok()?;
-    header.get("kid")?.as_str().map(str::to_string)
+    adapters::satp::jws::header_kid(&envelope.protected)
 }
 
 /// Rebuilds a session's state from its stored messages.
@@ -195,10 +190,10 @@ async fn handle(app: &App, body: &[u8]) -> Result<Option<Value>, SatpProblem> {
     let about = |p: SatpProblem| p.about(&text("sessionId"), &text("transferContextId"), &hash);
     // Until the signature verifies, nothing the body says is repeated in
     // the (signed) answer.
-    let peer = header_kid(&envelope)
+    let (peer, signer) = header_kid(&envelope)
         .and_then(|kid| app.satp.peer_by_kid(&kid))
         .ok_or_else(|| SatpProblem::new("err_0.1.3", "the signing key is not a pinned peer's"))?;
-    let (message, json) = envelope::open(&envelope, &peer.key).map_err(|e| match e {
+    let (message, json) = envelope::open(&envelope, signer).map_err(|e| match e {
         envelope::EnvelopeError::Message(_) => about(SatpProblem::new("err_0.1.1", e.to_string())),
         _ => SatpProblem::new("err_0.1.3", e.to_string()),
     })?;
@@ -208,7 +203,7 @@ async fn handle(app: &App, body: &[u8]) -> Result<Option<Value>, SatpProblem> {
     let Some(session) = session else {
         return match message {
             Message::TransferProposal { .. } => {
-                propose(app, peer, &message, &json, &envelope_text, &hash).await
+                propose(app, peer, signer, &message, &json, &envelope_text, &hash).await
             }
             _ => Err(about(SatpProblem::new("err_1.1.2", "no such session"))),
         };
@@ -491,7 +486,7 @@ impl Work<'_> {
         let lock = evidence::verify_lock(
             claim,
             c.source_chain_id,
-            self.peer.block_producer,
+            &self.peer.block_producers,
             &terms,
             false,
             true,
@@ -684,6 +679,7 @@ impl Work<'_> {
 async fn propose(
     app: &App,
     peer: &Peer,
+    signer: &p256::ecdsa::VerifyingKey,
     message: &Message,
     json: &Value,
     envelope_text: &str,
@@ -781,8 +777,11 @@ async fn propose(
     let key_is = |text: &str, key: &p256::ecdsa::VerifyingKey| {
         adapters::satp::jws::key_from_jwk(text).is_ok_and(|k| k == *key)
     };
+    // The sender's key in the claim is the one that signed the proposal (a
+    // pinned key of the peer's); the receiver's is this gateway's current
+    // key, or a previous one while a peer has not yet pinned the new one.
     if claim.sender_gateway_id != peer.gateway_id
-        || !key_is(&claim.sender_gateway_signature_public_key, &peer.key)
+        || !key_is(&claim.sender_gateway_signature_public_key, signer)
     {
         return Err(problem(
             "err_1.1.17",
@@ -790,10 +789,8 @@ async fn propose(
         ));
     }
     if claim.recipient_gateway_id != identity.gateway_id
-        || !key_is(
-            &claim.receiver_gateway_signature_public_key,
-            identity.key.verifying_key(),
-        )
+        || !adapters::satp::jws::key_from_jwk(&claim.receiver_gateway_signature_public_key)
+            .is_ok_and(|k| identity.keys.contains(&k))
     {
         return Err(problem(
             "err_1.1.18",
