@@ -412,8 +412,14 @@ pub fn router(app: AppState) -> Router {
 }
 
 /// The span of one request (`crate::telemetry`): named after the route
-/// template, a child of the caller's span when a valid `traceparent` came.
+/// template, a child of the caller's span when a valid `traceparent` came;
+/// none for the probes and the metrics scrape.
 fn request_span(request: &Request) -> tracing::Span {
+    // Probes and scrapes come every few seconds from every monitor: not a
+    // trace each.
+    if matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        return tracing::Span::none();
+    }
     let id = request
         .headers()
         .get("x-request-id")
@@ -483,7 +489,7 @@ async fn method_not_allowed() -> Problem {
 /// Makes every error response a problem: adds the request id to ours, and
 /// turns error responses that other layers made without a problem body
 /// (axum's own rejections, for instance) into one.
-async fn problem_request_id(request: Request, next: Next) -> Response {
+pub(crate) async fn problem_request_id(request: Request, next: Next) -> Response {
     let id = request
         .extensions()
         .get::<RequestId>()

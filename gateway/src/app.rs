@@ -104,7 +104,7 @@ pub enum Phase {
     /// `WaitingForDatabase`).
     ConnectingToDatabase,
     /// The database did not answer; start-up retries it
-    /// (`database_startup_wait_ms`).
+    /// (`database_startup_wait_ms_max`).
     WaitingForDatabase,
     /// Running the database migrations (they may wait for another
     /// replica's migrations, which hold sqlx's lock).
@@ -232,7 +232,7 @@ async fn connect_reporting(
 }
 
 /// [`connect`], retrying while the database does not answer, for up to
-/// `database_startup_wait_ms` (a database that starts after the gateway, as
+/// `database_startup_wait_ms_max` (a database that starts after the gateway, as
 /// on Kubernetes or compose, or restarts meanwhile); any other error ends
 /// start-up at once. The first failure is logged as a warning, then one
 /// line a minute at most while it lasts.
@@ -243,7 +243,7 @@ async fn connect_waiting(
     const BACKOFF_MAX: Duration = Duration::from_secs(10);
     const LOG_EVERY: Duration = Duration::from_secs(60);
     let started = tokio::time::Instant::now();
-    let wait_max = Duration::from_millis(config.database_startup_wait_ms);
+    let wait_max = Duration::from_millis(config.database_startup_wait_ms_max);
     let mut backoff = Duration::from_millis(250);
     let mut attempts: u64 = 0;
     let mut logged: Option<tokio::time::Instant> = None;
@@ -269,7 +269,7 @@ async fn connect_waiting(
                 tracing::error!(
                     attempts,
                     waited_s = waited.as_secs(),
-                    "gave up waiting for the database (database_startup_wait_ms)"
+                    "gave up waiting for the database (database_startup_wait_ms_max)"
                 );
             }
             return Err(error);
@@ -354,7 +354,7 @@ pub async fn build(config: Config) -> anyhow::Result<Arc<App>> {
 
 /// [`build`], telling `report` each [`Phase`] as it starts (`lockgate serve`
 /// answers `/readyz` with it meanwhile). A database that does not answer is
-/// retried for up to `database_startup_wait_ms`.
+/// retried for up to `database_startup_wait_ms_max`.
 pub async fn build_reporting(
     config: Config,
     report: &(dyn Fn(Phase) + Sync),

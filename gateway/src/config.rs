@@ -11,7 +11,7 @@
 //! | `data_dir` | `LOCKGATE_DATA_DIR` | `./lockgate-data` |
 //! | `database_url` | `LOCKGATE_DATABASE_URL`, else `DATABASE_URL` | `sqlite://<data_dir>/lockgate.db` (also when empty) |
 //! | `database_connections_max` | `LOCKGATE_DATABASE_CONNECTIONS_MAX` | 16 (SQLite uses at most 8) |
-//! | `database_startup_wait_ms` | `LOCKGATE_DATABASE_STARTUP_WAIT_MS` | 600000 (how long start-up retries a database that does not answer; 0: one attempt) |
+//! | `database_startup_wait_ms_max` | `LOCKGATE_DATABASE_STARTUP_WAIT_MS_MAX` | 600000 (how long start-up retries a database that does not answer; 0: one attempt) |
 //! | `ledger.chain_id` | `LOCKGATE_CHAIN_ID` | 4201 |
 //! | `ledger.block_key` | `LOCKGATE_BLOCK_KEY` | generated into `<data_dir>/block-key.hex` |
 //! | `ledger.block_keystore` (file), with `block_keystore_password` or `block_keystore_password_env` (a variable's name) | `LOCKGATE_BLOCK_KEYSTORE`, with `LOCKGATE_BLOCK_KEYSTORE_PASSWORD` (the password itself) | none: instead of `block_key` (see Keys below) |
@@ -47,7 +47,7 @@
 //! | `limits.connections_max` | `LOCKGATE_CONNECTIONS_MAX` | 1024 (open client connections; more wait in the backlog) |
 //! | `telemetry.otlp_endpoint` | `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is), else `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` appended) | unset: no OpenTelemetry export. The TOML value is a base URL like `OTEL_EXPORTER_OTLP_ENDPOINT`'s; see `telemetry` |
 //! | `telemetry.service_name` | `OTEL_SERVICE_NAME` | `satp.gateway_id` |
-//! | `telemetry.filter` | `LOCKGATE_TRACE_FILTER` | `info,lockgate=debug,lockgate_adapters=debug`: which spans are exported (`RUST_LOG` syntax; the log keeps following `RUST_LOG`) |
+//! | `telemetry.filter` | `LOCKGATE_TRACE_FILTER` | `info,lockgate=debug,adapters=debug`: which spans are exported (`RUST_LOG` syntax; the log keeps following `RUST_LOG`) |
 //!
 //! Secrets (the keys, keystore passwords, the JWT secret, the database URL,
 //! peers' tokens) are held in [`Secret`], whose `Debug` prints
@@ -115,7 +115,7 @@ pub struct Config {
     /// down) before the process gives up and exits; 0 makes one attempt.
     /// Other database errors (authentication, a missing database, a failed
     /// migration) end start-up at once. `/readyz` answers 503 meanwhile.
-    pub database_startup_wait_ms: u64,
+    pub database_startup_wait_ms_max: u64,
     /// The primary built-in ledger (the one `/v1/ledger` serves when no
     /// `chainId` is given).
     pub ledger: LedgerConfig,
@@ -496,7 +496,7 @@ impl Default for TelemetryConfig {
         Self {
             otlp_endpoint: None,
             service_name: None,
-            filter: "info,lockgate=debug,lockgate_adapters=debug".into(),
+            filter: "info,lockgate=debug,adapters=debug".into(),
         }
     }
 }
@@ -508,7 +508,7 @@ impl Default for Config {
             data_dir: PathBuf::from("lockgate-data"),
             database_url: None,
             database_connections_max: 16,
-            database_startup_wait_ms: 600_000,
+            database_startup_wait_ms_max: 600_000,
             ledger: LedgerConfig::default(),
             extra_ledgers: Vec::new(),
             transfers: TransfersConfig::default(),
@@ -713,8 +713,8 @@ impl Config {
             &mut self.database_connections_max,
         )?;
         env_parse(
-            "LOCKGATE_DATABASE_STARTUP_WAIT_MS",
-            &mut self.database_startup_wait_ms,
+            "LOCKGATE_DATABASE_STARTUP_WAIT_MS_MAX",
+            &mut self.database_startup_wait_ms_max,
         )?;
         env_parse("LOCKGATE_CHAIN_ID", &mut self.ledger.chain_id)?;
         let ledger = &mut self.ledger;

@@ -15,8 +15,9 @@
 //!
 //! [`decrypt_keystore`] checks the file's shape before decrypting (a
 //! malformed file is an error naming it, never a panic in the decryption
-//! code, and its KDF parameters are bounded so a file cannot make start-up
-//! take minutes or gigabytes), and [`encrypt_keystore`] writes a new file
+//! code, and its KDF cost is bounded, at most 256 MiB and twice geth's
+//! standard work, so a file cannot make start-up take minutes or gigabytes;
+//! it is decrypted from the text read once), and [`encrypt_keystore`] writes a new file
 //! (mode 0600, never over an existing one) for `lockgate keystore`.
 //!
 //! No error here carries a key, a password or a character of either: they
@@ -28,11 +29,17 @@ use crate::config::Secret;
 
 /// Largest keystore file read (a v3 keystore is well under 1 KiB).
 const KEYSTORE_BYTES_MAX: u64 = 64 * 1024;
-/// Largest scrypt `n` accepted: 2^20 (1 GiB of memory at r = 8 is already
-/// more than any tool writes; geth's "standard" is 2^18).
+/// Largest scrypt `n` accepted.
 const SCRYPT_N_MAX: u32 = 1 << 20;
 /// Largest scrypt `r` and `p` accepted.
 const SCRYPT_R_P_MAX: u32 = 16;
+/// Largest scrypt memory, 128·n·r bytes, as `n·r`: 2^21 (256 MiB), geth's
+/// "standard" parameters (n = 2^18, r = 8). The cost bounds, not each
+/// parameter alone, are what keep start-up short and small.
+const SCRYPT_N_R_MAX: u64 = 1 << 21;
+/// Largest scrypt work, `n·r·p` (the p lanes run one after another): 2^22,
+/// twice geth's standard.
+const SCRYPT_N_R_P_MAX: u64 = 1 << 22;
 /// Largest pbkdf2 iteration count accepted.
 const PBKDF2_C_MAX: u32 = 10_000_000;
 
@@ -222,19 +229,71 @@ pub fn decrypt_keystore(path: &Path, password: &Secret) -> Result<[u8; 32], KeyE
         )));
     }
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    check_shape(&text).map_err(|reason| bad(reason.to_string()))?;
-    let bytes = eth_keystore::decrypt_key(path, password.expose()).map_err(|e| match e {
-        eth_keystore::KeystoreError::MacMismatch => KeyError::WrongPassword {
+    // Decrypted from the very text checked: the file is read once (a file
+    // swapped in between, as a Kubernetes Secret update does, cannot skip
+    // the checks).
+    let keystore = check_shape(&text).map_err(|reason| bad(reason.to_string()))?;
+    decrypt_checked(&keystore, password).map_err(|e| match e {
+        Decrypt::Mac => KeyError::WrongPassword {
             path: path.to_path_buf(),
         },
-        other => bad(other.to_string()),
-    })?;
-    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| bad("does not hold a 32-byte key".into()))
+        Decrypt::Kdf(reason) => bad(reason.to_string()),
+    })
 }
 
-/// The checks `eth_keystore::decrypt_key` leaves to its caller (it panics on
-/// a short IV or derived key) and the bounds on the work it does.
-fn check_shape(text: &str) -> Result<(), &'static str> {
+enum Decrypt {
+    Mac,
+    Kdf(&'static str),
+}
+
+/// Web3 Secret Storage v3 decryption of a keystore [`check_shape`] accepted:
+/// the KDF, the Keccak-256 MAC over the derived key's second half and the
+/// ciphertext, then AES-128-CTR.
+fn decrypt_checked(
+    keystore: &eth_keystore::EthKeystore,
+    password: &Secret,
+) -> Result<[u8; 32], Decrypt> {
+    use aes::cipher::{KeyIvInit as _, StreamCipher as _};
+    use eth_keystore::KdfparamsType;
+    use sha3::Digest as _;
+    let crypto = &keystore.crypto;
+    let mut derived = [0u8; 32];
+    match &crypto.kdfparams {
+        KdfparamsType::Scrypt { n, p, r, salt, .. } => {
+            let log_n = u8::try_from(n.trailing_zeros()).map_err(|_| Decrypt::Kdf("scrypt n"))?;
+            let params = scrypt::Params::new(log_n, *r, *p)
+                .map_err(|_| Decrypt::Kdf("the scrypt parameters are not valid"))?;
+            scrypt::scrypt(password.expose().as_bytes(), salt, &params, &mut derived)
+                .map_err(|_| Decrypt::Kdf("the scrypt parameters are not valid"))?;
+        }
+        KdfparamsType::Pbkdf2 { c, salt, .. } => {
+            pbkdf2::pbkdf2::<hmac::Hmac<sha2::Sha256>>(
+                password.expose().as_bytes(),
+                salt,
+                *c,
+                &mut derived,
+            );
+        }
+    }
+    let mac = sha3::Keccak256::new()
+        .chain_update(&derived[16..32])
+        .chain_update(&crypto.ciphertext)
+        .finalize();
+    if mac[..] != crypto.mac[..] {
+        return Err(Decrypt::Mac);
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&crypto.ciphertext);
+    let mut cipher =
+        ctr::Ctr128BE::<aes::Aes128>::new_from_slices(&derived[..16], &crypto.cipherparams.iv)
+            .map_err(|_| Decrypt::Kdf("the IV is not 16 bytes"))?;
+    cipher.apply_keystream(&mut key);
+    Ok(key)
+}
+
+/// The checks before decryption: the shape [`decrypt_checked`] relies on
+/// and the bounds on the work it does.
+fn check_shape(text: &str) -> Result<eth_keystore::EthKeystore, &'static str> {
     use eth_keystore::{EthKeystore, KdfType, KdfparamsType};
     let keystore: EthKeystore =
         serde_json::from_str(text).map_err(|_| "not a Web3 Secret Storage (v3) keystore")?;
@@ -265,6 +324,13 @@ fn check_shape(text: &str) -> Result<(), &'static str> {
             if *r == 0 || *r > SCRYPT_R_P_MAX || *p == 0 || *p > SCRYPT_R_P_MAX {
                 return Err("the scrypt r and p must be from 1 to 16");
             }
+            let (n, r, p) = (u64::from(*n), u64::from(*r), u64::from(*p));
+            if n * r > SCRYPT_N_R_MAX {
+                return Err("the scrypt memory, 128·n·r bytes, is above 256 MiB");
+            }
+            if n * r * p > SCRYPT_N_R_P_MAX {
+                return Err("the scrypt work, n·r·p, is above 2^22");
+            }
         }
         (KdfType::Pbkdf2, KdfparamsType::Pbkdf2 { c, dklen, prf, .. }) => {
             if *dklen != 32 {
@@ -279,7 +345,7 @@ fn check_shape(text: &str) -> Result<(), &'static str> {
         }
         _ => return Err("the kdf does not match its kdfparams"),
     }
-    Ok(())
+    Ok(keystore)
 }
 
 /// Writes `key` encrypted under `password` to a new keystore file at `path`
@@ -524,6 +590,41 @@ mod tests {
                 format!("keystore {}: {reason}", file.display()),
                 "{pointer}"
             );
+        }
+        // The cost bounds: geth's standard (n = 2^18, r = 8, p = 1) is at
+        // the memory bound; twice its memory, or more than twice its work,
+        // is refused before any work is done.
+        for ((n, r, p), reason) in [
+            (
+                (1u64 << 18, 16u64, 1u64),
+                Some("the scrypt memory, 128·n·r bytes, is above 256 MiB"),
+            ),
+            (
+                (1 << 20, 4, 1),
+                Some("the scrypt memory, 128·n·r bytes, is above 256 MiB"),
+            ),
+            (
+                (1 << 18, 8, 3),
+                Some("the scrypt work, n·r·p, is above 2^22"),
+            ),
+            (
+                (1 << 16, 16, 16),
+                Some("the scrypt work, n·r·p, is above 2^22"),
+            ),
+            ((1 << 18, 8, 1), None),
+        ] {
+            let mut costly = good.clone();
+            costly["crypto"]["kdfparams"]["n"] = n.into();
+            costly["crypto"]["kdfparams"]["r"] = r.into();
+            costly["crypto"]["kdfparams"]["p"] = p.into();
+            match reason {
+                Some(reason) => assert_eq!(
+                    check_shape(&costly.to_string()).err(),
+                    Some(reason),
+                    "{n} {r} {p}"
+                ),
+                None => assert!(check_shape(&costly.to_string()).is_ok()),
+            }
         }
         std::fs::write(dir.path().join("bad.json"), "{").unwrap();
         assert!(decrypt_keystore(&dir.path().join("bad.json"), &password).is_err());

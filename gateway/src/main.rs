@@ -434,8 +434,8 @@ fn satp_identity(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     );
     println!("{document}");
     eprintln!(
-        "peers pin identityKey as [[peers]] identity_key; after a rotation, each key of \
-         previousIdentityKeys goes into [[peers]] previous_identity_keys until the overlap ends \
+        "peers pin identityKey as [[peers]] identity_key; in a rotation they keep the key they \
+         pinned before in [[peers]] previous_identity_keys until the overlap ends \
          (docs/operations.md, \"Keys\")"
     );
     Ok(())

@@ -9,7 +9,7 @@
 //! phase ([`Phase`]: connecting to the database, waiting for it, running
 //! the migrations, ...), and every other path 503 `not-ready`; each 503 is
 //! a problem with `Retry-After`. A database that does not answer is retried
-//! for up to `database_startup_wait_ms`; any other start-up failure (bad
+//! for up to `database_startup_wait_ms_max`; any other start-up failure (bad
 //! configuration, a refused login, a failed migration) ends [`serve`] with
 //! the error, and `lockgate serve` exits non-zero.
 //!
@@ -66,10 +66,15 @@ pub async fn serve(
             tracing::info!(phase = next.describe(), "starting");
         }
     };
+    // The build runs as a task of its own: its synchronous parts (a
+    // keystore's key derivation takes a second or more) never hold up the
+    // accept loop, so probes are answered all along.
+    let mut build = tokio::spawn(async move { crate::app::build_reporting(config, &report).await });
     let app = tokio::select! {
-        built = crate::app::build_reporting(config, &report) => built?,
+        built = &mut build => built.context("the start-up task failed")??,
         // Serving ends only when `shutdown` does: stopped while starting.
         served = &mut server => {
+            build.abort();
             served.context("serving")?;
             tracing::info!("stopped during start-up");
             return Ok(());
@@ -118,10 +123,16 @@ impl tower::Service<Request> for Switch {
 
 /// The router that answers while the gateway starts.
 fn starting_router(phase: watch::Receiver<Phase>) -> Router {
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    // The same request id handling as the API's: `x-request-id` on every
+    // answer, and in the problem's `requestId`.
     Router::new()
         .fallback(starting)
         .with_state(phase)
         .with_state(())
+        .layer(axum::middleware::from_fn(crate::api::problem_request_id))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
 /// Every request while the gateway starts, whatever its method.
@@ -157,6 +168,10 @@ mod tests {
         let request = Request::builder().uri(path).body(Body::empty()).unwrap();
         let response = service.clone().oneshot(request).await.unwrap();
         let status = response.status();
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_string());
         let retry_after = response
             .headers()
             .get("retry-after")
@@ -164,7 +179,16 @@ mod tests {
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
             .await
             .unwrap();
-        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        let body: serde_json::Value =
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        if service.api.get().is_none() {
+            // The starting router's answers carry a request id, in the
+            // header and in the problem.
+            assert!(request_id.is_some(), "x-request-id on {path}");
+            if status.is_server_error() {
+                assert_eq!(body["requestId"].as_str(), request_id.as_deref(), "{body}");
+            }
+        }
         (status, retry_after, body)
     }
 

@@ -9,11 +9,16 @@
 //!   set (and `OTEL_SDK_DISABLED` is not `true`). Spans go out over OTLP/HTTP
 //!   in batches from a background thread, `http/protobuf` by default or
 //!   `http/json` with `OTEL_EXPORTER_OTLP_PROTOCOL=http/json` (`grpc` is not
-//!   built in: refused at start-up). A collector that is down or slow costs
+//!   built in: refused at start-up, as is any other value). A collector that is down or slow costs
 //!   nothing but the dropped spans: requests never wait for the export, and
 //!   the gateway starts and runs the same; the log says so with a `WARN`
-//!   from `opentelemetry-otlp` per failed export (the SDK's `ERROR` line
-//!   repeating it is filtered out). Which spans go out follows
+//!   from `opentelemetry-otlp` per failed export (the SDK's
+//!   `BatchSpanProcessor.ExportError` line repeating it is filtered out).
+//! - **Sampling**: every span is recorded (`AlwaysOn`), so a caller's
+//!   `traceparent` flags cannot switch tracing off for what it starts;
+//!   `OTEL_TRACES_SAMPLER` (with `OTEL_TRACES_SAMPLER_ARG`) chooses another
+//!   sampler. The caller does choose the trace id: that is what
+//!   propagation is for. Which spans go out follows
 //!   `telemetry.filter` (`LOCKGATE_TRACE_FILTER`), separately from the log's
 //!   filter: the store, adapter and protocol spans are at `debug` level and
 //!   are exported by default without appearing in the log.
@@ -85,7 +90,7 @@ where
     // exporter's warning that spans were lost says it, the SDK's ERROR line
     // repeating it is left out.
     let not_export_errors = tracing_subscriber::filter::filter_fn(|meta| {
-        !(meta.target() == "opentelemetry_sdk" && *meta.level() == tracing::Level::ERROR)
+        !(meta.target() == "opentelemetry_sdk" && meta.name() == "BatchSpanProcessor.ExportError")
     });
     tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -115,9 +120,11 @@ pub fn init(config: &TelemetryConfig, default_service: &str) -> anyhow::Result<T
     }
     let export_filter = EnvFilter::try_new(&config.filter)
         .with_context(|| format!("telemetry.filter {:?} is not a valid filter", config.filter))?;
-    let mut builder = opentelemetry_otlp::SpanExporter::builder().with_http();
+    use opentelemetry_otlp::WithExportConfig as _;
+    let mut builder = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(protocol()?);
     if !from_env && let Some(base) = &config.otlp_endpoint {
-        use opentelemetry_otlp::WithExportConfig as _;
         builder = builder.with_endpoint(format!("{}/v1/traces", base.trim_end_matches('/')));
     }
     let exporter = builder
@@ -132,10 +139,18 @@ pub fn init(config: &TelemetryConfig, default_service: &str) -> anyhow::Result<T
                 .unwrap_or_else(|| default_service.to_string()),
         );
     }
-    let provider = SdkTracerProvider::builder()
+    let mut provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_resource(resource.build())
-        .build();
+        .with_resource(resource.build());
+    if !env_set("OTEL_TRACES_SAMPLER") {
+        // Every span is recorded, whatever the caller's `traceparent` flags
+        // say: a client must not switch off the tracing of the transfers it
+        // creates, here and at the peers they reach (the SDK's default,
+        // parent-based sampling, would let it). `OTEL_TRACES_SAMPLER`
+        // chooses otherwise.
+        provider = provider.with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn);
+    }
+    let provider = provider.build();
     let tracer = provider.tracer("lockgate");
     tracing_subscriber::registry()
         .with(log_layer())
@@ -149,6 +164,32 @@ pub fn init(config: &TelemetryConfig, default_service: &str) -> anyhow::Result<T
     Ok(Telemetry {
         provider: Some(provider),
     })
+}
+
+/// The OTLP protocol: `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`, else `http/protobuf` (the OTLP default).
+/// Anything else, `grpc` included, is refused: the exporter would otherwise
+/// fall back silently to another protocol than the one asked for.
+fn protocol() -> anyhow::Result<opentelemetry_otlp::Protocol> {
+    let (name, value) = [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ]
+    .into_iter()
+    .find_map(|name| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (name, v))
+    })
+    .unwrap_or(("default", "http/protobuf".into()));
+    match value.trim() {
+        "http/protobuf" => Ok(opentelemetry_otlp::Protocol::HttpBinary),
+        "http/json" => Ok(opentelemetry_otlp::Protocol::HttpJson),
+        other => anyhow::bail!(
+            "{name}={other:?}: this build exports over OTLP/HTTP only (http/protobuf or http/json)"
+        ),
+    }
 }
 
 /// The `traceparent` of the current span, when it belongs to an exported
@@ -201,6 +242,21 @@ pub fn traced(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
     }
 }
 
+/// Runs `f` with spans that get real OpenTelemetry contexts (as when
+/// exporting, all spans recorded) and are sent nowhere.
+#[cfg(test)]
+pub(crate) fn with_test_tracing(f: impl FnOnce()) {
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
+        .build();
+    let subscriber = tracing_subscriber::registry().with(
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("test"))
+            .with_filter(tracing_subscriber::filter::LevelFilter::TRACE),
+    );
+    tracing::subscriber::with_default(subscriber, f);
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -208,14 +264,7 @@ mod tests {
 
     const REMOTE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-    fn with_tracing(f: impl FnOnce()) {
-        // A provider without an exporter: spans get real contexts, nothing
-        // is sent anywhere.
-        let provider = SdkTracerProvider::builder().build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-        tracing::subscriber::with_default(subscriber, f);
-    }
+    use super::with_test_tracing as with_tracing;
 
     fn parts(traceparent: &str) -> (String, String) {
         let fields: Vec<&str> = traceparent.split('-').collect();
@@ -254,37 +303,96 @@ mod tests {
         });
     }
 
+    /// Keeps every finished span (a simple exporter: at once, in order).
+    #[derive(Clone, Debug, Default)]
+    struct Collect(std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
+
+    impl opentelemetry_sdk::trace::SpanExporter for Collect {
+        async fn export(
+            &self,
+            batch: Vec<opentelemetry_sdk::trace::SpanData>,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.0.lock().unwrap().extend(batch);
+            Ok(())
+        }
+    }
+
     #[test]
     fn a_message_joins_its_senders_trace_unless_the_request_is_already_in_it() {
-        with_tracing(|| {
+        let spans = Collect::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(spans.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
             // The request span came with the sender's context (HTTP header).
             let request = tracing::info_span!("request");
             set_remote_parent(&request, REMOTE);
             request.in_scope(|| {
-                let message = tracing::info_span!("message");
+                // The message names the same trace: it stays under the request.
+                let same = tracing::info_span!("same");
                 join_trace(
-                    &message,
+                    &same,
                     "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01",
                 );
-                let inside = message.in_scope(current_traceparent).expect("a context");
-                assert_eq!(parts(&inside).0, "4bf92f3577b34da6a3ce929d0e0e4736");
+                same.in_scope(|| {});
+                drop(same);
                 // Another trace in the message than in the header: the
                 // message's context wins.
-                let other = tracing::info_span!("message");
+                let other = tracing::info_span!("other");
                 join_trace(
                     &other,
-                    "00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-1111111111111111-01",
+                    "00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-2222222222222222-01",
                 );
-                let inside = other.in_scope(current_traceparent).expect("a context");
-                assert_eq!(parts(&inside).0, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+                other.in_scope(|| {});
+                drop(other);
             });
+            drop(request);
         });
+        let _ = provider.force_flush();
+        let finished = spans.0.lock().unwrap().clone();
+        let find = |name: &str| {
+            finished
+                .iter()
+                .find(|s| s.name == name)
+                .unwrap_or_else(|| panic!("no span {name}: {finished:?}"))
+        };
+        let (request, same, other) = (find("request"), find("same"), find("other"));
+        assert_eq!(
+            request.span_context.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(request.parent_span_id.to_string(), "00f067aa0ba902b7");
+        assert_eq!(
+            same.span_context.trace_id(),
+            request.span_context.trace_id()
+        );
+        assert_eq!(
+            same.parent_span_id,
+            request.span_context.span_id(),
+            "under the request"
+        );
+        assert_eq!(
+            other.span_context.trace_id().to_string(),
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        );
+        assert_eq!(other.parent_span_id.to_string(), "2222222222222222");
     }
 
     #[test]
     fn without_export_there_is_no_context_to_send() {
-        let span = tracing::info_span!("t");
-        set_remote_parent(&span, REMOTE);
-        assert_eq!(span.in_scope(current_traceparent), None);
+        // As `lockgate serve` runs without an endpoint: the log layer only.
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::sink)
+                .with_filter(tracing_subscriber::filter::LevelFilter::TRACE),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("t");
+            set_remote_parent(&span, REMOTE);
+            assert!(!span.is_none(), "the log still has its span");
+            assert_eq!(span.in_scope(current_traceparent), None);
+        });
     }
 }

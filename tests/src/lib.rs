@@ -157,20 +157,10 @@ impl Env {
 
     /// Runs `lockgate serve` expecting it to fail at start-up; its stderr.
     pub async fn start_failure(&self, vars: &[(&str, &str)]) -> String {
-        let mut command = self.command(&["serve", "--listen", "127.0.0.1:0"]);
-        for (name, value) in vars {
-            command.env(name, value);
-        }
-        let output = tokio::time::timeout(Duration::from_secs(30), command.output())
-            .await
-            .expect("lockgate serve did not exit within 30 s")
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            !output.status.success() && !stdout.contains("lockgate listening"),
-            "lockgate serve started: {stdout}"
-        );
-        String::from_utf8_lossy(&output.stderr).to_string()
+        // A gateway that started would not exit by itself: the wait fails.
+        let (status, stderr) = self.serve_until_exit(vars, Duration::from_secs(30)).await;
+        assert!(!status.success(), "lockgate serve exited 0: {stderr}");
+        stderr
     }
 
     /// Sends the stderr (the log) of every `serve` process to `path`.

@@ -460,9 +460,12 @@ async fn a_counterparty_lock_made_with_cast_is_found_proven_and_claimed() {
     c.anvil.stop().await;
 }
 
-/// Waits until the lock `id` has `state` at the head, read with cast.
+/// Waits until the lock `id` has `state` at the head, read with cast (a
+/// bound in time, not in calls: under a loaded CI each `cast` call can take
+/// tens of milliseconds).
 async fn wait_head_state(anvil: &Anvil, contract: &str, id: &str, state: &str) {
-    for _ in 0..500 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
         let stored = anvil.cast(&[
             "call",
             contract,

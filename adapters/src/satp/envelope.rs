@@ -129,8 +129,10 @@ pub fn open_value(envelope: &Envelope, key: &VerifyingKey) -> Result<Value, Enve
     serde_json::from_slice(&verified.payload).map_err(|e| EnvelopeError::Message(e.to_string()))
 }
 
-/// The `traceparent` protected-header parameter of an envelope, if any
-/// (not checked here: read it from an envelope [`open`] verified).
+/// The `traceparent` protected-header parameter of an envelope, if any.
+/// Not checked here: it is signed, but a caller that reads it before
+/// [`open`] (to place a span, as Lockgate does) takes what the sender
+/// claims, like an HTTP `traceparent` header.
 pub fn traceparent(envelope: &Envelope) -> Option<String> {
     let bytes = B64.decode(&envelope.protected).ok()?;
     let header: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;

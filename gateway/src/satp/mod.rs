@@ -279,21 +279,21 @@ fn peer(config: &PeerConfig) -> anyhow::Result<Peer> {
 
 /// What a peer pins of this gateway: printed by `lockgate satp-identity` and
 /// served at `GET /v1/satp/identity`. `identityKey` is the current key (the
-/// peer's `identity_key`); `previousIdentityKeys` are the keys this gateway
-/// signed with before a rotation (the peer's `previous_identity_keys`, kept
-/// until the overlap ends).
+/// peer's `identity_key`). The keys this gateway signed with before a
+/// rotation (`satp.previous_identity_keys`) are not listed: they only verify
+/// what it signed with them, and a peer keeps the one it pinned before as
+/// its `previous_identity_keys` for the overlap; listing them would ask a
+/// new peer to accept a retired, perhaps compromised, key.
 pub fn identity_document(
     identity: &Identity,
     chain_id: ChainId,
     block_producer: Address,
     account: Address,
 ) -> Value {
-    let previous: Vec<Value> = identity.keys.previous().map(jws::jwk).collect();
     serde_json::json!({
         "gatewayId": identity.gateway_id,
         "identityKey": identity.jwk,
         "kid": identity.kid,
-        "previousIdentityKeys": previous,
         "chainId": chain_id.get().to_string(),
         "blockProducer": block_producer.to_string(),
         "account": account.to_string(),

@@ -78,10 +78,12 @@ pub async fn receive(State(app): State<Arc<App>>, body: Bytes) -> Response {
 }
 
 /// The span of one received message (`crate::telemetry`): under the
-/// request's span, or, when the request came without the sender's trace
-/// context, under the sender's span that the message's protected header
-/// names. Read before the signature is checked, like the HTTP header: it
-/// only places spans, it decides nothing.
+/// request's span when that is in the trace the message's protected header
+/// names (the sender sends the same context in both), else under the
+/// sender's span the header names (no HTTP header, or another trace). Read
+/// before the signature is checked, like the HTTP header: it places spans
+/// and nothing else (the sampler does not follow it), and the message type
+/// and session id recorded are what the body claims.
 fn receive_span(body: &[u8]) -> tracing::Span {
     let envelope = serde_json::from_slice::<Envelope>(body).ok();
     let message = envelope.as_ref().and_then(envelope::peek);
@@ -108,7 +110,7 @@ fn receive_span(body: &[u8]) -> tracing::Span {
 /// What a peer pins of this gateway (to be checked out of band).
 #[utoipa::path(
     get, path = "/v1/satp/identity", tag = "satp", operation_id = "satp_identity",
-    responses((status = 200, description = "`{gatewayId, identityKey (JWK), kid, previousIdentityKeys (JWKs this gateway signed with before a rotation), chainId, blockProducer, account}`", body = Object)),
+    responses((status = 200, description = "`{gatewayId, identityKey (JWK), kid, chainId, blockProducer, account}`", body = Object)),
     security(()),
 )]
 pub async fn identity(State(app): State<Arc<App>>) -> axum::Json<Value> {
@@ -1094,5 +1096,56 @@ pub fn asset_id(chain: ledger_core::ChainId, asset: &ledger_core::AssetCode) -> 
 impl From<StoreError> for SatpProblem {
     fn from(error: StoreError) -> Self {
         internal(error)
+    }
+}
+
+#[cfg(test)]
+mod span_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::telemetry::{current_traceparent, with_test_tracing};
+
+    fn body(traceparent: Option<&str>) -> Vec<u8> {
+        let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let message = Message::SessionAbort {
+            session_id: "s-1".into(),
+        };
+        let sealed = envelope::seal_traced(&message, &key, traceparent).unwrap();
+        serde_json::to_vec(&sealed).unwrap()
+    }
+
+    #[test]
+    fn a_message_without_the_http_header_joins_the_trace_its_envelope_names() {
+        with_test_tracing(|| {
+            let sender = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+            // Outside any request span (no HTTP traceparent came).
+            let span = receive_span(&body(Some(sender)));
+            let inside = span.in_scope(current_traceparent).unwrap();
+            assert!(
+                inside.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
+                "{inside}"
+            );
+            // Inside a request span of another trace: the envelope wins.
+            let request = tracing::info_span!("request");
+            request.in_scope(|| {
+                let span = receive_span(&body(Some(sender)));
+                let inside = span.in_scope(current_traceparent).unwrap();
+                assert!(
+                    inside.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
+                    "{inside}"
+                );
+            });
+            // No context in the envelope: the request's trace, or a new one.
+            let span = receive_span(&body(None));
+            let inside = span.in_scope(current_traceparent).unwrap();
+            assert!(
+                !inside.contains("0af7651916cd43dd8448eb211c80319c"),
+                "{inside}"
+            );
+            // Not an envelope at all: still a span, no panic.
+            let span = receive_span(b"not json");
+            assert!(span.in_scope(current_traceparent).is_some());
+        });
     }
 }
