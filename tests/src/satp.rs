@@ -309,6 +309,37 @@ impl Net {
         assert_eq!(status, 201, "{body}");
     }
 
+    /// Waits for the target lock of A's transfer `id`, has bob claim it on
+    /// B's ledger (his transaction `nonce`) with `preimage`, waits until A
+    /// reports the transfer completed.
+    pub async fn claim_and_complete(
+        &self,
+        pa: &Process,
+        pb: &Process,
+        id: &str,
+        preimage: [u8; 32],
+        nonce: u64,
+    ) {
+        let locked = self
+            .wait(pa, id, "target_locked", Duration::from_secs(20))
+            .await;
+        let target_lock: ledger_core::LockId =
+            locked["targetLockId"].as_str().unwrap().parse().unwrap();
+        let claim = on(
+            CHAIN_B,
+            &self.bob,
+            nonce,
+            TxBody::HtlcClaim {
+                lock_id: target_lock,
+                preimage: ledger_core::Preimage::new(preimage.to_vec()).unwrap(),
+            },
+        );
+        let (status, body) = pb.submit(&self.b.token, &claim).await.unwrap();
+        assert_eq!(status, 201, "{body}");
+        self.wait(pa, id, "completed", Duration::from_secs(20))
+            .await;
+    }
+
     pub async fn wait(&self, pa: &Process, id: &str, state: &str, within: Duration) -> Value {
         let deadline = tokio::time::Instant::now() + within;
         loop {

@@ -13,14 +13,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::time::Duration;
 
 use adapters::satp::envelope::{self, Envelope};
 use adapters::satp::jws::{self, KeySet};
 use adapters::satp::messages::Message;
 use adapters::satp::recovery::RecoveryMessage;
 use ledger_core::hash::sha256;
-use ledger_core::{Hashlock, Preimage, Scale, TxBody};
+use ledger_core::{Hashlock, Scale, TxBody};
 use lockgate_e2e::satp::*;
 use lockgate_e2e::*;
 use serde_json::Value;
@@ -181,30 +180,8 @@ async fn transfer(net: &Net, pa: &Process, pb: &Process, nonce: u64, seed: u8) -
     let created = net.create(pa, hashlock).await;
     let id = created["id"].as_str().unwrap().to_string();
     net.lock_with_nonce(pa, &created, hashlock, nonce).await;
-    claim(net, pa, pb, &id, preimage, nonce).await;
+    net.claim_and_complete(pa, pb, &id, preimage, nonce).await;
     id
-}
-
-/// Waits for the target lock of transfer `id`, has bob claim it, waits for
-/// completion.
-async fn claim(net: &Net, pa: &Process, pb: &Process, id: &str, preimage: [u8; 32], nonce: u64) {
-    let locked = net
-        .wait(pa, id, "target_locked", Duration::from_secs(20))
-        .await;
-    let target_lock: ledger_core::LockId =
-        locked["targetLockId"].as_str().unwrap().parse().unwrap();
-    let claim = on(
-        CHAIN_B,
-        &net.bob,
-        nonce,
-        TxBody::HtlcClaim {
-            lock_id: target_lock,
-            preimage: Preimage::new(preimage.to_vec()).unwrap(),
-        },
-    );
-    let (status, body) = pb.submit(&net.b.token, &claim).await.unwrap();
-    assert_eq!(status, 201, "{body}");
-    net.wait(pa, id, "completed", Duration::from_secs(20)).await;
 }
 
 /// The session (id, context id) of A's transfer `id`.
@@ -392,7 +369,7 @@ async fn a_rotated_satp_identity_key_signs_new_messages_and_old_signatures_still
     // The session open across the rotation completes: A recovers it with B
     // (RECOVER signed with the new key) and goes on with the new key.
     net.lock_with_nonce(&pa, &created, hashlock, 1).await;
-    claim(&net, &pa, &pb, &across, preimage, 1).await;
+    net.claim_and_complete(&pa, &pb, &across, preimage, 1).await;
     // And a transfer entirely after the rotation.
     let after = transfer(&net, &pa, &pb, 2, 0x53).await;
 

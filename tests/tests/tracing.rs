@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use ledger_core::{Hashlock, Preimage, TxBody};
+use ledger_core::{Hashlock, TxBody};
 use lockgate_e2e::otlp::{Receiver, Span};
 use lockgate_e2e::satp::*;
 use lockgate_e2e::*;
@@ -73,24 +73,7 @@ async fn one_trace_follows_a_satp_transfer_across_both_gateways() {
         .await;
     let id = created["id"].as_str().unwrap().to_string();
     net.lock(&pa, &created, hashlock).await;
-    let locked = net
-        .wait(&pa, &id, "target_locked", Duration::from_secs(15))
-        .await;
-    let target_lock: ledger_core::LockId =
-        locked["targetLockId"].as_str().unwrap().parse().unwrap();
-    let claim = on(
-        CHAIN_B,
-        &net.bob,
-        0,
-        TxBody::HtlcClaim {
-            lock_id: target_lock,
-            preimage: Preimage::new(preimage.to_vec()).unwrap(),
-        },
-    );
-    let (status, body) = pb.submit(&net.b.token, &claim).await.unwrap();
-    assert_eq!(status, 201, "{body}");
-    net.wait(&pa, &id, "completed", Duration::from_secs(15))
-        .await;
+    net.claim_and_complete(&pa, &pb, &id, preimage, 0).await;
 
     collector
         .wait_for(
