@@ -1493,19 +1493,15 @@ macro_rules! delegate {
 pub(crate) use delegate;
 
 /// Runs a store call in its own `store.<method>` span (debug level, see
-/// `crate::telemetry`) when it serves a traced request or step; the
-/// background loops' polling (the transfer engine's tick, the producer's
-/// commits) outside any span is not traced, so it does not start a trace
-/// of its own every few milliseconds.
+/// `crate::telemetry`). The export leaves out the ones that are not inside
+/// another span (the transfer engine's polling, the producer's commits), so
+/// they do not start a trace of their own every few milliseconds.
 pub(crate) async fn traced<T>(
     name: &'static str,
     system: &'static str,
     call: impl std::future::Future<Output = T>,
 ) -> T {
     use tracing::Instrument as _;
-    if tracing::Span::current().is_none() {
-        return call.await;
-    }
     call.instrument(tracing::debug_span!(
         "store",
         otel.name = name,

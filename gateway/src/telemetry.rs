@@ -27,7 +27,8 @@
 //!   ledger adapter call (`adapter.<method>`, with the chain id), per transfer
 //!   engine step (`transfer.step`), per SATP exchange (`satp.send`, client
 //!   kind, with the message type) and per SATP message received
-//!   (`satp.receive`).
+//!   (`satp.receive`). A store call's span outside any other span (the
+//!   background loops' polling) is not exported.
 //! - **Context in**: a request's `traceparent` header (W3C Trace Context
 //!   level 1) makes its span a child of the caller's. A SATP message's
 //!   `traceparent` protected-header parameter (signed with the message; see
@@ -118,8 +119,10 @@ pub fn init(config: &TelemetryConfig, default_service: &str) -> anyhow::Result<T
         init_log();
         return Ok(Telemetry::default());
     }
+    use tracing_subscriber::filter::FilterExt as _;
     let export_filter = EnvFilter::try_new(&config.filter)
-        .with_context(|| format!("telemetry.filter {:?} is not a valid filter", config.filter))?;
+        .with_context(|| format!("telemetry.filter {:?} is not a valid filter", config.filter))?
+        .and(not_a_root_store_call());
     use opentelemetry_otlp::WithExportConfig as _;
     let mut builder = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
@@ -163,6 +166,18 @@ pub fn init(config: &TelemetryConfig, default_service: &str) -> anyhow::Result<T
         .context("installing the tracing subscriber")?;
     Ok(Telemetry {
         provider: Some(provider),
+    })
+}
+
+/// Leaves out of the export a store call's span that is not inside another
+/// span: the background loops' polling (the transfer engine's tick every
+/// 200 ms, the producer's commits) would otherwise be a trace each.
+fn not_a_root_store_call<S>() -> impl tracing_subscriber::layer::Filter<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::filter::DynFilterFn::new(|meta, cx| {
+        !(meta.is_span() && meta.name() == "store" && cx.lookup_current().is_none())
     })
 }
 
@@ -378,6 +393,41 @@ mod tests {
             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
         );
         assert_eq!(other.parent_span_id.to_string(), "2222222222222222");
+    }
+
+    #[test]
+    fn store_calls_are_exported_inside_a_request_or_step_only() {
+        let spans = Collect::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(spans.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("test"))
+                .with_filter(not_a_root_store_call()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            // The producer's commit: no span around it.
+            tracing::debug_span!("store", otel.name = "store.commit_batch_warm").in_scope(|| {});
+            let step = tracing::debug_span!("transfer.step");
+            step.in_scope(|| {
+                tracing::debug_span!("store", otel.name = "store.transfer").in_scope(|| {});
+            });
+        });
+        let _ = provider.force_flush();
+        let names: Vec<String> = spans
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect();
+        assert!(names.contains(&"store.transfer".to_string()), "{names:?}");
+        assert!(names.contains(&"transfer.step".to_string()), "{names:?}");
+        assert!(
+            !names.contains(&"store.commit_batch_warm".to_string()),
+            "{names:?}"
+        );
     }
 
     #[test]
