@@ -361,6 +361,16 @@ pub async fn build_reporting(
 ) -> anyhow::Result<Arc<App>> {
     // The metrics recorder first, so nothing recorded from here on is lost.
     let _ = crate::metrics::handle();
+    // The keys before the database: a wrong keystore password or a missing
+    // password variable ends start-up at once, not after the wait for the
+    // database and the migrations. (The `[[evm]]` keys are read with their
+    // chains, below.)
+    let block_keys = config
+        .ledgers()
+        .map(|ledger| block_key(&config, ledger))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let connector_key = connector_key(&config)?;
+    let satp = crate::satp::Satp::from_config(&config)?;
     let store = connect_waiting(&config, report).await?;
     if matches!(store, AnyStore::Postgres(_))
         && (!config.block_key_source(&config.ledger).is_configured()
@@ -377,8 +387,7 @@ pub async fn build_reporting(
     let wake = Arc::new(tokio::sync::Notify::new());
     report(Phase::StartingLedgers);
     let mut ledgers = Vec::new();
-    for ledger in config.ledgers() {
-        let key = block_key(&config, ledger)?;
+    for (ledger, key) in config.ledgers().zip(block_keys) {
         let chain_id = ChainId::new(ledger.chain_id).context("chain_id")?;
         let producer = Producer::start(
             store.clone(),
@@ -401,10 +410,9 @@ pub async fn build_reporting(
     }
     let primary = ledgers[0].clone();
     let connector = crate::transfers::Connector {
-        key: connector_key(&config)?,
+        key: connector_key,
         config: config.transfers.clone(),
     };
-    let satp = crate::satp::Satp::from_config(&config)?;
     if !config.evm.is_empty() {
         report(Phase::CheckingEvmChains);
     }

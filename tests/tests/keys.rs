@@ -135,6 +135,18 @@ async fn keys_from_keystore_files_sign_as_the_plain_keys_do() {
         "{stderr}"
     );
     assert!(!stderr.contains(wrong), "{stderr}");
+    // The keys are read before the database is reached: with no database
+    // answering (start-up would wait for it for 10 minutes), a wrong
+    // password still ends start-up at once.
+    let nowhere = format!("postgres://postgres@127.0.0.1:{}/nothing", free_port());
+    let mut unreachable = bad.to_vec();
+    unreachable.push(("LOCKGATE_DATABASE_URL", &nowhere));
+    let stderr = env.start_failure(&unreachable).await;
+    assert!(
+        stderr.contains(&format!("keystore {}: wrong password", files[0].display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("does not answer"), "{stderr}");
     // The password variable unset: start-up fails, naming the variable.
     let stderr = env
         .start_failure(&[("BLOCK_PW", block_pw), bad[2], bad[3]])
