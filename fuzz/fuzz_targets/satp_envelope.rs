@@ -24,7 +24,6 @@ use adapters::satp::envelope::{self, Envelope};
 use adapters::satp::jcs::canonicalize;
 use adapters::satp::messages::{Message, hash_json};
 use adapters::satp::recovery::RecoveryMessage;
-use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 use lockgate::satp::problem;
 use lockgate_fuzz::{SATP_PEERS, peer_by_kid, satp_client_key, satp_server_key};
@@ -49,7 +48,8 @@ fuzz_target!(|data: &[u8]| {
     // Before the signature is checked (server.rs: `handle`).
     let peek = envelope::peek(&envelope).unwrap_or_default();
     let _ = hash_json(&peek);
-    let kid = header_kid(&envelope);
+    // The server's own reader of the `kid` (`satp::server::header_kid`).
+    let kid = adapters::satp::jws::header_kid(&envelope.protected);
     // An unknown kid is refused by the server; the first pinned key is
     // tried anyway so that the JWS checks run on every input.
     let key = kid
@@ -81,16 +81,6 @@ fuzz_target!(|data: &[u8]| {
     }
     reseal(&json, key);
 });
-
-/// The `kid` of the protected header, exactly as `satp::server::header_kid`
-/// (crate-private) reads it.
-fn header_kid(envelope: &Envelope) -> Option<String> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(&envelope.protected)
-        .ok()?;
-    let header: Value = serde_json::from_slice(&bytes).ok()?;
-    header.get("kid")?.as_str().map(str::to_string)
-}
 
 /// A payload that verified is signed again with the same identity and must
 /// open to the same canonical JSON.

@@ -546,6 +546,16 @@ impl PrivatePostgres {
     }
 
     /// initdb and start; `synchronous_commit` and `fsync` stay on.
+    /// Creates database `name` on this server.
+    pub async fn create_database(&self, name: &str) {
+        let admin = sqlx::PgPool::connect(&self.url("postgres")).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+    }
+
     pub fn start() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("lockgate-pg-")

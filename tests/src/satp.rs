@@ -373,6 +373,29 @@ pub async fn balance(process: &Process, token: &str, chain: u64, account: Addres
         .map_or(0, |b| b["amount"].as_str().unwrap().parse().unwrap())
 }
 
+/// A side's signed recovery log of `session`, in order.
+pub async fn log_rows(side: &Side, session: &str) -> Vec<lockgate::satp::store::LogRow> {
+    let pool = side.db.pool().await;
+    let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT seq, entry, hash, signature FROM satp_log WHERE session_id = $1 ORDER BY seq",
+    )
+    .bind(session)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows.into_iter()
+        .map(
+            |(seq, entry, hash, signature)| lockgate::satp::store::LogRow {
+                seq: seq as u64,
+                entry,
+                hash,
+                signature,
+            },
+        )
+        .collect()
+}
+
 /// The state of B's side of the transfer, read from B's database.
 pub async fn server_state(b: &Side) -> (String, String) {
     let pool = b.db.pool().await;

@@ -613,14 +613,7 @@ async fn a_transfer_resumes_after_kill_9() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_database_restart_under_load_loses_no_acknowledged_transaction() {
     let server = PrivatePostgres::start();
-    let admin = sqlx::PgPool::connect(&server.url("postgres"))
-        .await
-        .unwrap();
-    sqlx::query("CREATE DATABASE lockgate")
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
+    server.create_database("lockgate").await;
     let env = Env::new(&server.url("lockgate"));
     let process = Arc::new(env.start().await);
     let token = Arc::new(env.token().await);

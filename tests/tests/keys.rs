@@ -246,26 +246,7 @@ fn client_kids(envelopes: &[(String, Envelope)], a_keys: &KeySet, b_keys: &KeySe
 /// A side's recovery log of session `session`, checked with `keys`; the
 /// `kid` of each entry.
 async fn log_kids(side: &Side, session: &str, keys: &KeySet) -> Vec<String> {
-    let pool = side.db.pool().await;
-    let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
-        "SELECT seq, entry, hash, signature FROM satp_log WHERE session_id = $1 ORDER BY seq",
-    )
-    .bind(session)
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
-    let rows: Vec<lockgate::satp::store::LogRow> = rows
-        .into_iter()
-        .map(
-            |(seq, entry, hash, signature)| lockgate::satp::store::LogRow {
-                seq: seq as u64,
-                entry,
-                hash,
-                signature,
-            },
-        )
-        .collect();
+    let rows = log_rows(side, session).await;
     lockgate::satp::log::verify_chain(&rows, keys).unwrap();
     rows.iter()
         .map(|row| jws::header_kid(&row.signature).unwrap())

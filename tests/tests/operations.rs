@@ -270,14 +270,7 @@ fn sqlx_migration_lock_id(database: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_that_is_down_at_start_is_waited_for() {
     let server = PrivatePostgres::start();
-    let admin = sqlx::PgPool::connect(&server.url("postgres"))
-        .await
-        .unwrap();
-    sqlx::query("CREATE DATABASE lockgate")
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
+    server.create_database("lockgate").await;
     server.stop();
     let log = tempfile::NamedTempFile::new().unwrap();
     let env = Env::new(&server.url("lockgate")).log_to(log.path().to_path_buf());

@@ -26,26 +26,10 @@ async fn check_logs(side: &Side) -> usize {
         .fetch_all(&pool)
         .await
         .unwrap();
+    pool.close().await;
     let mut entries = 0;
     for (session,) in sessions {
-        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
-            "SELECT seq, entry, hash, signature FROM satp_log WHERE session_id = $1 ORDER BY seq",
-        )
-        .bind(&session)
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        let rows: Vec<lockgate::satp::store::LogRow> = rows
-            .into_iter()
-            .map(
-                |(seq, entry, hash, signature)| lockgate::satp::store::LogRow {
-                    seq: seq as u64,
-                    entry,
-                    hash,
-                    signature,
-                },
-            )
-            .collect();
+        let rows = log_rows(side, &session).await;
         let keys = adapters::satp::jws::KeySet::new(*side.satp_key.verifying_key());
         lockgate::satp::log::verify_chain(&rows, &keys).unwrap();
         // Tampering with any entry breaks the chain.
@@ -56,7 +40,6 @@ async fn check_logs(side: &Side) -> usize {
         }
         entries += rows.len();
     }
-    pool.close().await;
     entries
 }
 

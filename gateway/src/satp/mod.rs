@@ -107,8 +107,6 @@ pub struct Peer {
     pub jwk_text: String,
     /// The ledger it hosts.
     pub chain_id: ChainId,
-    /// The block key of that ledger.
-    pub block_producer: Address,
     /// The block keys of that ledger whose evidence is accepted: the current
     /// one first, then the earlier ones (`previous_block_producers`).
     pub block_producers: Vec<Address>,
@@ -253,8 +251,7 @@ fn peer(config: &PeerConfig) -> anyhow::Result<Peer> {
         text.parse()
             .map_err(|e| anyhow::anyhow!("peer {}: {what}: {e}", config.gateway_id))
     };
-    let block_producer = address(&config.block_producer, "block_producer")?;
-    let mut block_producers = vec![block_producer];
+    let mut block_producers = vec![address(&config.block_producer, "block_producer")?];
     for text in &config.previous_block_producers {
         block_producers.push(address(text, "previous_block_producers")?);
     }
@@ -264,7 +261,6 @@ fn peer(config: &PeerConfig) -> anyhow::Result<Peer> {
         keys,
         jwk_text: config.identity_key.clone(),
         chain_id: ChainId::new(config.chain_id).context("peer chain_id")?,
-        block_producer,
         block_producers,
         account: address(&config.account, "account")?,
         token: config.token.clone(),
@@ -337,7 +333,6 @@ mod tests {
         assert_eq!(peer.keys.get(&jws::thumbprint(&old)), Some(&old));
         assert_eq!(peer.keys.get(&jws::thumbprint(&public("other"))), None);
         assert_eq!(peer.block_producers, [address(1), address(2)]);
-        assert_eq!(peer.block_producer, address(1));
         assert_eq!(peer.jwk_text, config.identity_key);
     }
 }
