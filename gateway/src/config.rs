@@ -10,7 +10,7 @@
 //! | `listen` | `LOCKGATE_LISTEN` | `127.0.0.1:8080` |
 //! | `data_dir` | `LOCKGATE_DATA_DIR` | `./lockgate-data` |
 //! | `database_url` | `LOCKGATE_DATABASE_URL`, else `DATABASE_URL` | `sqlite://<data_dir>/lockgate.db` (also when empty) |
-//! | `database_connections_max` | `LOCKGATE_DATABASE_CONNECTIONS_MAX` | 16 (SQLite uses at most 8) |
+//! | `database_connections_max` | `LOCKGATE_DATABASE_CONNECTIONS_MAX` | 16 (SQLite uses at most 8; on PostgreSQL each ledger's block producer opens up to 2 more of its own) |
 //! | `database_startup_wait_ms_max` | `LOCKGATE_DATABASE_STARTUP_WAIT_MS_MAX` | 600000 (how long start-up retries a database that does not answer; 0: one attempt) |
 //! | `ledger.chain_id` | `LOCKGATE_CHAIN_ID` | 4201 |
 //! | `ledger.block_key` | `LOCKGATE_BLOCK_KEY` | generated into `<data_dir>/block-key.hex` |
@@ -108,7 +108,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `postgres://...` or `sqlite://...`; empty for the embedded default.
     pub database_url: Option<Secret>,
-    /// Pool size.
+    /// Pool size (PostgreSQL: each ledger's block producer opens up to 2
+    /// connections of its own besides).
     pub database_connections_max: u32,
     /// How long start-up keeps retrying a database that does not answer
     /// (refused or timed-out connections, a server starting up or shutting

@@ -24,7 +24,7 @@
 //! | `lockgate_adapter_call_errors_total` | counter | `adapter`, `call` | adapter calls that failed (outcome unknown; retried) |
 //! | `lockgate_recovery_runs_total` | counter | `kind` (`satp`), `outcome` | SATP crash-recovery exchanges started by this gateway |
 //! | `lockgate_db_pool_connections` | gauge | `state` (`idle`, `in_use`) | database pool connections (read at scrape time) |
-//! | `lockgate_db_pool_connections_max` | gauge | | the pool's bound |
+//! | `lockgate_db_pool_connections_max` | gauge | | the pool's bound (the block producers' own connections, up to 2 per ledger, are not in this pool) |
 //!
 //! The participants of `lockgate_value_locked` are the senders of open
 //! locks; to bound the series, the 100 largest per ledger and asset are

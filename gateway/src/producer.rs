@@ -57,10 +57,14 @@ impl Producer {
         }
     }
 
+    /// Installs a new sequencer or none; the one it replaces is retired.
     fn set(&self, sequencer: Option<Sequencer>) {
-        match self.current.write() {
-            Ok(mut guard) => *guard = sequencer,
-            Err(poisoned) => *poisoned.into_inner() = sequencer,
+        let old = match self.current.write() {
+            Ok(mut guard) => std::mem::replace(&mut *guard, sequencer),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), sequencer),
+        };
+        if let Some(old) = old {
+            old.retire();
         }
     }
 

@@ -1,4 +1,4 @@
-//! The sequencer: the one task per ledger that applies transactions and
+//! The sequencer: the one loop per ledger that applies transactions and
 //! produces blocks. Handlers hand it verified transactions over a bounded
 //! queue; it gathers whatever queued up while the previous batch committed
 //! (a submission that arrives alone waits up to `batch_wait_ms` for company),
@@ -13,13 +13,22 @@
 //! statement; the cache is dropped after any failed commit and never
 //! outlives the producer role.
 //!
+//! The sequencer runs on an OS thread of its own (`block-producer-<chain
+//! id>`), in a single-threaded runtime, with database connections of its
+//! own (`AnyStore::for_block_producer`): a batch is a chain of round trips
+//! (read what the cache lacks, write the block), and on the shared runtime
+//! each reply waited behind the request handlers' tasks before the
+//! sequencer saw it; measured in docs/perf/README.md. Handlers reach it
+//! over the queue and get their answers over one-shot channels, which work
+//! across runtimes.
+//!
 //! Only the process that holds the block-producer role runs a sequencer (see
 //! `crate::producer`); the queue is bounded by transactions waiting
 //! (`queue_txs_max`), and a full queue answers 503 at once rather than
 //! letting latency grow without bound.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ledger_core::block::SignedBlockHeader;
@@ -64,6 +73,7 @@ pub struct Sequencer {
     queue: mpsc::Sender<Job>,
     waiting_txs: Arc<AtomicUsize>,
     queue_txs_max: usize,
+    retired: Arc<AtomicBool>,
 }
 
 /// Sequencer settings.
@@ -101,16 +111,19 @@ impl Sequencer {
         let (queue, mut jobs) = mpsc::channel::<Job>(config.queue_txs_max.max(1));
         let waiting_txs = Arc::new(AtomicUsize::new(0));
         let waiting = waiting_txs.clone();
+        let retired = Arc::new(AtomicBool::new(false));
         let sequencer = Self {
             queue,
             waiting_txs,
             queue_txs_max: config.queue_txs_max,
+            retired: retired.clone(),
         };
-        tokio::spawn(async move {
+        let run = async move {
             // Committed state carried from one batch to the next; it lives
             // exactly as long as this task, which runs only while this
             // process holds the producer role.
             let mut warm: Option<WarmState> = None;
+            let store = store.for_block_producer();
             while let Some(first) = jobs.recv().await {
                 let mut count = first.txs.len();
                 let mut batch = vec![first];
@@ -139,6 +152,13 @@ impl Sequencer {
                     }
                 }
                 waiting.fetch_sub(count, Ordering::AcqRel);
+                if retired.load(Ordering::Acquire) {
+                    // The role is gone: commit nothing more (its cache may
+                    // be stale by now). The submissions waiting are
+                    // answered 503, as the queue's later ones are once it
+                    // closes here.
+                    break;
+                }
                 commit(&store, &block_key, config.chain_id, batch, &mut warm).await;
                 if warm
                     .as_ref()
@@ -150,8 +170,41 @@ impl Sequencer {
                 }
                 config.on_commit.notify_one();
             }
-        });
+        };
+        // The producer runs on a thread of its own, with its own runtime
+        // and database connections: each batch is a chain of round trips
+        // (read, write, answer), and on the shared runtime every reply
+        // waited behind the request handlers' tasks (see docs/perf).
+        let chain = config.chain_id.get();
+        let spawned = std::thread::Builder::new()
+            .name(format!("block-producer-{chain}"))
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(run),
+                    // The queue's receiver is dropped with `run`: the
+                    // sequencer reports itself stopped and the producer
+                    // steps down.
+                    Err(error) => {
+                        tracing::error!(%error, chain_id = chain, "cannot start the block producer's runtime")
+                    }
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::error!(%error, chain_id = chain, "cannot start the block producer's thread");
+        }
         sequencer
+    }
+
+    /// Stops the sequencer when this process gives up the producer role:
+    /// whatever it has not started committing is answered 503
+    /// (`SequencerError::Stopped`) rather than committed from a cache that
+    /// another producer may have made stale. Handles that submissions still
+    /// hold would otherwise keep it running.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
     }
 
     /// True once the sequencer task has ended (it never should; the

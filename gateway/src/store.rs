@@ -49,6 +49,12 @@ pub enum StoreError {
     /// of a batch, passed on as text).
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A block producer's cached state was stale: another producer
+    /// committed a block at the height this one wrote (a role hand-over),
+    /// so the database refused the block and nothing of the batch was
+    /// applied. Submitting it again is safe.
+    #[error("another block producer committed first; nothing of this batch was applied")]
+    Superseded,
 }
 
 impl StoreError {
@@ -67,7 +73,7 @@ impl StoreError {
             | StoreError::Migrate(
                 MigrateError::Execute(error) | MigrateError::ExecuteMigration(error, _),
             ) => is_unavailable(error),
-            StoreError::Unavailable(_) => true,
+            StoreError::Unavailable(_) | StoreError::Superseded => true,
             _ => false,
         }
     }
@@ -1095,13 +1101,28 @@ impl PgStore {
         let (block, _tree) = seal_block(&context, &tip, &applied, block_key)?;
         let sealed_us = started.elapsed().as_micros() as u64;
         let one_statement = result.changes.assets.is_empty() && result.changes.locks.is_empty();
-        if one_statement {
-            Self::write_changes(&mut conn, chain, &block.header, &applied, &result.changes).await?;
+        let written = if one_statement {
+            Self::write_changes(&mut conn, chain, &block.header, &applied, &result.changes).await
         } else {
-            let mut db = sqlx::Connection::begin(&mut *conn).await?;
-            Self::write_changes(&mut db, chain, &block.header, &applied, &result.changes).await?;
-            db.commit().await?;
+            async {
+                let mut db = sqlx::Connection::begin(&mut *conn).await?;
+                Self::write_changes(&mut db, chain, &block.header, &applied, &result.changes)
+                    .await?;
+                db.commit().await?;
+                Ok(())
+            }
+            .await
+        };
+        // A block at this height or one of its transactions' positions
+        // taken: another producer committed since this cache's tip.
+        if let Err(StoreError::Database(error)) = &written
+            && error
+                .as_database_error()
+                .is_some_and(|e| e.is_unique_violation())
+        {
+            return Err(StoreError::Superseded);
         }
+        written?;
         tracing::debug!(
             txs = txs.len(),
             warm = true,
@@ -1514,6 +1535,29 @@ impl AnyStore {
     /// What `/metrics` reads from the database at scrape time.
     pub async fn ops_gauges(&self) -> Result<OpsGauges, StoreError> {
         delegate!(self, s => s.ops_gauges())
+    }
+
+    /// The same database through connections of the block producer's own
+    /// (see `crate::sequencer`): on PostgreSQL a pool of two, opened on
+    /// first use by the runtime that calls this, so their sockets are
+    /// served by the producer's thread rather than queued behind request
+    /// handling; the producer uses them one batch after another, so they
+    /// are not pinged before each use. SQLite is in-process: the same store.
+    /// Call it from inside the runtime that will use it.
+    pub fn for_block_producer(&self) -> AnyStore {
+        match self {
+            AnyStore::Postgres(pg) => {
+                let options = pg.pool().connect_options();
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(2)
+                    .min_connections(0)
+                    .test_before_acquire(false)
+                    .acquire_timeout(std::time::Duration::from_secs(5))
+                    .connect_lazy_with((*options).clone());
+                AnyStore::Postgres(PgStore::new(pool))
+            }
+            AnyStore::Sqlite(_) => self.clone(),
+        }
     }
 }
 

@@ -344,7 +344,8 @@ async fn postgres_store_conforms_with_the_producers_cache() {
 
 /// The producer's cache is only sound while no one else commits: a second
 /// producer's block (a role hand-over) must make the next warm commit fail
-/// and write nothing, and the commit after it must start from the database.
+/// (`Superseded`, a 503) and write nothing, and the commit after it must
+/// start from the database.
 #[tokio::test]
 async fn a_warm_commit_after_another_producers_block_writes_nothing() {
     let (store, db) = store(Db::Postgres).await;
@@ -397,7 +398,14 @@ async fn a_warm_commit_after_another_producers_block_writes_nothing() {
             &mut warm,
         )
         .await;
-    assert!(stale.is_err(), "a block on a stale tip must not commit");
+    assert!(
+        matches!(stale, Err(StoreError::Superseded)),
+        "a block on a stale tip must not commit: {stale:?}"
+    );
+    assert!(
+        stale.unwrap_err().is_unavailable(),
+        "answered 503: nothing was applied, so submitting again is safe"
+    );
     assert!(warm.is_none(), "a failed commit drops the cache");
     assert_eq!(store.tip(chain()).await.unwrap().next_height, 3);
     let account = store.account(chain(), alice.address()).await.unwrap();
@@ -430,6 +438,65 @@ async fn a_warm_commit_after_another_producers_block_writes_nothing() {
         bob_account.balances,
         vec![(asset("EUR"), Amount::from_minor_units(1000))]
     );
+}
+
+/// A sequencer on PostgreSQL, on its own thread and connections, commits
+/// what it is given; once retired (its process gave up the producer role)
+/// it commits nothing more, and every later submission is refused as
+/// `Stopped` (503) instead of being committed from a cache another producer
+/// may have made stale.
+#[tokio::test]
+async fn a_retired_sequencer_commits_nothing_more() {
+    use lockgate::sequencer::{Sequencer, SequencerConfig, SequencerError};
+    let (store, _db) = store(Db::Postgres).await;
+    let sequencer = Sequencer::start(
+        store.clone(),
+        key(99),
+        SequencerConfig {
+            chain_id: chain(),
+            batch_txs_max: 64,
+            batch_wait: std::time::Duration::from_millis(1),
+            queue_txs_max: 64,
+            state_cache_entries_max: 1_000,
+            on_commit: std::sync::Arc::new(tokio::sync::Notify::new()),
+        },
+    );
+    let (issuer, alice, bob) = (key(1), key(2), key(3));
+    let receipt = sequencer
+        .submit(vec![
+            verified(&issuer, 0, register("EUR")),
+            verified(&issuer, 1, issue("EUR", alice.address(), 1000)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(receipt.outcomes, vec![Outcome::Applied, Outcome::Applied]);
+    let receipt = sequencer
+        .submit(vec![verified(
+            &alice,
+            0,
+            transfer("EUR", bob.address(), 100),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(receipt.block.unwrap().header.height, 1);
+
+    sequencer.retire();
+    for nonce in [1, 2] {
+        let refused = sequencer
+            .submit(vec![verified(
+                &alice,
+                nonce,
+                transfer("EUR", bob.address(), 1),
+            )])
+            .await;
+        assert!(
+            matches!(refused, Err(SequencerError::Stopped)),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(store.tip(chain()).await.unwrap().next_height, 2);
+    let account = store.account(chain(), alice.address()).await.unwrap();
+    assert_eq!(account.next_nonce, 1);
 }
 
 #[tokio::test]

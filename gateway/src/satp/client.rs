@@ -99,7 +99,21 @@ pub(crate) fn refusal(
     session_id: &str,
     status: StatusCode,
 ) -> ExchangeError {
-    match problem::verify(body, &peer.keys) {
+    refusal_by(body, &peer.keys, session_id, status)
+}
+
+/// [`refusal`] with the peer's keys. An unsigned 502, 503 or 504 is not
+/// the peer's SATP server refusing: it is the peer still starting (its
+/// `not-ready` answer), or a proxy in front of it, so it is transient like
+/// an unreachable peer and the message is sent again later. Any other
+/// unsigned answer is refused.
+fn refusal_by(
+    body: &Value,
+    keys: &adapters::satp::jws::KeySet,
+    session_id: &str,
+    status: StatusCode,
+) -> ExchangeError {
+    match problem::verify(body, keys) {
         Ok(p) if p.session_id == session_id && p.status == u64::from(status.as_u16()) => {
             ExchangeError::Refused {
                 status: status.as_u16(),
@@ -111,6 +125,18 @@ pub(crate) fn refusal(
             "an error document for another exchange ({} {})",
             p.status, p.session_id
         )),
+        Err(e)
+            if matches!(
+                status,
+                StatusCode::BAD_GATEWAY
+                    | StatusCode::SERVICE_UNAVAILABLE
+                    | StatusCode::GATEWAY_TIMEOUT
+            ) =>
+        {
+            ExchangeError::Unreachable(format!(
+                "{status} without a signed SATP error (the peer is starting, or a proxy answered): {e}"
+            ))
+        }
         Err(e) => protocol(format!("{status}: {e}")),
     }
 }
@@ -812,5 +838,41 @@ pub async fn step(
         | TransferState::Refunded
         | TransferState::Cancelled
         | TransferState::Failed => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// A peer that is starting answers 503 `not-ready` unsigned: sent again
+    /// later, not refused; an unsigned 400 is refused.
+    #[test]
+    fn an_unsigned_503_is_transient_and_an_unsigned_400_is_not() {
+        let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let keys = adapters::satp::jws::KeySet::new(*key.verifying_key());
+        let not_ready = serde_json::json!({
+            "type": "urn:lockgate:problem:not-ready",
+            "title": "Not ready",
+            "status": 503,
+            "detail": "the gateway is starting: running database migrations"
+        });
+        for status in [
+            StatusCode::BAD_GATEWAY,
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::GATEWAY_TIMEOUT,
+        ] {
+            let error = refusal_by(&not_ready, &keys, "s-1", status);
+            assert!(
+                matches!(error, ExchangeError::Unreachable(_)) && error.is_transient(),
+                "{status}: {error:?}"
+            );
+        }
+        let error = refusal_by(&not_ready, &keys, "s-1", StatusCode::BAD_REQUEST);
+        assert!(
+            matches!(error, ExchangeError::Protocol(_)) && !error.is_transient(),
+            "{error:?}"
+        );
     }
 }
