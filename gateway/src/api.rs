@@ -808,15 +808,19 @@ fn problem_value(problem: &Problem) -> (StatusCode, serde_json::Value) {
 // ---------------------------------------------------------------- submission
 
 /// Verifies signatures off the async runtime, in parallel on the rayon pool.
+/// A refused transaction comes back with its hash, for the batch's report.
 async fn verify_all(
     txs: Vec<SignedTransaction>,
-) -> Result<Vec<Result<VerifiedTransaction, Rejection>>, Problem> {
+) -> Result<Vec<Result<VerifiedTransaction, (TxHash, Rejection)>>, Problem> {
     let (reply, answer) = tokio::sync::oneshot::channel();
     rayon::spawn(move || {
         use rayon::prelude::*;
         let verified: Vec<_> = txs
             .into_par_iter()
-            .map(|tx| tx.verify().map_err(Rejection::BadSignature))
+            .map(|tx| {
+                tx.verify_hashed()
+                    .map_err(|(hash, error)| (hash, Rejection::BadSignature(error)))
+            })
             .collect();
         let _ = reply.send(verified);
     });
@@ -864,12 +868,13 @@ async fn settle_one(
     match receipt.outcomes[index] {
         Outcome::Applied => {
             let block = receipt.block.as_ref().ok_or_else(Problem::internal)?;
+            let block_hash = receipt.block_hash.ok_or_else(Problem::internal)?;
             let position = receipt.positions[index].ok_or_else(Problem::internal)?;
             Ok(receipt_view(
                 tx.hash(),
                 tx.transaction().kind(),
                 block.header.height,
-                block.header.hash().to_string(),
+                block_hash.to_string(),
                 position,
             ))
         }
@@ -926,7 +931,7 @@ async fn submit_one(app: &App, dto: &SignedTransactionDto) -> (StatusCode, serde
             .await?
             .pop()
             .ok_or_else(Problem::internal)?
-            .map_err(|rejection| Problem::rejected(&rejection))?;
+            .map_err(|(_, rejection)| Problem::rejected(&rejection))?;
         // The transaction's chain id picks the hosted ledger.
         let chain = verified.transaction().chain_id;
         let ledger = app.ledger(chain).ok_or_else(|| {
@@ -1057,19 +1062,21 @@ async fn submit_many(app: &App, request: &BatchRequest) -> (StatusCode, serde_js
             Err(problem) => items[index] = Some(rejected_item(index, None, problem)),
         }
     }
-    let hashes: Vec<TxHash> = parsed.iter().map(|(_, s)| s.transaction.hash()).collect();
-    let verified = match verify_all(parsed.iter().map(|(_, s)| s.clone()).collect()).await {
+    let (indexes, signed): (Vec<usize>, Vec<SignedTransaction>) = parsed.into_iter().unzip();
+    // Verification hands back each refused transaction with its refusal,
+    // so its hash is computed only for those (a verified one carries its own).
+    let verified = match verify_all(signed).await {
         Ok(verified) => verified,
         Err(problem) => return problem_value(&problem),
     };
     let mut good = Vec::new();
-    for (((index, _), hash), result) in parsed.iter().zip(&hashes).zip(verified) {
+    for (index, result) in indexes.into_iter().zip(verified) {
         match result {
-            Ok(tx) => good.push((*index, tx)),
-            Err(rejection) => {
-                items[*index] = Some(rejected_item(
-                    *index,
-                    Some(*hash),
+            Ok(tx) => good.push((index, tx)),
+            Err((hash, rejection)) => {
+                items[index] = Some(rejected_item(
+                    index,
+                    Some(hash),
                     Problem::rejected(&rejection),
                 ));
             }

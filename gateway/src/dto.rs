@@ -498,53 +498,71 @@ impl SignedTransactionDto {
     /// The wire form of a domain transaction.
     pub fn from_domain(signed: &SignedTransaction) -> Self {
         let tx = &signed.transaction;
-        let from = tx.from.to_string();
-        let nonce = tx.nonce.to_string();
-        let message = match &tx.body {
-            TxBody::RegisterAsset { code, scale } => serde_json::json!({
-                "from": from, "nonce": nonce, "code": code.as_str(), "scale": scale.get().to_string(),
-            }),
-            TxBody::Issue { asset, to, amount } | TxBody::Transfer { asset, to, amount } => {
-                serde_json::json!({
-                    "from": from, "nonce": nonce, "asset": asset.as_str(),
-                    "to": to.to_string(), "amount": amount.to_string(),
-                })
-            }
-            TxBody::Burn { asset, amount } => serde_json::json!({
-                "from": from, "nonce": nonce, "asset": asset.as_str(), "amount": amount.to_string(),
-            }),
-            TxBody::HtlcLock {
-                asset,
-                recipient,
-                amount,
-                hashlock,
-                expires_at_ms,
-            } => serde_json::json!({
-                "from": from, "nonce": nonce, "asset": asset.as_str(),
-                "recipient": recipient.to_string(), "amount": amount.to_string(),
-                "hashlock": hashlock.to_string(), "expiresAtMs": expires_at_ms.to_string(),
-            }),
-            TxBody::HtlcClaim { lock_id, preimage } => serde_json::json!({
-                "from": from, "nonce": nonce, "lockId": lock_id.to_string(),
-                "preimage": format!("0x{}", hex::encode(preimage.as_bytes())),
-            }),
-            TxBody::HtlcRefund { lock_id } => serde_json::json!({
-                "from": from, "nonce": nonce, "lockId": lock_id.to_string(),
-            }),
-            TxBody::Anchor {
-                document_hash,
-                parties,
-            } => serde_json::json!({
-                "from": from, "nonce": nonce, "documentHash": document_hash.to_string(),
-                "parties": parties.as_slice().iter().map(ToString::to_string).collect::<Vec<_>>(),
-            }),
-        };
         Self {
             chain_id: tx.chain_id.to_string(),
             primary_type: tx.kind().into(),
-            message,
+            message: message_value(tx, Address::to_checksum),
             signature: signed.signature.to_string(),
         }
+    }
+
+    /// The `message` as the ledger stores it (`transactions.message`): the
+    /// wire form's fields, but addresses in lowercase hex rather than
+    /// EIP-55 checksummed. The checksum costs a Keccak-256 per address, and
+    /// the block producer writes every transaction of a block one after
+    /// another; what reads the column back parses it with
+    /// [`Self::to_domain`], which takes either case, and answers in the
+    /// wire form.
+    pub fn stored_message(tx: &Transaction) -> String {
+        message_value(tx, |address| {
+            format!("0x{}", hex::encode(address.as_bytes()))
+        })
+        .to_string()
+    }
+}
+
+/// A transaction's `message` object, addresses written by `address`.
+fn message_value(tx: &Transaction, address: fn(&Address) -> String) -> serde_json::Value {
+    let from = address(&tx.from);
+    let nonce = tx.nonce.to_string();
+    match &tx.body {
+        TxBody::RegisterAsset { code, scale } => serde_json::json!({
+            "from": from, "nonce": nonce, "code": code.as_str(), "scale": scale.get().to_string(),
+        }),
+        TxBody::Issue { asset, to, amount } | TxBody::Transfer { asset, to, amount } => {
+            serde_json::json!({
+                "from": from, "nonce": nonce, "asset": asset.as_str(),
+                "to": address(to), "amount": amount.to_string(),
+            })
+        }
+        TxBody::Burn { asset, amount } => serde_json::json!({
+            "from": from, "nonce": nonce, "asset": asset.as_str(), "amount": amount.to_string(),
+        }),
+        TxBody::HtlcLock {
+            asset,
+            recipient,
+            amount,
+            hashlock,
+            expires_at_ms,
+        } => serde_json::json!({
+            "from": from, "nonce": nonce, "asset": asset.as_str(),
+            "recipient": address(recipient), "amount": amount.to_string(),
+            "hashlock": hashlock.to_string(), "expiresAtMs": expires_at_ms.to_string(),
+        }),
+        TxBody::HtlcClaim { lock_id, preimage } => serde_json::json!({
+            "from": from, "nonce": nonce, "lockId": lock_id.to_string(),
+            "preimage": format!("0x{}", hex::encode(preimage.as_bytes())),
+        }),
+        TxBody::HtlcRefund { lock_id } => serde_json::json!({
+            "from": from, "nonce": nonce, "lockId": lock_id.to_string(),
+        }),
+        TxBody::Anchor {
+            document_hash,
+            parties,
+        } => serde_json::json!({
+            "from": from, "nonce": nonce, "documentHash": document_hash.to_string(),
+            "parties": parties.as_slice().iter().map(address).collect::<Vec<_>>(),
+        }),
     }
 }
 

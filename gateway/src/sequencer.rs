@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ledger_core::block::SignedBlockHeader;
+use ledger_core::types::BlockHash;
 use ledger_core::{ChainId, Outcome, SigningKey, VerifiedTransaction};
 use tokio::sync::{mpsc, oneshot};
 
@@ -44,6 +45,9 @@ pub struct Receipt {
     pub outcomes: Vec<Outcome>,
     /// The block holding the applied ones.
     pub block: Option<SignedBlockHeader>,
+    /// That block's hash, computed once for every submission of the block
+    /// (each receipt names it).
+    pub block_hash: Option<BlockHash>,
     /// Position in that block, per transaction, when applied.
     pub positions: Vec<Option<u32>>,
 }
@@ -278,11 +282,13 @@ async fn commit(
                 elapsed_us = started.elapsed().as_micros() as u64,
                 "batch committed"
             );
+            let block_hash = result.block.as_ref().map(|b| b.header.hash());
             let mut offset = 0;
             for (n, reply) in jobs {
                 let receipt = Receipt {
                     outcomes: result.outcomes[offset..offset + n].to_vec(),
                     block: result.block,
+                    block_hash,
                     positions: result.positions[offset..offset + n].to_vec(),
                 };
                 offset += n;

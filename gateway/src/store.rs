@@ -512,6 +512,11 @@ macro_rules! row_get {
 row_get!(sqlx::postgres::PgRow);
 row_get!(sqlx::sqlite::SqliteRow);
 
+/// An account's next nonce: one more than its highest committed nonce, read
+/// through the unique index `(chain_id, sender, nonce)` of `transactions`;
+/// no row means no transaction yet (nonce 0). Nonces are not stored apart
+/// from the transactions that use them (migration 0012).
+const SELECT_NEXT_NONCE: &str = "SELECT nonce + 1 AS next_nonce FROM transactions WHERE chain_id = $1 AND sender = $2 ORDER BY nonce DESC LIMIT 1";
 const SELECT_BLOCK: &str = "SELECT height, previous_hash, timestamp_ms, tx_root, tx_count::bigint AS tx_count, producer, signature FROM blocks";
 const SELECT_TX: &str =
     "SELECT hash, height, position::bigint AS position, kind, message, signature FROM transactions";
@@ -836,7 +841,7 @@ macro_rules! impl_store {
 
             async fn account(&self, chain_id: ChainId, address: Address) -> Result<AccountView, StoreError> {
                 let chain = to_i64(chain_id.get(), "chain id")?;
-                let nonce = sqlx::query("SELECT next_nonce FROM accounts WHERE chain_id = $1 AND address = $2")
+                let nonce = sqlx::query(SELECT_NEXT_NONCE)
                     .bind(chain)
                     .bind(address.as_bytes().to_vec())
                     .fetch_optional(&self.pool)
@@ -1167,13 +1172,19 @@ impl SqliteStore {
 ///
 /// The read looks each key up in a `LATERAL ... LIMIT 1` subquery over
 /// `unnest` of the keys (the `LIMIT` keeps PostgreSQL from flattening it into
-/// a join) and is sent unprepared, so it is planned for the tables as they
-/// are now. Measured with `auto_explain` under `scripts/bench-throughput`:
-/// as a prepared statement, PostgreSQL kept a generic plan made when the
-/// tables were nearly empty, a hash join over a scan of every balance of the
-/// chain, whose cost grew with the number of accounts (2.5 ms per batch at
-/// 5,000 accounts); `address = ANY($2)` did worse, comparing every row with
-/// every element. See docs/perf/README.md.
+/// a join), each an equality on a unique index. It is a prepared statement,
+/// planned once per connection: the block producer's connections have
+/// `enable_seqscan` off (`AnyStore::for_block_producer`), so the plan
+/// PostgreSQL keeps is index look-ups whatever the tables' size when it was
+/// made. Measured with `auto_explain` under `scripts/bench-throughput`
+/// (session 4): with sequential scans allowed, PostgreSQL kept a generic
+/// plan made when the tables were nearly empty, a hash join over a scan of
+/// every balance of the chain, whose cost grew with the number of accounts
+/// (2.5 ms per batch at 5,000 accounts); `address = ANY($2)` did worse,
+/// comparing every row with every element. Sending the read unprepared
+/// avoided that but cost a parse and plan per block (session 8: about a
+/// sixth of PostgreSQL's time in single-transfer blocks). See
+/// docs/perf/README.md.
 impl PgStore {
     async fn prefetch(
         conn: &mut sqlx::PgConnection,
@@ -1196,9 +1207,9 @@ impl PgStore {
         if !accounts.is_empty() || !balance_codes.is_empty() || !asset_codes.is_empty() {
             // One row per key found: 'n' (nonce), 'b' (balance), 'a' (asset).
             let rows = sqlx::query(
-                "SELECT 'n' AS kind, k.address, NULL::text AS code, a.next_nonce::text AS value, NULL::bigint AS scale, NULL::bytea AS issuer \
+                "SELECT 'n' AS kind, k.address, NULL::text AS code, (t.nonce + 1)::text AS value, NULL::bigint AS scale, NULL::bytea AS issuer \
                  FROM unnest($2::bytea[]) AS k (address) \
-                 CROSS JOIN LATERAL (SELECT next_nonce FROM accounts WHERE chain_id = $1 AND address = k.address LIMIT 1) AS a \
+                 CROSS JOIN LATERAL (SELECT nonce FROM transactions WHERE chain_id = $1 AND sender = k.address ORDER BY nonce DESC LIMIT 1) AS t \
                  UNION ALL \
                  SELECT 'b', k.address, k.asset, b.amount::text, NULL, NULL \
                  FROM unnest($3::bytea[], $4::text[]) AS k (address, asset) \
@@ -1213,7 +1224,6 @@ impl PgStore {
             .bind(&balance_addresses)
             .bind(&balance_codes)
             .bind(&asset_codes)
-            .persistent(false)
             .fetch_all(&mut *conn)
             .await?;
             let mut nonces = std::collections::BTreeMap::new();
@@ -1295,18 +1305,8 @@ impl PgStore {
             senders.push(tx.transaction().from.as_bytes().to_vec());
             nonces.push(to_i64(tx.transaction().nonce, "nonce")?);
             kinds.push(tx.transaction().kind().name());
-            messages.push(
-                SignedTransactionDto::from_domain(tx.signed())
-                    .message
-                    .to_string(),
-            );
+            messages.push(SignedTransactionDto::stored_message(tx.transaction()));
             signatures.push(tx.signed().signature.as_bytes().to_vec());
-        }
-        let mut account_addresses = Vec::with_capacity(changes.accounts.len());
-        let mut account_nonces = Vec::with_capacity(changes.accounts.len());
-        for (address, nonce) in &changes.accounts {
-            account_addresses.push(address.as_bytes().to_vec());
-            account_nonces.push(to_i64(*nonce, "nonce")?);
         }
         let mut balance_addresses = Vec::with_capacity(changes.balances.len());
         let mut balance_codes = Vec::with_capacity(changes.balances.len());
@@ -1318,19 +1318,17 @@ impl PgStore {
         }
         // Assets first: balances reference them.
         Self::write_assets(conn, chain, &changes.assets).await?;
-        // The block, its transactions, the nonces and the balances in one
-        // statement (data-modifying CTEs; the foreign keys are checked at
-        // its end, when the block row exists).
+        // The block, its transactions and the balances in one statement
+        // (data-modifying CTEs; the check that every transaction's block
+        // exists runs at its end, when the block row does). Nonces are not
+        // written: they are read back from `transactions` (migration 0012).
         sqlx::query(
             "WITH block AS (INSERT INTO blocks (chain_id, height, hash, previous_hash, timestamp_ms, tx_root, tx_count, producer, signature) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)), \
              txs AS (INSERT INTO transactions (chain_id, height, hash, position, sender, nonce, kind, message, signature) \
-                 SELECT $1, $2, * FROM unnest($10::bytea[], $11::int[], $12::bytea[], $13::bigint[], $14::text[], $15::text[], $16::bytea[])), \
-             nonces AS (INSERT INTO accounts (chain_id, address, next_nonce) \
-                 SELECT $1, * FROM unnest($17::bytea[], $18::bigint[]) \
-                 ON CONFLICT (chain_id, address) DO UPDATE SET next_nonce = excluded.next_nonce) \
+                 SELECT $1, $2, * FROM unnest($10::bytea[], $11::int[], $12::bytea[], $13::bigint[], $14::text[], $15::text[], $16::bytea[])) \
              INSERT INTO balances (chain_id, address, asset, amount) \
-                 SELECT $1, a, c, v::numeric FROM unnest($19::bytea[], $20::text[], $21::text[]) AS u (a, c, v) \
+                 SELECT $1, a, c, v::numeric FROM unnest($17::bytea[], $18::text[], $19::text[]) AS u (a, c, v) \
                  ON CONFLICT (chain_id, address, asset) DO UPDATE SET amount = excluded.amount",
         )
         .bind(chain)
@@ -1349,8 +1347,6 @@ impl PgStore {
         .bind(&kinds)
         .bind(&messages)
         .bind(&signatures)
-        .bind(&account_addresses)
-        .bind(&account_nonces)
         .bind(&balance_addresses)
         .bind(&balance_codes)
         .bind(&balance_values)
@@ -1370,12 +1366,11 @@ impl SqliteStore {
         snapshot: &mut Snapshot,
     ) -> Result<(), StoreError> {
         for address in missing.accounts {
-            let row =
-                sqlx::query("SELECT next_nonce FROM accounts WHERE chain_id = $1 AND address = $2")
-                    .bind(chain)
-                    .bind(address.as_bytes().to_vec())
-                    .fetch_optional(&mut *conn)
-                    .await?;
+            let row = sqlx::query(SELECT_NEXT_NONCE)
+                .bind(chain)
+                .bind(address.as_bytes().to_vec())
+                .fetch_optional(&mut *conn)
+                .await?;
             let nonce = match row {
                 Some(row) => to_u64(row.get_i64("next_nonce")?, "next_nonce")?,
                 None => 0,
@@ -1433,7 +1428,7 @@ impl SqliteStore {
             .execute(&mut *conn)
             .await?;
         for (position, tx) in applied.iter().enumerate() {
-            let dto = SignedTransactionDto::from_domain(tx.signed());
+            let message = SignedTransactionDto::stored_message(tx.transaction());
             let kind = tx.transaction().kind().name();
             sqlx::query("INSERT INTO transactions (chain_id, hash, height, position, sender, nonce, kind, message, signature) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
                 .bind(chain)
@@ -1443,21 +1438,13 @@ impl SqliteStore {
                 .bind(tx.transaction().from.as_bytes().to_vec())
                 .bind(to_i64(tx.transaction().nonce, "nonce")?)
                 .bind(kind)
-                .bind(dto.message.to_string())
+                .bind(message)
                 .bind(tx.signed().signature.as_bytes().to_vec())
                 .execute(&mut *conn)
                 .await?;
         }
         // Assets first: balances reference them.
         Self::write_assets(conn, chain, &changes.assets).await?;
-        for (address, nonce) in &changes.accounts {
-            sqlx::query("INSERT INTO accounts (chain_id, address, next_nonce) VALUES ($1, $2, $3) ON CONFLICT (chain_id, address) DO UPDATE SET next_nonce = excluded.next_nonce")
-                .bind(chain)
-                .bind(address.as_bytes().to_vec())
-                .bind(to_i64(*nonce, "nonce")?)
-                .execute(&mut *conn)
-                .await?;
-        }
         for (address, code, value) in &changes.balances {
             sqlx::query(Self::sql("INSERT INTO balances (chain_id, address, asset, amount) VALUES ($1, $2, $3, $4::numeric) ON CONFLICT (chain_id, address, asset) DO UPDATE SET amount = excluded.amount"))
                 .bind(chain)
@@ -1544,16 +1531,24 @@ impl AnyStore {
     /// handling; the producer uses them one batch after another, so they
     /// are not pinged before each use. SQLite is in-process: the same store.
     /// Call it from inside the runtime that will use it.
+    ///
+    /// The producer's connections run with `enable_seqscan` off. Every
+    /// statement they send reads by key (the prefetch, the tip, HTLCs, the
+    /// check that a block's transactions name it), and their plans are kept
+    /// for the connection's life: a plan made while a table was small would
+    /// otherwise scan the whole table for every key once it has grown.
     pub fn for_block_producer(&self) -> AnyStore {
         match self {
             AnyStore::Postgres(pg) => {
-                let options = pg.pool().connect_options();
+                let options = (*pg.pool().connect_options())
+                    .clone()
+                    .options([("enable_seqscan", "off")]);
                 let pool = sqlx::postgres::PgPoolOptions::new()
                     .max_connections(2)
                     .min_connections(0)
                     .test_before_acquire(false)
                     .acquire_timeout(std::time::Duration::from_secs(5))
-                    .connect_lazy_with((*options).clone());
+                    .connect_lazy_with(options);
                 AnyStore::Postgres(PgStore::new(pool))
             }
             AnyStore::Sqlite(_) => self.clone(),

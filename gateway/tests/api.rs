@@ -940,16 +940,11 @@ async fn concurrent_clients(kind: Db) {
     assert_eq!(supply[0]["supply"], "16000");
     for (address, applied) in expected_nonces {
         let hex_address = hex::encode(address.as_bytes());
-        let nonce = gateway
-            .rows(&format!(
-                "SELECT next_nonce FROM accounts WHERE {}",
-                gateway.address_is("address", &hex_address)
-            ))
+        let (status, account) = gateway
+            .get(&format!("/v1/ledger/accounts/{address}"), &gateway.admin())
             .await;
-        let nonce: u64 = nonce
-            .first()
-            .map(|r| r["next_nonce"].parse().unwrap())
-            .unwrap_or(0);
+        assert_eq!(status, 200, "{account}");
+        let nonce: u64 = account["nextNonce"].as_str().unwrap().parse().unwrap();
         let committed = gateway
             .rows(&format!(
                 "SELECT nonce FROM transactions WHERE {}",

@@ -313,8 +313,16 @@ impl SignedTransaction {
     /// The verified form holds the signature with `v` as 27 or 28, so the
     /// ledger stores one encoding of every signature.
     pub fn verify(self) -> Result<VerifiedTransaction, SignatureError> {
+        self.verify_hashed().map_err(|(_, error)| error)
+    }
+
+    /// [`Self::verify`], whose refusal also carries the transaction's hash
+    /// (computed on the way), for callers that report refused transactions
+    /// by hash without hashing them a second time.
+    pub fn verify_hashed(self) -> Result<VerifiedTransaction, (TxHash, SignatureError)> {
         let hash = self.transaction.hash();
-        verify_signer(hash.as_bytes(), &self.signature, self.transaction.from)?;
+        verify_signer(hash.as_bytes(), &self.signature, self.transaction.from)
+            .map_err(|error| (hash, error))?;
         Ok(VerifiedTransaction {
             signed: SignedTransaction {
                 transaction: self.transaction,

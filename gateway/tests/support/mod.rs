@@ -237,18 +237,12 @@ impl Gateway {
         Metrics::parse(&response.text().await.unwrap())
     }
 
-    /// Everything the ledger holds, as text: blocks, transactions, accounts,
-    /// balances, assets and HTLCs. Equal fingerprints mean nothing changed.
+    /// Everything the ledger holds, as text: blocks, transactions (which
+    /// hold the nonces), balances, assets and HTLCs. Equal fingerprints mean
+    /// nothing changed.
     pub async fn fingerprint(&self) -> String {
         use lockgate::store::AnyStore;
-        let tables = [
-            "blocks",
-            "transactions",
-            "accounts",
-            "balances",
-            "assets",
-            "htlcs",
-        ];
+        let tables = ["blocks", "transactions", "balances", "assets", "htlcs"];
         let mut out = String::new();
         match &self.app.store {
             AnyStore::Postgres(store) => {
