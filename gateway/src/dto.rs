@@ -373,7 +373,7 @@ pub struct AnchorMessage {
 }
 
 fn message<T: serde::de::DeserializeOwned>(value: &serde_json::Value) -> Result<T, FieldError> {
-    serde_json::from_value(value.clone()).map_err(|e| FieldError {
+    T::deserialize(value).map_err(|e| FieldError {
         pointer: "/message".to_string(),
         fault: FieldFault::of_serde(&e),
         reason: e.to_string(),

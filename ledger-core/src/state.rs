@@ -9,7 +9,7 @@
 //! prefetched; reading anything else is an [`ApplyError::NotPrefetched`],
 //! which is a bug in the caller, never a business outcome).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::tx::{TxBody, VerifiedTransaction};
 use crate::types::{Address, Amount, Asset, AssetCode, Hashlock, LockId};
@@ -88,11 +88,19 @@ pub enum ApplyError {
 
 /// The state a batch is applied to. See the module docs for complete and
 /// partial snapshots.
+///
+/// Nonces and balances, the entries every transfer reads, are hash maps: a
+/// block producer keeps up to millions of them between batches, and in an
+/// ordered map each look-up walked a tree of that size (at 1,000,000
+/// accounts, most of the producer's time; docs/perf/README.md item 10).
+/// The maps use std's randomly keyed hasher, so addresses cannot be ground
+/// to collide; no output depends on their order (a batch's changes come
+/// from ordered sets, and [`Self::nonces`] and [`Self::balances`] sort).
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct Snapshot {
     partial: bool,
-    nonces: BTreeMap<Address, u64>,
-    balances: BTreeMap<(Address, AssetCode), Amount>,
+    nonces: HashMap<Address, u64>,
+    balances: HashMap<(Address, AssetCode), Amount>,
     assets: BTreeMap<AssetCode, Option<AssetState>>,
     locks: BTreeMap<LockId, Option<Htlc>>,
 }
@@ -196,18 +204,26 @@ impl Snapshot {
         self.locks.insert(htlc.id, Some(htlc));
     }
 
-    /// Every account nonce held.
+    /// Every account nonce held, by address.
     pub fn nonces(&self) -> impl Iterator<Item = (Address, u64)> + '_ {
-        self.nonces
+        let mut nonces: Vec<(Address, u64)> = self
+            .nonces
             .iter()
             .map(|(address, nonce)| (*address, *nonce))
+            .collect();
+        nonces.sort_unstable();
+        nonces.into_iter()
     }
 
-    /// Every balance held, zero balances included.
+    /// Every balance held, zero balances included, by address and asset.
     pub fn balances(&self) -> impl Iterator<Item = (Address, AssetCode, Amount)> + '_ {
-        self.balances
+        let mut balances: Vec<(Address, AssetCode, Amount)> = self
+            .balances
             .iter()
             .map(|((address, asset), amount)| (*address, *asset, *amount))
+            .collect();
+        balances.sort_unstable_by_key(|(address, asset, _)| (*address, *asset));
+        balances.into_iter()
     }
 
     /// Every existing asset held.
