@@ -195,6 +195,35 @@ fn applied_of(txs: &[VerifiedTransaction], outcomes: &[Outcome]) -> Vec<Verified
         .collect()
 }
 
+/// Checks the nonces a batch moved, as ledger-core computed them, against
+/// what the rows about to be written imply: an account's next nonce is read
+/// back as one more than its highest stored nonce (migration 0012), so
+/// every applied sender must have moved to its last applied nonce plus one,
+/// and no other account may have moved. A disagreement is a bug between the
+/// core and the store, and the block is not written.
+fn check_nonces(
+    applied: &[VerifiedTransaction],
+    changes: &ledger_core::StateChanges,
+) -> Result<(), StoreError> {
+    let mut last = std::collections::HashMap::with_capacity(changes.accounts.len());
+    for tx in applied {
+        last.insert(tx.transaction().from, tx.transaction().nonce);
+    }
+    let agree = last.len() == changes.accounts.len()
+        && changes.accounts.iter().all(|(address, next)| {
+            last.get(address)
+                .and_then(|nonce| nonce.checked_add(1))
+                .is_some_and(|implied| implied == *next)
+        });
+    if agree {
+        Ok(())
+    } else {
+        Err(corrupt(
+            "the batch's nonces disagree with its transactions; block not written",
+        ))
+    }
+}
+
 /// Each transaction's position in the block, when applied.
 fn positions_of(outcomes: &[Outcome]) -> Vec<Option<u32>> {
     let mut next = 0u32;
@@ -1289,6 +1318,7 @@ impl PgStore {
         applied: &[VerifiedTransaction],
         changes: &ledger_core::StateChanges,
     ) -> Result<(), StoreError> {
+        check_nonces(applied, changes)?;
         let header = &block.header;
         let height = to_i64(header.height, "height")?;
         let n = applied.len();
@@ -1413,6 +1443,7 @@ impl SqliteStore {
         applied: &[VerifiedTransaction],
         changes: &ledger_core::StateChanges,
     ) -> Result<(), StoreError> {
+        check_nonces(applied, changes)?;
         let header = &block.header;
         let height = to_i64(header.height, "height")?;
         sqlx::query("INSERT INTO blocks (chain_id, height, hash, previous_hash, timestamp_ms, tx_root, tx_count, producer, signature) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")

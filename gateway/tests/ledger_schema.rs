@@ -9,7 +9,7 @@
 
 mod support;
 
-use ledger_core::SigningKey;
+use ledger_core::{Outcome, Rejection, SigningKey};
 use lockgate::app::ConnectError;
 use lockgate::store::{LedgerStore, StoreError};
 use support::*;
@@ -84,34 +84,65 @@ async fn a_transaction_naming_no_block_is_refused_on_postgres() {
         .await
         .unwrap();
     assert_eq!(rows, 3, "nothing of the refused statements was written");
+    // A table of the caller's named `blocks` does not stand in for the
+    // ledger's: the check reads the ledger's schema only.
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("CREATE TEMP TABLE blocks (chain_id BIGINT, height BIGINT)")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO pg_temp.blocks VALUES ($1, 11)")
+        .bind(CHAIN as i64)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let error = insert(11, 0).execute(&mut *conn).await.unwrap_err();
+    assert_eq!(sqlstate(error), "23503", "a temporary `blocks` is not read");
+    drop(conn);
     // A row naming block 0 is accepted (the check is not a blanket refusal).
     insert(0, 9).execute(&pool).await.unwrap();
 }
 
 #[tokio::test]
-async fn blocks_and_transactions_are_append_only_on_postgres() {
-    let db = TestDb::new(Db::Postgres).await;
-    let store = open(&db).await;
-    store.migrate().await.unwrap();
-    one_block(&store).await;
-    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    for statement in [
-        "UPDATE blocks SET timestamp_ms = timestamp_ms + 1",
-        "DELETE FROM blocks",
-        "TRUNCATE blocks",
-        "UPDATE transactions SET nonce = nonce + 1",
-        "DELETE FROM transactions WHERE position = 2",
-        "TRUNCATE transactions",
-    ] {
-        let error = sqlx::query(statement).execute(&pool).await.unwrap_err();
-        assert_eq!(sqlstate(error), "23001", "{statement}: restrict_violation");
+async fn blocks_and_transactions_are_append_only() {
+    for kind in [Db::Sqlite, Db::Postgres] {
+        let db = TestDb::new(kind).await;
+        let store = open(&db).await;
+        one_block(&store).await;
+        let pool = Pool::connect(kind, &db).await;
+        let mut statements = vec![
+            "UPDATE blocks SET timestamp_ms = timestamp_ms + 1",
+            "DELETE FROM blocks",
+            "UPDATE transactions SET nonce = nonce + 1",
+            "DELETE FROM transactions WHERE position = 2",
+            "DELETE FROM transactions",
+        ];
+        if kind == Db::Postgres {
+            statements.extend(["TRUNCATE blocks", "TRUNCATE transactions"]);
+        }
+        for statement in statements {
+            let error = pool.execute_err(statement).await;
+            let expected = match kind {
+                Db::Postgres => "23001",
+                Db::Sqlite => "rows are never updated or deleted",
+            };
+            assert!(error.contains(expected), "{kind:?} {statement}: {error}");
+        }
+        assert_eq!(
+            pool.count("SELECT count(*) FROM blocks").await,
+            1,
+            "{kind:?}"
+        );
+        assert_eq!(
+            pool.count("SELECT count(*) FROM transactions").await,
+            3,
+            "{kind:?}"
+        );
+        // A removed transaction would have freed alice's nonce 0 for a
+        // replay; with nothing removable it stays used.
+        let account = store.account(chain(), key(2).address()).await.unwrap();
+        assert_eq!(account.next_nonce, 1, "{kind:?}");
     }
-    let (blocks, transactions): (i64, i64) =
-        sqlx::query_as("SELECT (SELECT count(*) FROM blocks), (SELECT count(*) FROM transactions)")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!((blocks, transactions), (1, 3));
 }
 
 /// A database of either kind, for statements written out in full.
@@ -158,6 +189,33 @@ impl Pool {
         .unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// A statement that must fail: its error, SQLSTATE first.
+    async fn execute_err(&self, sql: &str) -> String {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        let result = match self {
+            Self::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+            Self::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+        };
+        match result {
+            Ok(()) => panic!("the statement succeeded"),
+            Err(error) => {
+                let code = error
+                    .as_database_error()
+                    .and_then(|e| e.code().map(|c| c.to_string()))
+                    .unwrap_or_default();
+                format!("{code} {error}")
+            }
+        }
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match self {
+            Self::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+            Self::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+        }
+    }
+
     /// Whether the `accounts` table is still there.
     async fn has_accounts(&self) -> bool {
         let sql = "SELECT count(*) FROM accounts";
@@ -176,10 +234,13 @@ fn blob(kind: Db, bytes: &[u8]) -> String {
     }
 }
 
+/// An `accounts` row of before migration 12: (key index, next nonce).
+type AccountRow = (u64, i64);
+
 /// A database at migration 11 (with the `accounts` table) holding one
-/// block whose transactions are alice's `nonces`, and alice's account row
-/// saying `next_nonce`, as the gateway of then wrote them.
-async fn before_0012(kind: Db, nonces: &[i64], next_nonce: i64) -> (TestDb, Pool) {
+/// block whose transactions are alice's `nonces`, and the `accounts` rows
+/// `(key index, next_nonce)`, as the gateway of then wrote them.
+async fn before_0012(kind: Db, nonces: &[i64], accounts: &[AccountRow]) -> (TestDb, Pool) {
     let db = TestDb::new(kind).await;
     let pool = Pool::connect(kind, &db).await;
     pool.migrate_to(kind, 11).await;
@@ -205,36 +266,56 @@ async fn before_0012(kind: Db, nonces: &[i64], next_nonce: i64) -> (TestDb, Pool
         ))
         .await;
     }
-    pool.execute(&format!(
-        "INSERT INTO accounts (chain_id, address, next_nonce) VALUES ({CHAIN}, {}, {next_nonce})",
-        blob(kind, alice.as_bytes()),
-    ))
-    .await;
+    for (index, next_nonce) in accounts {
+        pool.execute(&format!(
+            "INSERT INTO accounts (chain_id, address, next_nonce) VALUES ({CHAIN}, {}, {next_nonce})",
+            blob(kind, key(*index).address().as_bytes()),
+        ))
+        .await;
+    }
     (db, pool)
 }
 
 #[tokio::test]
 async fn the_migration_that_drops_stored_nonces_checks_them_first() {
     for kind in [Db::Sqlite, Db::Postgres] {
-        // Consistent: migrated, and the nonce is the same read either way.
-        let (db, pool) = before_0012(kind, &[0, 1], 2).await;
+        // Consistent, with a row saying nonce 0 for an account that never
+        // sent: migrated, and the nonces are the same read either way.
+        let (db, pool) = before_0012(kind, &[0, 1], &[(2, 2), (3, 0)]).await;
         let store = open(&db).await;
-        store.migrate().await.unwrap();
         assert!(!pool.has_accounts().await, "{kind:?}: the copy is gone");
         let account = store.account(chain(), key(2).address()).await.unwrap();
         assert_eq!(account.next_nonce, 2, "{kind:?}");
+        let account = store.account(chain(), key(3).address()).await.unwrap();
+        assert_eq!(account.next_nonce, 0, "{kind:?}");
 
-        // The stored nonce disagrees with the transactions, or the
-        // transactions have a gap: refused, and the database is as it was.
-        for (nonces, next_nonce) in [(&[0, 1][..], 3), (&[0, 2][..], 3)] {
-            let (db, pool) = before_0012(kind, nonces, next_nonce).await;
+        // Refused, and the database left as it was, when the stored nonce
+        // says more than the transactions, when they have a gap, when a
+        // sender has transactions but no row, or a row says a nonce was
+        // used that no transaction used.
+        let refused: [(&[i64], &[AccountRow]); 4] = [
+            (&[0, 1], &[(2, 3)]),
+            (&[0, 2], &[(2, 3)]),
+            (&[0, 1], &[]),
+            (&[0, 1], &[(2, 2), (3, 1)]),
+        ];
+        for (nonces, accounts) in refused {
+            let (db, pool) = before_0012(kind, nonces, accounts).await;
             let error = lockgate::app::connect(&test_config(&db))
                 .await
                 .map(|_| ())
                 .unwrap_err();
             assert!(
                 matches!(error, ConnectError::Migrate(StoreError::Migrate(_))),
-                "{kind:?} {nonces:?}: {error}"
+                "{kind:?} {nonces:?} {accounts:?}: {error}"
+            );
+            let expected = match kind {
+                Db::Postgres => "accounts.next_nonce disagrees with the transactions stored",
+                Db::Sqlite => "CHECK constraint failed: consistent = 1",
+            };
+            assert!(
+                error.to_string().contains(expected),
+                "{kind:?} {nonces:?} {accounts:?}: {error}"
             );
             assert!(pool.has_accounts().await, "{kind:?}: rolled back");
         }
@@ -281,6 +362,13 @@ async fn the_nonce_is_read_from_the_transactions() {
             .commit_batch(chain(), &key(99), 2_000, &[replay])
             .await
             .unwrap();
-        assert!(!result.outcomes[0].is_applied(), "{kind:?}");
+        assert_eq!(
+            result.outcomes[0],
+            Outcome::Rejected(Rejection::NonceReplay {
+                expected: 1,
+                actual: 0
+            }),
+            "{kind:?}"
+        );
     }
 }

@@ -240,22 +240,28 @@ impl Snapshot {
     /// balances plus open locks add up to its supply, and nothing is held of
     /// an asset that does not exist.
     pub fn check_supply(&self) -> Result<(), ApplyError> {
-        let mut held: BTreeMap<AssetCode, u128> = BTreeMap::new();
-        let mut add = |asset: AssetCode, amount: Amount| -> Result<(), ApplyError> {
-            let total = held.entry(asset).or_default();
-            *total = total
-                .checked_add(amount.minor_units())
-                .ok_or_else(|| ApplyError::Corrupt(format!("{asset} held exceeds 2^128")))?;
-            Ok(())
+        // `None` once an asset's total overflowed; reported after the sums,
+        // in asset order (the balances' map has no order).
+        let mut held: BTreeMap<AssetCode, Option<u128>> = BTreeMap::new();
+        let mut add = |asset: AssetCode, amount: Amount| {
+            let total = held.entry(asset).or_insert(Some(0));
+            *total = total.and_then(|t| t.checked_add(amount.minor_units()));
         };
         for ((_, asset), amount) in &self.balances {
-            add(*asset, *amount)?;
+            add(*asset, *amount);
         }
         for htlc in self.locks() {
             if htlc.status == HtlcStatus::Locked {
-                add(htlc.asset, htlc.amount)?;
+                add(htlc.asset, htlc.amount);
             }
         }
+        if let Some((asset, _)) = held.iter().find(|(_, total)| total.is_none()) {
+            return Err(ApplyError::Corrupt(format!("{asset} held exceeds 2^128")));
+        }
+        let mut held: BTreeMap<AssetCode, u128> = held
+            .into_iter()
+            .map(|(asset, total)| (asset, total.unwrap_or(0)))
+            .collect();
         for state in self.assets() {
             let total = held.remove(&state.asset.code).unwrap_or(0);
             if total != state.supply.minor_units() {
@@ -380,7 +386,9 @@ impl Snapshot {
 /// gateway writes back, in one database transaction, beside the outcomes.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct StateChanges {
-    /// Accounts whose next nonce moved.
+    /// Accounts whose next nonce moved. (The gateway does not store these:
+    /// it reads an account's next nonce back from its stored transactions,
+    /// and checks that this list agrees with them before writing a block.)
     pub accounts: Vec<(Address, u64)>,
     /// Balances that changed.
     pub balances: Vec<(Address, AssetCode, Amount)>,

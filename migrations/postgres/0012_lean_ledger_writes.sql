@@ -18,7 +18,12 @@
 --    statement trigger looks up the distinct blocks the new rows name, and
 --    blocks and transactions are append-only (UPDATE, DELETE and TRUNCATE
 --    refused), so a block that a transaction names can never go away,
---    which the foreign key's ON DELETE/UPDATE check guaranteed before.
+--    which the foreign key's ON DELETE/UPDATE check guaranteed before, and
+--    a nonce once used can never be freed again by removing its row.
+--
+-- Upgrading: this migration drops a table that the previous release reads
+-- and writes on every commit. Stop the previous release's replicas before
+-- the first replica of this one starts (deploy/README.md, "Upgrading").
 
 DO $$
 BEGIN
@@ -57,6 +62,18 @@ BEGIN
             USING ERRCODE = 'foreign_key_violation';
     END IF;
     RETURN NULL;
+END
+$$;
+
+-- The function reads `blocks` of this schema only: with the caller's
+-- search_path, a temporary table named `blocks` (any role may create one)
+-- would be read instead. The foreign key named the table itself.
+DO $$
+BEGIN
+    EXECUTE format(
+        'ALTER FUNCTION ledger_transactions_name_blocks() SET search_path = %I, pg_catalog, pg_temp',
+        current_schema()
+    );
 END
 $$;
 

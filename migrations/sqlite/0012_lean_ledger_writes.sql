@@ -7,9 +7,13 @@
 -- every account and that every sender's nonces run from 0 without gaps: the
 -- CHECK below fails the migration (and its transaction) if not.
 --
--- SQLite keeps its foreign key from transactions to blocks: its per-row
--- check is an in-process index look-up, not the trigger and query per row
--- that made it costly on PostgreSQL.
+-- Because a nonce is now read from the transactions that used it, blocks
+-- and transactions become append-only (UPDATE and DELETE refused by
+-- triggers, as on PostgreSQL): removing a sender's newest transaction would
+-- otherwise free its nonce for a replay of that very transaction. SQLite
+-- keeps its foreign key from transactions to blocks: its per-row check is
+-- an in-process index look-up, not the trigger and query per row that made
+-- it costly on PostgreSQL.
 
 CREATE TEMP TABLE migration_0012_check (consistent INTEGER NOT NULL CHECK (consistent = 1));
 
@@ -37,3 +41,23 @@ SELECT CASE WHEN EXISTS (
 DROP TABLE migration_0012_check;
 
 DROP TABLE accounts;
+
+CREATE TRIGGER blocks_no_update BEFORE UPDATE ON blocks
+BEGIN
+    SELECT RAISE(ABORT, 'blocks rows are never updated or deleted');
+END;
+
+CREATE TRIGGER blocks_no_delete BEFORE DELETE ON blocks
+BEGIN
+    SELECT RAISE(ABORT, 'blocks rows are never updated or deleted');
+END;
+
+CREATE TRIGGER transactions_no_update BEFORE UPDATE ON transactions
+BEGIN
+    SELECT RAISE(ABORT, 'transactions rows are never updated or deleted');
+END;
+
+CREATE TRIGGER transactions_no_delete BEFORE DELETE ON transactions
+BEGIN
+    SELECT RAISE(ABORT, 'transactions rows are never updated or deleted');
+END;
