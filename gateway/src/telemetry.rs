@@ -3,7 +3,12 @@
 //! context (`traceparent`) read from and written to HTTP requests and SATP
 //! messages, so one trace follows a transfer across gateways.
 //!
-//! - **The log** follows `RUST_LOG` (default `info`), as always.
+//! - **The log** follows `RUST_LOG` (default `info`), as always. Without
+//!   export its filter is global; with export each layer has its own
+//!   filter, and tracing-subscriber's per-layer filtering can then drop
+//!   an event that follows an `enabled` check nobody acted on (sqlx makes
+//!   one after every statement; tokio-rs/tracing#2519), so a log filter
+//!   naming targets may miss lines while export is on.
 //! - **Export** is off unless `telemetry.otlp_endpoint`,
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is
 //!   set (and `OTEL_SDK_DISABLED` is not `true`). Spans go out over OTLP/HTTP
@@ -99,9 +104,23 @@ where
         .with_filter(log_filter().and(not_export_errors))
 }
 
-/// The log only (the commands other than `serve`).
+/// The log only (the commands other than `serve`, and `serve` without
+/// export). The filter is global, not attached to the log layer:
+/// tracing-subscriber's per-layer filters carry each decision from
+/// `enabled` to the event in a thread-local, and a caller that asks
+/// `enabled` and then emits nothing (sqlx does, after every statement, to
+/// decide whether to log it) leaves a stale "disabled" there that swallows
+/// the next event of that thread (tokio-rs/tracing#2519, open). With
+/// `RUST_LOG=lockgate=debug` the log lost most of the store's lines that
+/// way; a global filter keeps no such state.
 pub fn init_log() {
-    let _ = tracing_subscriber::registry().with(log_layer()).try_init();
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = tracing_subscriber::registry()
+        .with(log_filter())
+        .with(layer)
+        .try_init();
 }
 
 fn env_set(name: &str) -> bool {

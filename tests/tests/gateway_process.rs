@@ -918,3 +918,55 @@ async fn secrets_never_reach_the_log() {
     let signature = token.rsplit('.').next().unwrap().to_lowercase();
     assert!(!text.contains(&signature), "a bearer token is in the log");
 }
+
+/// A log filter that names a module shows every line of that module: with
+/// `RUST_LOG=warn,lockgate::store=debug`, each committed block's `commit
+/// timeline` line. (With the filter attached to the log layer, sqlx's check
+/// of whether to log each statement, answered no and not followed by an
+/// event, made tracing-subscriber drop the store's next line:
+/// tokio-rs/tracing#2519.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_filter_naming_a_module_shows_all_its_lines() {
+    let db = PgDatabase::new().await;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let env = Env::new(&db.url)
+        .with_vars(&[("RUST_LOG", "warn,lockgate::store=debug")])
+        .log_to(log.path().to_path_buf());
+    let process = env.start().await;
+    let token = env.token().await;
+    let issuer = key(1);
+    let register = sign(
+        &issuer,
+        0,
+        TxBody::RegisterAsset {
+            code: eur(),
+            scale: Scale::new(2).unwrap(),
+        },
+    );
+    assert_eq!(process.submit(&token, &register).await.unwrap().0, 201);
+    // One at a time: each in a block of its own.
+    for nonce in 1..=4 {
+        let issue = sign(
+            &issuer,
+            nonce,
+            TxBody::Issue {
+                asset: eur(),
+                to: key(2).address(),
+                amount: Amount::from_minor_units(100),
+            },
+        );
+        assert_eq!(process.submit(&token, &issue).await.unwrap().0, 201);
+    }
+    drop(process);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let timelines = text
+        .lines()
+        .filter(|line| line.contains("commit timeline"))
+        .count();
+    assert_eq!(timelines, 5, "one line per block:\n{text}");
+    assert!(
+        !text.contains("lockgate::sequencer"),
+        "a module the filter does not name stays at warn:\n{text}"
+    );
+}
