@@ -1,8 +1,8 @@
 //! The sequencer: the one loop per ledger that applies transactions and
 //! produces blocks. Handlers hand it verified transactions over a bounded
 //! queue; it gathers whatever queued up while the previous batch committed
-//! (a submission that arrives alone waits up to `batch_wait_ms` for company),
-//! up to `batch_txs_max`, into one batch, and commits the batch as one block in one
+//! (a submission that arrives alone waits up to `batch_wait_ms` for company,
+//! by default not at all), up to `batch_txs_max`, into one batch, and commits the batch as one block in one
 //! database transaction (group commit: one fsync for the whole batch). Each
 //! handler is answered only after that commit, so an acknowledged
 //! transaction is durable.
@@ -143,7 +143,7 @@ impl Sequencer {
                         Err(_) => break,
                     }
                 }
-                if batch.len() == 1 {
+                if batch.len() == 1 && !config.batch_wait.is_zero() {
                     let deadline = tokio::time::Instant::now() + config.batch_wait;
                     while count < config.batch_txs_max {
                         match tokio::time::timeout_at(deadline, jobs.recv()).await {
