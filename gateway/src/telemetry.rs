@@ -98,10 +98,18 @@ where
     let not_export_errors = tracing_subscriber::filter::filter_fn(|meta| {
         !(meta.target() == "opentelemetry_sdk" && meta.name() == "BatchSpanProcessor.ExportError")
     });
+    use tracing_subscriber::Layer as _;
+    fmt_layer().with_filter(log_filter().and(not_export_errors))
+}
+
+/// The log's lines: to stderr, in colour on a terminal.
+fn fmt_layer<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
     tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_filter(log_filter().and(not_export_errors))
 }
 
 /// The log only (the commands other than `serve`, and `serve` without
@@ -114,12 +122,9 @@ where
 /// `RUST_LOG=lockgate=debug` the log lost most of the store's lines that
 /// way; a global filter keeps no such state.
 pub fn init_log() {
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = tracing_subscriber::registry()
         .with(log_filter())
-        .with(layer)
+        .with(fmt_layer())
         .try_init();
 }
 
