@@ -39,9 +39,14 @@ pub struct App {
     pub satp: crate::satp::Satp,
     /// The EVM chains this gateway is the connector on.
     pub evm: Vec<Arc<crate::evm::EvmLedger>>,
-    /// Wakes the transfer engine before its tick: a block was committed, a
-    /// transfer created or a SATP message accepted.
+    /// Wakes the transfer engine before its tick: a transfer was created or
+    /// a SATP message accepted.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Notified after every block a hosted ledger commits. The transfer
+    /// engine listens only while it has active transfers of its own, so a
+    /// ledger busy with plain payments does not cost a scan of the transfer
+    /// table per block (`crate::transfers::spawn_engine`).
+    pub committed: Arc<tokio::sync::Notify>,
     /// One lock per ledger for the connector's own transactions there: an
     /// action reads the account's next nonce, signs, writes ahead and
     /// submits under it, so two actions never take the same nonce.
@@ -385,6 +390,7 @@ pub async fn build_reporting(
     }
     let auth = authenticator(&config)?;
     let wake = Arc::new(tokio::sync::Notify::new());
+    let committed = Arc::new(tokio::sync::Notify::new());
     report(Phase::StartingLedgers);
     let mut ledgers = Vec::new();
     for (ledger, key) in config.ledgers().zip(block_keys) {
@@ -398,7 +404,7 @@ pub async fn build_reporting(
                 batch_wait: Duration::from_millis(ledger.batch_wait_ms),
                 queue_txs_max: ledger.queue_txs_max,
                 state_cache_entries_max: ledger.state_cache_entries_max,
-                on_commit: wake.clone(),
+                on_commit: committed.clone(),
             },
         )
         .await;
@@ -433,6 +439,7 @@ pub async fn build_reporting(
         satp,
         evm,
         wake,
+        committed,
         account_locks: std::sync::Mutex::default(),
         limiter,
     });

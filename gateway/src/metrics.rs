@@ -22,6 +22,7 @@
 //! | `lockgate_value_locked_oldest_seconds` | gauge | `chain_id`, `asset`, `participant` | age of the participant's oldest open HTLC |
 //! | `lockgate_adapter_call_duration_seconds` | histogram | `adapter` (`builtin`, `evm`, `peer`), `call` | calls the transfer engine makes to a ledger adapter |
 //! | `lockgate_adapter_call_errors_total` | counter | `adapter`, `call` | adapter calls that failed (outcome unknown; retried) |
+//! | `lockgate_transfer_engine_scans_total` | counter | `cause` (`tick`, `wake`, `commit`) | looks of the transfer engine at the active transfers, by what prompted them: its tick, a transfer created or SATP message accepted here, a block committed while it had active transfers of its own |
 //! | `lockgate_recovery_runs_total` | counter | `kind` (`satp`), `outcome` | SATP crash-recovery exchanges started by this gateway |
 //! | `lockgate_db_pool_connections` | gauge | `state` (`idle`, `in_use`) | database pool connections (read at scrape time) |
 //! | `lockgate_db_pool_connections_max` | gauge | | the pool's bound (the block producers' own connections, up to 2 per ledger, are not in this pool) |
@@ -63,6 +64,8 @@ pub mod name {
     pub const ADAPTER_ERRORS: &str = "lockgate_adapter_call_errors_total";
     /// See the module table.
     pub const RECOVERY_RUNS: &str = "lockgate_recovery_runs_total";
+    /// See the module table.
+    pub const ENGINE_SCANS: &str = "lockgate_transfer_engine_scans_total";
 }
 
 /// Seconds: 0.5 ms to 30 s.
@@ -179,6 +182,11 @@ pub fn adapter_call(adapter: &'static str, call: &'static str, ok: bool, elapsed
 /// Records one recovery run.
 pub fn recovery_run(kind: &'static str, outcome: &'static str) {
     metrics::counter!(name::RECOVERY_RUNS, "kind" => kind, "outcome" => outcome).increment(1);
+}
+
+/// Records one look of the transfer engine at the active transfers.
+pub fn engine_scan(cause: &'static str) {
+    metrics::counter!(name::ENGINE_SCANS, "cause" => cause).increment(1);
 }
 
 /// Escapes a label value for the text format.

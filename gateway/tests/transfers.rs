@@ -597,6 +597,52 @@ async fn cancelling_after_the_sender_locked_is_refused() {
     );
 }
 
+/// A committed block makes the engine look at the transfer table only while
+/// it has a transfer to move: a ledger busy with plain payments does not pay
+/// a scan per block, and a sender's lock still moves a waiting transfer at
+/// once (the tick here is a minute, so only the blocks can).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_wake_the_engine_only_while_a_transfer_waits() {
+    let db = TestDb::new(Db::Postgres).await;
+    let gateway = Gateway::start_on(db, |config| {
+        config.extra_ledgers.push(lockgate::config::LedgerConfig {
+            chain_id: TARGET,
+            batch_wait_ms: 1,
+            ..lockgate::config::LedgerConfig::default()
+        });
+        config.transfers.tick_ms = 60_000;
+        config.transfers.asset_pairs = vec![["EUR".into(), "EURT".into()]];
+    })
+    .await;
+    setup(&gateway).await;
+    let scans = |metrics: &Metrics, cause: &str| {
+        metrics.value("lockgate_transfer_engine_scans_total", &[("cause", cause)])
+    };
+    let before = gateway.metrics().await;
+    // Ten blocks of payments, one after another, with no transfer active.
+    for nonce in 2..12 {
+        let (status, body) = gateway
+            .submit(&sign(&key(1), nonce, issue("EUR", key(4).address(), 1)))
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let quiet = gateway.metrics().await;
+    // At most the look that a commit of the set-up prompted before the
+    // engine knew it had nothing to move.
+    assert!(
+        scans(&quiet, "commit") - scans(&before, "commit") <= 1.0,
+        "the engine scanned on {} of 10 payment blocks",
+        scans(&quiet, "commit") - scans(&before, "commit")
+    );
+    let hashlock = Hashlock::of_preimage(&[41; 32]);
+    let view = create(&gateway, hashlock).await;
+    sender_locks(&gateway, &view, hashlock).await;
+    wait_for(&gateway, view["id"].as_str().unwrap(), "target_locked").await;
+    let busy = gateway.metrics().await;
+    assert_eq!(scans(&busy, "tick"), 0.0, "a tick is a minute away");
+    assert!(scans(&busy, "wake") >= 1.0, "the creation woke the engine");
+}
+
 /// A retried `POST /v1/transfers` with the same `Idempotency-Key` returns the
 /// same transfer (marked replayed) and makes no second one; the key with a
 /// different request is refused and changes nothing.
