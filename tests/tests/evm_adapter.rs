@@ -18,7 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use adapters::evm::{
     EvmAsset, EvmConfig, EvmKey, EvmLedger, HTLC_ARTIFACT, deploy, load_key, lock_id_of, salt_of,
 };
-use adapters::ledger::{Acted, LedgerAdapter, LockEvent, LockState, LockTerms, OperationKey};
+use adapters::ledger::{
+    Acted, AdapterError, LedgerAdapter, LockEvent, LockState, LockTerms, OperationKey,
+};
 use ledger_core::{Address, Amount, AssetCode, ChainId, Hashlock};
 use lockgate_e2e::evm::*;
 
@@ -496,7 +498,20 @@ async fn reorgs_of_an_own_lock_and_of_a_counterparty_claim() {
     let snapshot = c.anvil.snapshot().await;
     let locking = {
         let evm = evm.clone();
-        tokio::spawn(async move { evm.lock(op("t-reorg", "target-lock"), &wanted).await })
+        tokio::spawn(async move {
+            // Retried on "unavailable", as the transfer engine does at its
+            // next tick: a read racing the revert below can fail (anvil
+            // refuses a height its block number reported a moment before).
+            loop {
+                match evm.lock(op("t-reorg", "target-lock"), &wanted).await {
+                    Err(AdapterError::Unavailable(error)) => {
+                        eprintln!("lock: {error}; retrying");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    other => return other,
+                }
+            }
+        })
     };
     wait_head_state(&c.anvil, &contract, &id.to_string(), "1").await;
     assert_eq!(
