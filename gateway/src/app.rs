@@ -42,10 +42,11 @@ pub struct App {
     /// Wakes the transfer engine before its tick: a transfer was created or
     /// a SATP message accepted.
     pub wake: Arc<tokio::sync::Notify>,
-    /// Notified after every block a hosted ledger commits. The transfer
-    /// engine listens only while it has active transfers of its own, so a
-    /// ledger busy with plain payments does not cost a scan of the transfer
-    /// table per block (`crate::transfers::spawn_engine`).
+    /// Notified after a hosted ledger commits a block that applied an HTLC
+    /// transaction (a lock, claim or refund). The transfer engine listens
+    /// only while it has active transfers of its own, so a ledger busy with
+    /// plain payments does not cost a scan of the transfer table per block
+    /// (`crate::transfers::spawn_engine`).
     pub committed: Arc<tokio::sync::Notify>,
     /// One lock per ledger for the connector's own transactions there: an
     /// action reads the account's next nonce, signs, writes ahead and

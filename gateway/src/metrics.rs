@@ -22,7 +22,7 @@
 //! | `lockgate_value_locked_oldest_seconds` | gauge | `chain_id`, `asset`, `participant` | age of the participant's oldest open HTLC |
 //! | `lockgate_adapter_call_duration_seconds` | histogram | `adapter` (`builtin`, `evm`, `peer`), `call` | calls the transfer engine makes to a ledger adapter |
 //! | `lockgate_adapter_call_errors_total` | counter | `adapter`, `call` | adapter calls that failed (outcome unknown; retried) |
-//! | `lockgate_transfer_engine_scans_total` | counter | `cause` (`tick`, `wake`, `commit`) | looks of the transfer engine at the active transfers, by what prompted them: its tick, a transfer created or SATP message accepted here, a block committed while it had active transfers of its own |
+//! | `lockgate_transfer_engine_scans_total` | counter | `cause` (`tick`, `wake`, `commit`) | looks of the transfer engine at the active transfers, by what prompted them: its tick, a transfer created or SATP message accepted here, a block with an HTLC lock, claim or refund committed while it had active transfers of its own |
 //! | `lockgate_recovery_runs_total` | counter | `kind` (`satp`), `outcome` | SATP crash-recovery exchanges started by this gateway |
 //! | `lockgate_db_pool_connections` | gauge | `state` (`idle`, `in_use`) | database pool connections (read at scrape time) |
 //! | `lockgate_db_pool_connections_max` | gauge | | the pool's bound (the block producers' own connections, up to 2 per ledger, are not in this pool) |

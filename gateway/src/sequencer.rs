@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use ledger_core::block::SignedBlockHeader;
 use ledger_core::types::BlockHash;
-use ledger_core::{ChainId, Outcome, SigningKey, VerifiedTransaction};
+use ledger_core::{ChainId, Outcome, SigningKey, TxBody, VerifiedTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{AnyStore, LedgerStore, StoreError, WarmState};
@@ -95,8 +95,10 @@ pub struct SequencerConfig {
     /// sequencer keeps between batches (see `store::WarmState`); 0 keeps
     /// none, so every commit reads what it needs from the database.
     pub state_cache_entries_max: usize,
-    /// Notified after every committed block (the transfer engine waits on it
-    /// to react to a lock or claim without waiting for its next tick).
+    /// Notified after every committed block that applied an HTLC
+    /// transaction (a lock, claim or refund: what a transfer can wait for),
+    /// so the transfer engine reacts without waiting for its next tick. A
+    /// block of plain payments does not notify it.
     pub on_commit: Arc<tokio::sync::Notify>,
 }
 
@@ -163,7 +165,8 @@ impl Sequencer {
                     // closes here.
                     break;
                 }
-                commit(&store, &block_key, config.chain_id, batch, &mut warm).await;
+                let moved_locks =
+                    commit(&store, &block_key, config.chain_id, batch, &mut warm).await;
                 if warm
                     .as_ref()
                     .is_some_and(|w| w.snapshot.entry_count() > config.state_cache_entries_max)
@@ -172,7 +175,9 @@ impl Sequencer {
                     // next commit is a cold one and refills what it reads).
                     warm = None;
                 }
-                config.on_commit.notify_one();
+                if moved_locks {
+                    config.on_commit.notify_one();
+                }
             }
         };
         // The producer runs on a thread of its own, with its own runtime
@@ -249,13 +254,16 @@ impl Sequencer {
     }
 }
 
+/// Commits `batch` as one block and answers its submitters. True when the
+/// block applied an HTLC transaction (a lock, claim or refund): what a
+/// cross-ledger transfer can be waiting for (`SequencerConfig::on_commit`).
 async fn commit(
     store: &AnyStore,
     block_key: &SigningKey,
     chain_id: ChainId,
     batch: Vec<Job>,
     warm: &mut Option<WarmState>,
-) {
+) -> bool {
     let mut all = Vec::with_capacity(batch.iter().map(|job| job.txs.len()).sum());
     let mut jobs = Vec::with_capacity(batch.len());
     for job in batch {
@@ -282,6 +290,15 @@ async fn commit(
                 elapsed_us = started.elapsed().as_micros() as u64,
                 "batch committed"
             );
+            let moved_locks = all.iter().zip(&result.outcomes).any(|(tx, outcome)| {
+                outcome.is_applied()
+                    && matches!(
+                        tx.transaction().body,
+                        TxBody::HtlcLock { .. }
+                            | TxBody::HtlcClaim { .. }
+                            | TxBody::HtlcRefund { .. }
+                    )
+            });
             let block_hash = result.block.as_ref().map(|b| b.header.hash());
             let mut offset = 0;
             for (n, reply) in jobs {
@@ -296,6 +313,7 @@ async fn commit(
                 // the transaction is committed all the same.
                 let _ = reply.send(Ok(receipt));
             }
+            moved_locks
         }
         Err(error) => {
             crate::metrics::commit_failed(chain_id.get());
@@ -304,6 +322,7 @@ async fn commit(
             for (_, reply) in jobs {
                 let _ = reply.send(Err(error.clone()));
             }
+            false
         }
     }
 }

@@ -597,10 +597,11 @@ async fn cancelling_after_the_sender_locked_is_refused() {
     );
 }
 
-/// A committed block makes the engine look at the transfer table only while
-/// it has a transfer to move: a ledger busy with plain payments does not pay
-/// a scan per block, and a sender's lock still moves a waiting transfer at
-/// once (the tick here is a minute, so only the blocks can).
+/// A committed block makes the engine look at the transfer table only when
+/// the block has an HTLC transaction and the engine has a transfer to move:
+/// plain payments do not pay a scan per block, with or without a transfer
+/// active, and the sender's lock and the recipient's claim still move a
+/// transfer at once (the tick here is a minute, so only the blocks can).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_wake_the_engine_only_while_a_transfer_waits() {
     let db = TestDb::new(Db::Postgres).await;
@@ -634,13 +635,38 @@ async fn blocks_wake_the_engine_only_while_a_transfer_waits() {
         "the engine scanned on {} of 10 payment blocks",
         scans(&quiet, "commit") - scans(&before, "commit")
     );
-    let hashlock = Hashlock::of_preimage(&[41; 32]);
+    let secret = [41; 32];
+    let hashlock = Hashlock::of_preimage(&secret);
     let view = create(&gateway, hashlock).await;
+    let id = view["id"].as_str().unwrap();
     sender_locks(&gateway, &view, hashlock).await;
-    wait_for(&gateway, view["id"].as_str().unwrap(), "target_locked").await;
-    let busy = gateway.metrics().await;
-    assert_eq!(scans(&busy, "tick"), 0.0, "a tick is a minute away");
-    assert!(scans(&busy, "wake") >= 1.0, "the creation woke the engine");
+    let view = wait_for(&gateway, id, "target_locked").await;
+    // Active now, waiting for the recipient's claim: payment blocks still
+    // prompt no look.
+    let locked = gateway.metrics().await;
+    for nonce in 12..22 {
+        let (status, body) = gateway
+            .submit(&sign(&key(1), nonce, issue("EUR", key(4).address(), 1)))
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let paid = gateway.metrics().await;
+    assert!(
+        scans(&paid, "commit") - scans(&locked, "commit") <= 1.0,
+        "the engine scanned on {} of 10 payment blocks with a transfer active",
+        scans(&paid, "commit") - scans(&locked, "commit")
+    );
+    // The claim's block does, and the engine completes the transfer.
+    let target_lock: LockId = view["targetLockId"].as_str().unwrap().parse().unwrap();
+    let (status, body) = gateway
+        .submit(&sign_on(target(), &key(3), 0, claim(target_lock, &secret)))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    wait_for(&gateway, id, "completed").await;
+    let done = gateway.metrics().await;
+    assert!(scans(&done, "commit") > scans(&paid, "commit"));
+    assert_eq!(scans(&done, "tick"), 0.0, "a tick is a minute away");
+    assert!(scans(&done, "wake") >= 1.0, "the creation woke the engine");
 }
 
 /// A retried `POST /v1/transfers` with the same `Idempotency-Key` returns the

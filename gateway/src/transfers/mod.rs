@@ -718,13 +718,15 @@ const STEPS_IN_FLIGHT_MAX: usize = 32;
 ///
 /// It looks sooner when something happened that a transfer may be waiting
 /// for: a transfer created here or a SATP message accepted (`App::wake`), and
-/// a block committed on a hosted ledger (`App::committed`), the latter only
-/// while its last look found active transfers of its own. With none, a block
-/// cannot move a transfer, and a ledger busy with plain payments would
+/// a block with an HTLC transaction committed on a hosted ledger
+/// (`App::committed`), the latter only while its last look found active
+/// transfers of its own. A transfer waits for locks, claims and refunds, so
+/// no other block can move one, and a ledger busy with plain payments would
 /// otherwise pay a scan of the transfer table per block (measured: single
-/// transfers 17% slower, `docs/perf` item 12). A transfer another replica
-/// creates on a shared database is found at the next tick, as before when no
-/// block was being committed.
+/// payments 17-24% slower, `docs/perf` item 12). Anything else a transfer may
+/// wait for (the connector's liquidity arriving, a timelock passing, a
+/// transfer another replica creates on a shared database) is found at the
+/// next tick.
 pub fn spawn_engine(app: Arc<App>, connector: Connector) {
     tokio::spawn(async move {
         let tick = Duration::from_millis(connector.config.tick_ms.max(10));
