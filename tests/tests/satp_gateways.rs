@@ -141,6 +141,15 @@ async fn two_gateways_complete_a_transfer_over_satp() {
         let types: Vec<&str> = types.iter().map(|(t,)| t.as_str()).collect();
         assert_eq!(types.len(), 11, "{types:?}");
         assert_eq!(types[10], "commit-transfer-complete-msg");
+        // An uninterrupted session needs no crash recovery: neither side
+        // ran a RECOVER exchange (each holds its session in full, having
+        // created it in this process).
+        let (recoveries,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM satp_log WHERE entry LIKE '%recover%'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(recoveries, 0);
         pool.close().await;
     }
 }

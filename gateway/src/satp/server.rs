@@ -958,6 +958,11 @@ async fn propose(
             "the session exists already; send the proposal again".into(),
         ));
     }
+    // Created here: this process holds it in full, as the client side's
+    // `open` records for its own. Without it the engine's first step ran a
+    // RECOVER exchange for every session this side accepted, and logged an
+    // error whenever the client had moved on meanwhile.
+    app.satp.mark_recovered(session_id);
     log::append(
         &app.store,
         identity,
