@@ -36,6 +36,22 @@ async fn gateway(kind: Db) -> Gateway {
     .await
 }
 
+/// The two ledgers and the asset pair, with an engine whose tick is a
+/// minute away: within a test, only what wakes it moves a transfer.
+async fn slow_engine_gateway(kind: Db) -> Gateway {
+    let db = TestDb::new(kind).await;
+    Gateway::start_on(db, |config| {
+        config.extra_ledgers.push(lockgate::config::LedgerConfig {
+            chain_id: TARGET,
+            batch_wait_ms: 1,
+            ..lockgate::config::LedgerConfig::default()
+        });
+        config.transfers.tick_ms = 60_000;
+        config.transfers.asset_pairs = vec![["EUR".into(), "EURT".into()]];
+    })
+    .await
+}
+
 fn target() -> ChainId {
     ChainId::new(TARGET).unwrap()
 }
@@ -566,18 +582,8 @@ async fn a_lock_off_the_terms_is_not_taken_and_a_hashlock_serves_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_after_the_sender_locked_is_refused() {
-    let db = TestDb::new(Db::Sqlite).await;
-    let gateway = Gateway::start_on(db, |config| {
-        config.extra_ledgers.push(lockgate::config::LedgerConfig {
-            chain_id: TARGET,
-            batch_wait_ms: 1,
-            ..lockgate::config::LedgerConfig::default()
-        });
-        // A slow engine, so the sender's lock is on the ledger before it looks.
-        config.transfers.tick_ms = 60_000;
-        config.transfers.asset_pairs = vec![["EUR".into(), "EURT".into()]];
-    })
-    .await;
+    // A slow engine, so the sender's lock is on the ledger before it looks.
+    let gateway = slow_engine_gateway(Db::Sqlite).await;
     setup(&gateway).await;
     let hashlock = Hashlock::of_preimage(&[31; 32]);
     let view = create(&gateway, hashlock).await;
@@ -604,36 +610,14 @@ async fn cancelling_after_the_sender_locked_is_refused() {
 /// transfer at once (the tick here is a minute, so only the blocks can).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_wake_the_engine_only_while_a_transfer_waits() {
-    let db = TestDb::new(Db::Postgres).await;
-    let gateway = Gateway::start_on(db, |config| {
-        config.extra_ledgers.push(lockgate::config::LedgerConfig {
-            chain_id: TARGET,
-            batch_wait_ms: 1,
-            ..lockgate::config::LedgerConfig::default()
-        });
-        config.transfers.tick_ms = 60_000;
-        config.transfers.asset_pairs = vec![["EUR".into(), "EURT".into()]];
-    })
-    .await;
+    let gateway = slow_engine_gateway(Db::Postgres).await;
     setup(&gateway).await;
-    let scans = |metrics: &Metrics, cause: &str| {
-        metrics.value("lockgate_transfer_engine_scans_total", &[("cause", cause)])
-    };
-    let before = gateway.metrics().await;
-    // Ten blocks of payments, one after another, with no transfer active.
-    for nonce in 2..12 {
-        let (status, body) = gateway
-            .submit(&sign(&key(1), nonce, issue("EUR", key(4).address(), 1)))
-            .await;
-        assert_eq!(status, 201, "{body}");
-    }
-    let quiet = gateway.metrics().await;
-    // At most the look that a commit of the set-up prompted before the
-    // engine knew it had nothing to move.
+    // No transfer active. At most the look that a commit of the set-up
+    // prompted before the engine knew it had nothing to move.
+    let looks = commit_looks_over_ten_payments(&gateway, 2).await;
     assert!(
-        scans(&quiet, "commit") - scans(&before, "commit") <= 1.0,
-        "the engine scanned on {} of 10 payment blocks",
-        scans(&quiet, "commit") - scans(&before, "commit")
+        looks <= 1.0,
+        "the engine scanned on {looks} of 10 payment blocks"
     );
     let secret = [41; 32];
     let hashlock = Hashlock::of_preimage(&secret);
@@ -643,19 +627,12 @@ async fn blocks_wake_the_engine_only_while_a_transfer_waits() {
     let view = wait_for(&gateway, id, "target_locked").await;
     // Active now, waiting for the recipient's claim: payment blocks still
     // prompt no look.
-    let locked = gateway.metrics().await;
-    for nonce in 12..22 {
-        let (status, body) = gateway
-            .submit(&sign(&key(1), nonce, issue("EUR", key(4).address(), 1)))
-            .await;
-        assert_eq!(status, 201, "{body}");
-    }
-    let paid = gateway.metrics().await;
+    let looks = commit_looks_over_ten_payments(&gateway, 12).await;
     assert!(
-        scans(&paid, "commit") - scans(&locked, "commit") <= 1.0,
-        "the engine scanned on {} of 10 payment blocks with a transfer active",
-        scans(&paid, "commit") - scans(&locked, "commit")
+        looks <= 1.0,
+        "the engine scanned on {looks} of 10 payment blocks with a transfer active"
     );
+    let paid = gateway.metrics().await;
     // The claim's block does, and the engine completes the transfer.
     let target_lock: LockId = view["targetLockId"].as_str().unwrap().parse().unwrap();
     let (status, body) = gateway
@@ -664,9 +641,31 @@ async fn blocks_wake_the_engine_only_while_a_transfer_waits() {
     assert_eq!(status, 201, "{body}");
     wait_for(&gateway, id, "completed").await;
     let done = gateway.metrics().await;
-    assert!(scans(&done, "commit") > scans(&paid, "commit"));
-    assert_eq!(scans(&done, "tick"), 0.0, "a tick is a minute away");
-    assert!(scans(&done, "wake") >= 1.0, "the creation woke the engine");
+    assert!(engine_scans(&done, "commit") > engine_scans(&paid, "commit"));
+    assert_eq!(engine_scans(&done, "tick"), 0.0, "a tick is a minute away");
+    assert!(
+        engine_scans(&done, "wake") >= 1.0,
+        "the creation woke the engine"
+    );
+}
+
+/// The transfer engine's looks prompted by `cause`, so far.
+fn engine_scans(metrics: &Metrics, cause: &str) -> f64 {
+    metrics.value("lockgate_transfer_engine_scans_total", &[("cause", cause)])
+}
+
+/// Ten blocks of payments, one after another (the issuer's nonces from
+/// `first_nonce`), and the engine's looks at the transfers that their
+/// commits prompted meanwhile.
+async fn commit_looks_over_ten_payments(gateway: &Gateway, first_nonce: u64) -> f64 {
+    let before = gateway.metrics().await;
+    for nonce in first_nonce..first_nonce + 10 {
+        let (status, body) = gateway
+            .submit(&sign(&key(1), nonce, issue("EUR", key(4).address(), 1)))
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    engine_scans(&gateway.metrics().await, "commit") - engine_scans(&before, "commit")
 }
 
 /// A retried `POST /v1/transfers` with the same `Idempotency-Key` returns the
