@@ -124,6 +124,11 @@ pub async fn identity(State(app): State<Arc<App>>) -> axum::Json<Value> {
 
 pub(crate) fn internal(error: impl std::fmt::Display) -> SatpProblem {
     tracing::warn!(%error, "SATP server: cannot act now");
+    unavailable()
+}
+
+/// The signed 503 of [`internal`], without its log line.
+fn unavailable() -> SatpProblem {
     SatpProblem {
         status: 503,
         code: "err_0.1.1".into(),
@@ -247,12 +252,6 @@ async fn handle(app: &App, body: &[u8]) -> Result<Option<Value>, SatpProblem> {
         .accept(&message, &json, Sender::Client)
         .map_err(|e| about(SatpProblem::new(e.code, e.reason)))?;
     let context = TransferContext::decode(&session.context_id).map_err(internal)?;
-    let transfer = app
-        .store
-        .transfer(&session.transfer_id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| internal("the session's transfer is missing"))?;
     let identity = &app.satp.identity;
     log::append(
         &app.store,
@@ -265,93 +264,47 @@ async fn handle(app: &App, body: &[u8]) -> Result<Option<Value>, SatpProblem> {
     )
     .await
     .map_err(internal)?;
-    let work = Work {
-        app,
-        peer,
-        session: &session,
-        context: &context,
-        transfer: &transfer,
-        hash: &hash,
+    // This gateway's engine moves the same transfer (it may see the
+    // sender's lock on the peer's ledger before the peer's lock-assert
+    // arrives). When it moved the transfer between this handler's read and
+    // its write, the work is done again from the transfer as it is now,
+    // which is what the peer's resend of the message would do a tick later:
+    // every step can be done again (ledger actions are keyed by transfer
+    // and action, and a state already reached is answered as reached).
+    let mut attempts = 0;
+    let worked = loop {
+        attempts += 1;
+        let transfer = app
+            .store
+            .transfer(&session.transfer_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| internal("the session's transfer is missing"))?;
+        let work = Work {
+            app,
+            peer,
+            session: &session,
+            context: &context,
+            transfer: &transfer,
+            hash: &hash,
+            conflicted: std::sync::atomic::AtomicBool::new(false),
+        };
+        let worked = work.message(&message, &about).await;
+        if worked.is_err() && work.conflicted.load(std::sync::atomic::Ordering::Relaxed) {
+            if attempts < WORK_ATTEMPTS {
+                tracing::debug!(
+                    attempts,
+                    "SATP server: the transfer changed meanwhile; working again"
+                );
+                continue;
+            }
+            tracing::warn!(
+                attempts,
+                "SATP server: cannot act now: the transfer kept changing; the peer will send again"
+            );
+        }
+        break worked;
     };
-    let worked: Result<(Option<Message>, SessionStatus, Option<String>), SatpProblem> = async {
-        Ok(match &message {
-            Message::TransferCommence { .. } => (
-                Some(Message::AckCommence {
-                    session_id: session_id.clone(),
-                    transfer_context_id: session.context_id.clone(),
-                    hash_prev_message: hash.clone(),
-                }),
-                SessionStatus::Open,
-                None,
-            ),
-            Message::LockAssert {
-                lock_assertion_claim_format,
-                lock_assertion_claim,
-                ..
-            } => {
-                let lock = work
-                    .lock_asserted(lock_assertion_claim_format, lock_assertion_claim)
-                    .await?;
-                (
-                    Some(Message::AssertionReceipt {
-                        session_id: session_id.clone(),
-                        transfer_context_id: session.context_id.clone(),
-                        hash_prev_message: hash.clone(),
-                    }),
-                    SessionStatus::Open,
-                    Some(lock.to_string()),
-                )
-            }
-            Message::CommitPrepare { .. } => {
-                let claim = work.commit_prepare().await?;
-                (
-                    Some(Message::CommitReady {
-                        session_id: session_id.clone(),
-                        transfer_context_id: session.context_id.clone(),
-                        hash_prev_message: hash.clone(),
-                        mint_assertion_format: evidence::INCLUSION.into(),
-                        mint_assertion_claim: claim,
-                    }),
-                    SessionStatus::Open,
-                    None,
-                )
-            }
-            Message::CommitFinal {
-                burn_assertion_claim_format,
-                burn_assertion_claim,
-                ..
-            } => {
-                let claim = work
-                    .commit_final(burn_assertion_claim_format, burn_assertion_claim)
-                    .await?;
-                (
-                    Some(Message::AckCommitFinal {
-                        session_id: session_id.clone(),
-                        transfer_context_id: session.context_id.clone(),
-                        hash_prev_message: hash.clone(),
-                        assignment_assertion_claim_format: evidence::SETTLEMENT.into(),
-                        assignment_assertion_claim: claim,
-                    }),
-                    SessionStatus::Open,
-                    None,
-                )
-            }
-            Message::TransferComplete { .. } => (None, SessionStatus::Complete, None),
-            Message::SessionAbort { .. } => {
-                work.aborted().await?;
-                (None, SessionStatus::Aborted, None)
-            }
-            // The session accepted it, so it is a client message; the proposal
-            // opens a session and never reaches here.
-            _ => {
-                return Err(about(SatpProblem::new(
-                    "err_0.1.1",
-                    "not a client message here",
-                )));
-            }
-        })
-    }
-    .await;
     let (answer, status, source_lock) = match worked {
         Ok(worked) => worked,
         Err(problem) => {
@@ -421,6 +374,10 @@ async fn handle(app: &App, body: &[u8]) -> Result<Option<Value>, SatpProblem> {
     Ok(reply)
 }
 
+/// How many times [`handle`] does a message's work when this gateway's
+/// engine moved the transfer meanwhile; then the peer resends.
+const WORK_ATTEMPTS: u32 = 3;
+
 /// The work one message asks of the server.
 struct Work<'a> {
     app: &'a App,
@@ -429,9 +386,96 @@ struct Work<'a> {
     context: &'a TransferContext,
     transfer: &'a Transfer,
     hash: &'a str,
+    /// Set by [`Work::advance`] when the transfer changed since it was read.
+    conflicted: std::sync::atomic::AtomicBool,
 }
 
 impl Work<'_> {
+    /// The work `message` asks, and the answer, session status and source
+    /// lock to store with it.
+    async fn message(
+        &self,
+        message: &Message,
+        about: &impl Fn(SatpProblem) -> SatpProblem,
+    ) -> Result<(Option<Message>, SessionStatus, Option<String>), SatpProblem> {
+        Ok(match &message {
+            Message::TransferCommence { .. } => (
+                Some(Message::AckCommence {
+                    session_id: self.session.session_id.clone(),
+                    transfer_context_id: self.session.context_id.clone(),
+                    hash_prev_message: self.hash.to_string(),
+                }),
+                SessionStatus::Open,
+                None,
+            ),
+            Message::LockAssert {
+                lock_assertion_claim_format,
+                lock_assertion_claim,
+                ..
+            } => {
+                let lock = self
+                    .lock_asserted(lock_assertion_claim_format, lock_assertion_claim)
+                    .await?;
+                (
+                    Some(Message::AssertionReceipt {
+                        session_id: self.session.session_id.clone(),
+                        transfer_context_id: self.session.context_id.clone(),
+                        hash_prev_message: self.hash.to_string(),
+                    }),
+                    SessionStatus::Open,
+                    Some(lock.to_string()),
+                )
+            }
+            Message::CommitPrepare { .. } => {
+                let claim = self.commit_prepare().await?;
+                (
+                    Some(Message::CommitReady {
+                        session_id: self.session.session_id.clone(),
+                        transfer_context_id: self.session.context_id.clone(),
+                        hash_prev_message: self.hash.to_string(),
+                        mint_assertion_format: evidence::INCLUSION.into(),
+                        mint_assertion_claim: claim,
+                    }),
+                    SessionStatus::Open,
+                    None,
+                )
+            }
+            Message::CommitFinal {
+                burn_assertion_claim_format,
+                burn_assertion_claim,
+                ..
+            } => {
+                let claim = self
+                    .commit_final(burn_assertion_claim_format, burn_assertion_claim)
+                    .await?;
+                (
+                    Some(Message::AckCommitFinal {
+                        session_id: self.session.session_id.clone(),
+                        transfer_context_id: self.session.context_id.clone(),
+                        hash_prev_message: self.hash.to_string(),
+                        assignment_assertion_claim_format: evidence::SETTLEMENT.into(),
+                        assignment_assertion_claim: claim,
+                    }),
+                    SessionStatus::Open,
+                    None,
+                )
+            }
+            Message::TransferComplete { .. } => (None, SessionStatus::Complete, None),
+            Message::SessionAbort { .. } => {
+                self.aborted().await?;
+                (None, SessionStatus::Aborted, None)
+            }
+            // The session accepted it, so it is a client message; the proposal
+            // opens a session and never reaches here.
+            _ => {
+                return Err(about(SatpProblem::new(
+                    "err_0.1.1",
+                    "not a client message here",
+                )));
+            }
+        })
+    }
+
     fn problem(&self, code: &str, detail: impl Into<String>) -> SatpProblem {
         SatpProblem::new(code, detail).about(
             &self.session.session_id,
@@ -460,9 +504,10 @@ impl Work<'_> {
             .await
             .map_err(internal)?
         {
-            return Err(internal(
-                "the transfer changed meanwhile; send the message again",
-            ));
+            // Logged by `handle` if the work cannot be done again.
+            self.conflicted
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(unavailable());
         }
         crate::transfers::record_transition(t, &next, now);
         Ok(())
