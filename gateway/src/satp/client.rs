@@ -121,6 +121,18 @@ fn refusal_by(
                 detail: p.detail,
             }
         }
+        // The peer's "cannot act now" (`satp::server::internal`): signed,
+        // about no session, so that its cause stays in the peer's log.
+        Ok(p)
+            if p.session_id.is_empty()
+                && status == StatusCode::SERVICE_UNAVAILABLE
+                && p.status == u64::from(status.as_u16()) =>
+        {
+            ExchangeError::Unreachable(format!(
+                "the peer cannot act on the message now ({status}; its log has the cause): {}",
+                p.detail
+            ))
+        }
         Ok(p) => ExchangeError::Unreachable(format!(
             "an error document for another exchange ({} {})",
             p.status, p.session_id
@@ -872,6 +884,37 @@ mod tests {
         let error = refusal_by(&not_ready, &keys, "s-1", StatusCode::BAD_REQUEST);
         assert!(
             matches!(error, ExchangeError::Protocol(_)) && !error.is_transient(),
+            "{error:?}"
+        );
+    }
+
+    /// The peer's signed "cannot act now" (about no session) is transient
+    /// and says so; the same document about another session is a replay.
+    #[test]
+    fn a_signed_cannot_act_now_is_transient_and_named_as_such() {
+        let key = p256::ecdsa::SigningKey::from_slice(&[9u8; 32]).unwrap();
+        let public = *key.verifying_key();
+        let identity = super::super::Identity {
+            gateway_id: "peer".into(),
+            jwk: adapters::satp::jws::jwk(&public),
+            kid: adapters::satp::jws::thumbprint(&public),
+            key,
+            keys: adapters::satp::jws::KeySet::new(public),
+        };
+        let keys = adapters::satp::jws::KeySet::new(public);
+        let cannot = super::super::server::internal("a test").signed(&identity, 1_000);
+        let error = refusal_by(&cannot, &keys, "s-1", StatusCode::SERVICE_UNAVAILABLE);
+        match &error {
+            ExchangeError::Unreachable(reason) => {
+                assert!(reason.contains("cannot act"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(error.is_transient());
+        // Came with another status than the one it signs: not this answer.
+        let error = refusal_by(&cannot, &keys, "s-1", StatusCode::BAD_GATEWAY);
+        assert!(
+            matches!(&error, ExchangeError::Unreachable(r) if r.contains("another exchange")),
             "{error:?}"
         );
     }
