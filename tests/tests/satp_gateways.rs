@@ -715,14 +715,15 @@ async fn three_gateways_route_a_transfer_under_one_hashlock() {
 
 /// B's engine and B's handler of A's messages move the same transfer row,
 /// each checking the version it read. When another write lands between the
-/// handler's read and its write (here the test's: it holds the row, then
-/// bumps its version, as B's engine does when it sees alice's lock on A's
-/// ledger first), the handler does its work again from the row as it now
-/// is, and A hears the answer, not a 503 to resend a tick later (what the
-/// handler did before: about 7 times in 200 transfers of
-/// `scripts/bench-satp 200 8`). B's engine, polling A's ledger, may be
-/// blocked behind the test's lock too; it is refused the same way and
-/// tries again at its next tick.
+/// handler's read and its write, the handler does its work again from the
+/// row as it now is, and A hears the answer, not a 503 to resend a tick
+/// later (what the handler did before: about 7 times in 200 transfers of
+/// `scripts/bench-satp 200 8`, where the other writer is B's engine taking
+/// up the target lock that commit-prepare's handler just committed). Here
+/// the other writer is the test, on lock-assert: it holds the row until the
+/// handler waits on it, then bumps its version. (B's engine writes nothing
+/// meanwhile: in a SATP session it hears of the sender's lock only through
+/// the lock-assert.)
 #[tokio::test]
 async fn a_transfer_moved_meanwhile_is_worked_again_not_refused() {
     let net = Net::new().await;

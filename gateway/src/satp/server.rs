@@ -264,13 +264,15 @@ async fn handle(app: &App, body: &[u8]) -> Result<Option<Value>, SatpProblem> {
     )
     .await
     .map_err(internal)?;
-    // This gateway's engine moves the same transfer (it may see the
-    // sender's lock on the peer's ledger before the peer's lock-assert
-    // arrives). When it moved the transfer between this handler's read and
-    // its write, the work is done again from the transfer as it is now,
-    // which is what the peer's resend of the message would do a tick later:
-    // every step can be done again (ledger actions are keyed by transfer
-    // and action, and a state already reached is answered as reached).
+    // This gateway's engine moves the same transfer: during commit-prepare
+    // it takes up the target lock this handler just committed (woken by
+    // the lock's block) before the handler records it, and at a deadline it
+    // cancels or unwinds. When it moved the transfer between this handler's
+    // read and its write, the work is done again from the transfer as it is
+    // now, which is what the peer's resend of the message would do a tick
+    // later: every step can be done again (ledger actions are keyed by
+    // transfer and action, and a state already reached is answered as
+    // reached). At most `WORK_ATTEMPTS` attempts in all.
     let mut attempts = 0;
     let worked = loop {
         attempts += 1;
