@@ -17,21 +17,26 @@ use support::*;
 
 const TARGET: u64 = CHAIN + 1;
 
+/// The target ledger beside the default one, and EUR on it as EURT.
+fn two_ledgers(config: &mut lockgate::config::Config) {
+    config.extra_ledgers.push(lockgate::config::LedgerConfig {
+        chain_id: TARGET,
+        batch_wait_ms: 1,
+        ..lockgate::config::LedgerConfig::default()
+    });
+    config.transfers.asset_pairs = vec![["EUR".into(), "EURT".into()]];
+}
+
 async fn gateway(kind: Db) -> Gateway {
     let db = TestDb::new(kind).await;
     Gateway::start_on(db, |config| {
-        config.extra_ledgers.push(lockgate::config::LedgerConfig {
-            chain_id: TARGET,
-            batch_wait_ms: 1,
-            ..lockgate::config::LedgerConfig::default()
-        });
+        two_ledgers(config);
         // Short timelocks so the refund path runs in seconds.
         config.transfers.commit_ms_max = 300;
         config.transfers.reaction_ms_max = 200;
         config.transfers.safety_margin_ms = 100;
         config.transfers.claim_window_ms = 700;
         config.transfers.tick_ms = 50;
-        config.transfers.asset_pairs = vec![["EUR".into(), "EURT".into()]];
     })
     .await
 }
@@ -41,13 +46,8 @@ async fn gateway(kind: Db) -> Gateway {
 async fn slow_engine_gateway(kind: Db) -> Gateway {
     let db = TestDb::new(kind).await;
     Gateway::start_on(db, |config| {
-        config.extra_ledgers.push(lockgate::config::LedgerConfig {
-            chain_id: TARGET,
-            batch_wait_ms: 1,
-            ..lockgate::config::LedgerConfig::default()
-        });
+        two_ledgers(config);
         config.transfers.tick_ms = 60_000;
-        config.transfers.asset_pairs = vec![["EUR".into(), "EURT".into()]];
     })
     .await
 }
@@ -396,13 +396,8 @@ async fn no_lock_in_time_cancels_and_other_tenants_see_nothing() {
 async fn cancel_until_locked_and_a_tenant_limit_on_locked_value() {
     let db = TestDb::new(Db::Postgres).await;
     let gateway = Gateway::start_on(db, |config| {
-        config.extra_ledgers.push(lockgate::config::LedgerConfig {
-            chain_id: TARGET,
-            batch_wait_ms: 1,
-            ..lockgate::config::LedgerConfig::default()
-        });
+        two_ledgers(config);
         config.transfers.tenant_locked_max = 700;
-        config.transfers.asset_pairs = vec![["EUR".into(), "EURT".into()]];
     })
     .await;
     setup(&gateway).await;

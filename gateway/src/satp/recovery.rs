@@ -41,7 +41,7 @@ use super::client::ExchangeError;
 use super::evidence;
 use super::log::{self, Operation};
 use super::problem::SatpProblem;
-use super::server::{header_kid, internal, replay, stored};
+use super::server::{header_kid, internal, replay, session_transfer, stored};
 use super::store::{Role, SatpStore, SessionRow, StoredMessage};
 use crate::app::App;
 use crate::sequencer::now_ms;
@@ -170,12 +170,7 @@ async fn handle(app: &App, body: &[u8]) -> Result<Value, SatpProblem> {
                     })?;
                 }
             }
-            let transfer = app
-                .store
-                .transfer(&session.transfer_id)
-                .await
-                .map_err(internal)?
-                .ok_or_else(|| internal("the session's transfer is missing"))?;
+            let transfer = session_transfer(app, &session).await?;
             RecoveryMessage::RollbackAck {
                 session_id: session_id.clone(),
                 context_id: session.context_id.clone(),

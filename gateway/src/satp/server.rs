@@ -142,6 +142,18 @@ fn unavailable() -> SatpProblem {
     }
 }
 
+/// The transfer a session serves, as stored now.
+pub(crate) async fn session_transfer(
+    app: &App,
+    session: &SessionRow,
+) -> Result<Transfer, SatpProblem> {
+    app.store
+        .transfer(&session.transfer_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| internal("the session's transfer is missing"))
+}
+
 pub(crate) fn header_kid(envelope: &Envelope) -> Option<String> {
     adapters::satp::jws::header_kid(&envelope.protected)
 }
@@ -276,12 +288,7 @@ async fn handle(app: &App, body: &[u8]) -> Result<Option<Value>, SatpProblem> {
     let mut attempts = 0;
     let worked = loop {
         attempts += 1;
-        let transfer = app
-            .store
-            .transfer(&session.transfer_id)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| internal("the session's transfer is missing"))?;
+        let transfer = session_transfer(app, &session).await?;
         let work = Work {
             app,
             peer,
