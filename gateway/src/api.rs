@@ -3,10 +3,13 @@
 //! Conventions (see also `problem.rs` and `auth.rs`):
 //! - JSON bodies must be `application/json`, at most
 //!   `limits.request_body_bytes_max` bytes, with no unknown fields;
-//! - every write takes an optional `Idempotency-Key` (1-255 visible ASCII
-//!   characters): the first answer to a key is stored per tenant and replayed
-//!   for the same request (with `Idempotent-Replayed: true`); the same key
-//!   with a different request is refused (422 `idempotency-key-reused`);
+//! - every authenticated write but the records import takes an optional
+//!   `Idempotency-Key` (1-255 visible ASCII characters): the first final
+//!   answer to a key is stored per tenant and replayed for the same request
+//!   (with `Idempotent-Replayed: true`); the same key with a different
+//!   request is refused (422 `idempotency-key-reused`). The ledger's and
+//!   transfers' writes claim the key in their handlers ([`once`]), the
+//!   others through a route layer ([`idempotent`]);
 //! - the same signed transaction submitted again answers like the first time
 //!   (its hash is its identity), with or without a key;
 //! - lists are paged by an opaque `cursor` and a `limit`;
@@ -147,13 +150,40 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// The one write that takes no `Idempotency-Key`: importing a file again
+/// is answered record by record instead (docs/settlement.md).
+const IMPORT_PATH: &str = "/v1/settlement/records/import";
+
+/// The `Idempotency-Key` request header, as every keyed write declares it.
+fn idempotency_key_parameter() -> utoipa::openapi::path::Parameter {
+    use utoipa::openapi::Required;
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "Makes the write safe to retry: 1 to 255 visible ASCII characters",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^[!-~]{1,255}$")),
+        ))
+        .build()
+}
+
 /// Adds what every operation shares, so the document matches behaviour
 /// without repeating it on each route: the `x-request-id` header on every
 /// response; a 500 problem on every operation; for operations behind
 /// authentication also 400, 401, 403 (and 404 on reads) and a 503 problem (database unavailable,
-/// timeout) and, on writes, 413, 415, the 409 of an `Idempotency-Key` in use
-/// and the 422 of one reused with another request; `Retry-After` on 409
-/// and 503; `Idempotent-Replayed` on the answers of writes.
+/// timeout); on writes with a body 413 and 415; on writes that take an
+/// `Idempotency-Key` (every authenticated write but the records import,
+/// [`IMPORT_PATH`]) the header parameter, the 409 of a key in use, the 422
+/// of one reused with another request and `Idempotent-Replayed` on their
+/// answers; 429 `rate-limited` on every operation but the probes and the
+/// metrics; `Retry-After` on 409, 429 and 503.
 struct CommonResponses;
 
 impl utoipa::Modify for CommonResponses {
@@ -195,6 +225,18 @@ impl utoipa::Modify for CommonResponses {
                             .is_ok_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
                     })
                 });
+                let has_body = operation.request_body.is_some();
+                let keyed =
+                    secured && write && path.starts_with("/v1/") && path.as_str() != IMPORT_PATH;
+                if keyed {
+                    let parameters = operation.parameters.get_or_insert_with(Vec::new);
+                    let declared = parameters
+                        .iter()
+                        .any(|p| matches!(p, RefOr::T(p) if p.name == "Idempotency-Key"));
+                    if !declared {
+                        parameters.push(RefOr::T(idempotency_key_parameter()));
+                    }
+                }
                 let responses = &mut operation.responses.responses;
                 responses.entry("500".into()).or_insert_with(|| {
                     problem("Internal error (the cause is logged under the request id)")
@@ -215,13 +257,23 @@ impl utoipa::Modify for CommonResponses {
                         problem("The token lacks the scope this operation needs")
                     });
                 }
-                if secured && write {
+                if write && has_body {
                     responses.entry("413".into()).or_insert_with(|| {
                         problem("The body is larger than limits.request_body_bytes_max")
                     });
+                }
+                if secured && write && has_body {
                     responses
                         .entry("415".into())
                         .or_insert_with(|| problem("The body is not application/json"));
+                }
+                if !matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+                    responses.entry("429".into()).or_insert_with(|| {
+                        problem(
+                            "`rate-limited`: over limits.tenant_requests_per_s for the tenant \
+                             (or the client address, without a valid token); retry after Retry-After",
+                        )
+                    });
                 }
                 if secured {
                     responses.entry("503".into()).or_insert_with(|| {
@@ -230,12 +282,12 @@ impl utoipa::Modify for CommonResponses {
                         )
                     });
                 }
-                if secured && write && path.starts_with("/v1/") {
+                if keyed {
                     responses.entry("409".into()).or_insert_with(|| {
                         problem("A request with this Idempotency-Key is still being processed")
                     });
                 }
-                if secured && write && path.starts_with("/v1/") {
+                if keyed {
                     responses.entry("422".into()).or_insert_with(|| {
                         problem("This Idempotency-Key was used with a different request")
                     });
@@ -248,13 +300,23 @@ impl utoipa::Modify for CommonResponses {
                         "x-request-id".into(),
                         string_header("The request's id (the one sent, or a new UUID)"),
                     );
-                    if status == "409" || status == "503" {
+                    if secured && (status == "401" || status == "403") {
+                        response.headers.insert(
+                            "WWW-Authenticate".into(),
+                            string_header(
+                                "The bearer challenge (RFC 6750 section 3): `error=\"invalid_token\"` \
+                                 for a token that is not valid, `error=\"insufficient_scope\"` and \
+                                 `scope` on a 403 for a missing scope",
+                            ),
+                        );
+                    }
+                    if status == "409" || status == "429" || status == "503" {
                         response.headers.insert(
                             "Retry-After".into(),
                             string_header("Seconds to wait before retrying"),
                         );
                     }
-                    if secured && write {
+                    if keyed {
                         response.headers.insert(
                             "Idempotent-Replayed".into(),
                             string_header("`true` when this is the stored answer to an earlier request with the same Idempotency-Key"),
@@ -279,6 +341,9 @@ pub fn router(app: AppState) -> Router {
     let body_limit = app.config.limits.request_body_bytes_max;
     let timeout = std::time::Duration::from_millis(app.config.limits.request_timeout_ms);
     let import_timeout = std::time::Duration::from_millis(app.config.limits.import_timeout_ms);
+    // `Idempotency-Key` for the writes that do not claim it in their
+    // handler (see `idempotent`).
+    let idempotent_layer = || middleware::from_fn_with_state(app.clone(), idempotent);
     let docs: Router = utoipa_swagger_ui::SwaggerUi::new("/docs")
         .url("/openapi.json", ApiDoc::openapi())
         .into();
@@ -309,7 +374,7 @@ pub fn router(app: AppState) -> Router {
         )
         .route(
             "/v1/transfers/{id}/cancel",
-            post(crate::transfers::http::cancel_transfer),
+            post(crate::transfers::http::cancel_transfer).layer(idempotent_layer()),
         )
         .route("/v1/satp/messages", post(crate::satp::server::receive))
         .route("/v1/satp/recovery", post(crate::satp::recovery::receive))
@@ -317,11 +382,13 @@ pub fn router(app: AppState) -> Router {
         .route(
             "/v1/settlement/operators",
             post(crate::settlement::http::register_operator)
+                .layer(idempotent_layer())
                 .get(crate::settlement::http::list_operators),
         )
         .route(
             "/v1/settlement/agreements",
             post(crate::settlement::http::add_agreement)
+                .layer(idempotent_layer())
                 .get(crate::settlement::http::list_agreements),
         )
         .route(
@@ -338,11 +405,11 @@ pub fn router(app: AppState) -> Router {
         )
         .route(
             "/v1/settlement/records/{hash}/accept",
-            post(crate::settlement::http::accept_record),
+            post(crate::settlement::http::accept_record).layer(idempotent_layer()),
         )
         .route(
             "/v1/settlement/records/{hash}/dispute",
-            post(crate::settlement::http::dispute_record),
+            post(crate::settlement::http::dispute_record).layer(idempotent_layer()),
         )
         .route(
             "/v1/settlement/records/{hash}/anchor",
@@ -350,15 +417,15 @@ pub fn router(app: AppState) -> Router {
         )
         .route(
             "/v1/settlement/records/{hash}/note",
-            post(crate::settlement::http::issue_note),
+            post(crate::settlement::http::issue_note).layer(idempotent_layer()),
         )
         .route(
             "/v1/settlement/records/{hash}/note/accept",
-            post(crate::settlement::http::accept_note),
+            post(crate::settlement::http::accept_note).layer(idempotent_layer()),
         )
         .route(
             "/v1/settlement/closes",
-            post(crate::settlement::close::close_period),
+            post(crate::settlement::close::close_period).layer(idempotent_layer()),
         )
         .route(
             "/v1/settlement/closes/{id}",
@@ -370,7 +437,7 @@ pub fn router(app: AppState) -> Router {
         )
         .route(
             "/v1/settlement/payments",
-            post(crate::settlement::close::pay_statement),
+            post(crate::settlement::close::pay_statement).layer(idempotent_layer()),
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -388,11 +455,13 @@ pub fn router(app: AppState) -> Router {
             (timeout, import_timeout),
             request_timeout,
         ))
-        .layer(middleware::from_fn(problem_request_id))
+        // Inside `problem_request_id`, so the 500 of a panic carries the
+        // request id like every other problem.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_panic| {
             tracing::error!("a request handler panicked");
             Problem::internal().into_response()
         }))
+        .layer(middleware::from_fn(problem_request_id))
         .layer(middleware::from_fn(record_metrics))
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
@@ -662,8 +731,9 @@ fn replay(stored: IdempotentResponse, request_hash: &[u8; 32]) -> Response {
 /// Runs a write once per idempotency key (after the IETF draft "The
 /// Idempotency-Key HTTP Header Field"): the key is claimed before the work
 /// starts, so a concurrent request with the same key gets 409
-/// `idempotency-key-in-use` instead of running too; a final answer (2xx or
-/// 4xx) is stored and replayed; a 5xx releases the key so a retry can run.
+/// `idempotency-key-in-use` instead of running too; a final answer is
+/// stored and replayed (see [`stored_answer`]); a 5xx releases the key so a
+/// retry can run.
 pub(crate) async fn once<F>(
     app: &App,
     caller: &Caller,
@@ -673,10 +743,36 @@ pub(crate) async fn once<F>(
 where
     F: std::future::Future<Output = (StatusCode, serde_json::Value)>,
 {
-    let Some(key) = key else {
+    let work = async {
         let (status, body) = work.await;
-        return json_response(status, &body);
+        json_response(status, &body)
     };
+    match key {
+        None => work.await,
+        Some(key) => once_per_key(app, &caller.tenant, key, work).await,
+    }
+}
+
+/// Whether an answer of `status` is kept for the key's replays: every 2xx
+/// and 4xx answer to the request, except 401, 403 and 415, which are about
+/// the credentials or the headers sent, not about the request the key names
+/// (method, path and body): a retry with another token or the right
+/// `Content-Type` must run. A 5xx is not final and is never kept.
+fn stored_answer(status: StatusCode) -> bool {
+    (status.is_success() || status.is_client_error())
+        && !matches!(
+            status,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::UNSUPPORTED_MEDIA_TYPE
+        )
+}
+
+/// [`once`] for a key: claims it, runs `work`, keeps its answer when
+/// [`stored_answer`] says so (the body as it is; a JSON body is the only
+/// kind the writes answer) and releases the key otherwise.
+async fn once_per_key<F>(app: &App, tenant: &str, key: Idempotency, work: F) -> Response
+where
+    F: std::future::Future<Output = Response>,
+{
     let stale_after_ms = app
         .config
         .limits
@@ -686,7 +782,7 @@ where
     let reservation = app
         .store
         .reserve_idempotency_key(
-            &caller.tenant,
+            tenant,
             &key.key,
             &key.request_hash,
             now_ms(),
@@ -716,31 +812,97 @@ where
     // transaction is answered like the original.
     let mut guard = ClaimGuard {
         store: app.store.clone(),
-        tenant: caller.tenant.clone(),
+        tenant: tenant.to_string(),
         key: key.key.clone(),
         claimed_at_ms,
         armed: true,
     };
-    let (status, body) = work.await;
+    let response = work.await;
+    let (parts, body) = response.into_parts();
+    // The writes answer small JSON documents; one that cannot be read back
+    // (or is not UTF-8) is passed on and its key released.
+    let bytes = axum::body::to_bytes(body, 64 << 20).await;
     guard.armed = false;
-    let saved = if status.is_server_error() {
-        app.store
-            .release_idempotency_key(&caller.tenant, &key.key, claimed_at_ms)
-            .await
-    } else {
-        let record = IdempotentResponse {
-            request_hash: key.request_hash,
-            status: status.as_u16(),
-            body: body.to_string(),
-        };
-        app.store
-            .complete_idempotency_key(&caller.tenant, &key.key, claimed_at_ms, &record)
-            .await
+    let text = bytes
+        .as_ref()
+        .ok()
+        .and_then(|bytes| std::str::from_utf8(bytes).ok());
+    let saved = match text {
+        Some(text) if stored_answer(parts.status) => {
+            let record = IdempotentResponse {
+                request_hash: key.request_hash,
+                status: parts.status.as_u16(),
+                body: text.to_string(),
+            };
+            app.store
+                .complete_idempotency_key(tenant, &key.key, claimed_at_ms, &record)
+                .await
+        }
+        _ => {
+            app.store
+                .release_idempotency_key(tenant, &key.key, claimed_at_ms)
+                .await
+        }
     };
     if let Err(error) = saved {
         tracing::error!(%error, "could not record the idempotency key's answer");
     }
-    json_response(status, &body)
+    match bytes {
+        Ok(bytes) => Response::from_parts(parts, Body::from(bytes)),
+        Err(error) => {
+            tracing::error!(%error, "could not read a write's answer");
+            Problem::internal().into_response()
+        }
+    }
+}
+
+/// `Idempotency-Key` for the writes whose handlers do not claim it
+/// themselves (a route layer on them; the ledger's and transfers' writes
+/// call [`once`] after reading their body, since a resubmitted transaction
+/// is answered like the first even without a key). Without a key, or
+/// without valid credentials (the handler answers 401), the request goes on
+/// untouched. Otherwise the body is read here and the request runs once
+/// per key, method, path and body ([`once_per_key`]).
+pub(crate) async fn idempotent(
+    State(app): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !request.headers().contains_key("idempotency-key") {
+        return next.run(request).await;
+    }
+    let caller = match request.extensions().get::<Caller>() {
+        Some(caller) => Some(caller.clone()),
+        None => crate::auth::bearer_token(request.headers())
+            .ok()
+            .and_then(|token| app.auth.verify(token).ok()),
+    };
+    let Some(caller) = caller else {
+        return next.run(request).await;
+    };
+    // As the handler would read it: within `limits.request_body_bytes_max`
+    // (`DefaultBodyLimit`), or its 413 or 400.
+    let (parts, body) = request.into_parts();
+    let bytes = match Bytes::from_request(Request::from_parts(parts.clone(), body), &()).await {
+        Ok(bytes) => bytes,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let key = match idempotency(
+        &parts.headers,
+        parts.method.as_str(),
+        parts.uri.path(),
+        &bytes,
+    ) {
+        Ok(Some(key)) => key,
+        Ok(None) => {
+            return next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
+        }
+        Err(problem) => return problem.into_response(),
+    };
+    let request = Request::from_parts(parts, Body::from(bytes));
+    once_per_key(&app, &caller.tenant, key, next.run(request)).await
 }
 
 /// Releases an idempotency claim whose request was abandoned.
@@ -1340,10 +1502,10 @@ async fn get_account(
 #[serde(rename_all = "camelCase")]
 pub struct BlockPageParams {
     /// Which hosted ledger (its chain id); the primary ledger when absent.
-    #[param(pattern = r"^[1-9][0-9]{0,17}$")]
+    #[param(pattern = r"^[1-9][0-9]{0,18}$")]
     chain_id: Option<String>,
     /// `nextCursor` of the previous page: blocks below this height come next.
-    #[param(pattern = r"^(0|[1-9][0-9]{0,17})$")]
+    #[param(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     cursor: Option<String>,
     /// Page size, 1 to 10000, default 50; pages hold at most the configured
     /// `limits.page_size_max` (200 unless configured) whatever the limit.
@@ -1358,7 +1520,7 @@ pub struct BlockPageParams {
 #[serde(rename_all = "camelCase")]
 pub struct AssetPageParams {
     /// Which hosted ledger (its chain id); the primary ledger when absent.
-    #[param(pattern = r"^[1-9][0-9]{0,17}$")]
+    #[param(pattern = r"^[1-9][0-9]{0,18}$")]
     chain_id: Option<String>,
     /// `nextCursor` of the previous page: assets after this code come next.
     #[param(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
@@ -1378,7 +1540,7 @@ pub struct AssetPageParams {
 #[into_params(parameter_in = Query)]
 pub struct ChainParam {
     /// Which hosted ledger (its chain id); the primary ledger when absent.
-    #[param(pattern = r"^[1-9][0-9]{0,17}$")]
+    #[param(pattern = r"^[1-9][0-9]{0,18}$")]
     chain_id: Option<String>,
 }
 
@@ -1422,7 +1584,21 @@ fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T,
             .map_err(|_| Problem::invalid_parameter("query", "bad query string"))?,
     )
     .map(|q| q.0)
-    .map_err(|e| Problem::invalid_parameter("query", e.body_text()))
+    .map_err(|e| {
+        // serde names the parameter at fault first ("limit: invalid
+        // digit..."); an error about no single one is about the query.
+        let text = e.body_text();
+        let name = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .and_then(|rest| rest.split_once(": "))
+            .map(|(name, _)| name)
+            .filter(|name| {
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            })
+            .unwrap_or("query")
+            .to_string();
+        Problem::invalid_parameter(&name, text)
+    })
 }
 
 /// List assets by code.

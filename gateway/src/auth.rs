@@ -128,10 +128,7 @@ impl Caller {
         if self.scopes.contains(&scope) {
             Ok(())
         } else {
-            Err(Problem::forbidden(format!(
-                "this operation needs the scope {}",
-                scope.name()
-            )))
+            Err(Problem::insufficient_scope(scope.name()))
         }
     }
 
@@ -279,13 +276,15 @@ where
 pub fn bearer_token(headers: &axum::http::HeaderMap) -> Result<&str, Problem> {
     let value = headers
         .get(axum::http::header::AUTHORIZATION)
-        .ok_or_else(|| Problem::unauthorized("send an Authorization: Bearer <token> header"))?;
+        .ok_or_else(|| {
+            Problem::credentials_missing("send an Authorization: Bearer <token> header")
+        })?;
     let text = value
         .to_str()
         .map_err(|_| Problem::unauthorized("the Authorization header is not ASCII"))?;
     match text.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
-        _ => Err(Problem::unauthorized(
+        _ => Err(Problem::credentials_missing(
             "the Authorization scheme must be Bearer",
         )),
     }

@@ -134,7 +134,8 @@ pub struct SignedTransactionDto {
     pub primary_type: TxKindDto,
     /// The EIP-712 message, with exactly the fields of the primary type.
     pub message: serde_json::Value,
-    /// 65-byte signature `r || s || v` of the EIP-712 digest, `v` = 27 or 28.
+    /// 65-byte signature `r || s || v` of the EIP-712 digest, low-S, `v` =
+    /// 27 or 28 (0 or 1 accepted and stored as 27 or 28).
     pub signature: String,
 }
 
@@ -165,7 +166,7 @@ impl utoipa::PartialSchema for SignedTransactionDto {
                     "chainId",
                     ObjectBuilder::new()
                         .schema_type(Type::String)
-                        .pattern(Some(r"^[1-9][0-9]{0,17}$"))
+                        .pattern(Some(r"^[1-9][0-9]{0,18}$"))
                         .description(Some("The ledger's chain id (the EIP-712 domain's chainId)")),
                 )
                 .required("chainId")
@@ -183,7 +184,10 @@ impl utoipa::PartialSchema for SignedTransactionDto {
                     ObjectBuilder::new()
                         .schema_type(Type::String)
                         .pattern(Some(r"^0x[0-9a-fA-F]{130}$"))
-                        .description(Some("r || s || v, v = 27 or 28")),
+                        .description(Some(
+                            "r || s || v over the EIP-712 digest, s at most n/2; v = 27 or 28 \
+                             (0 or 1 accepted as input, returned as 27 or 28)",
+                        )),
                 )
                 .required("signature")
                 .additional_properties(Some(AdditionalProperties::FreeForm(false)));
@@ -244,7 +248,7 @@ pub struct RegisterAssetMessage {
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub nonce: String,
     /// New asset code.
     #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
@@ -263,7 +267,7 @@ pub struct PaymentMessage {
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub nonce: String,
     /// Asset code.
     #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
@@ -272,7 +276,7 @@ pub struct PaymentMessage {
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub to: String,
     /// Minor units, decimal string.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,37})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,38})$")]
     pub amount: String,
 }
 
@@ -284,13 +288,13 @@ pub struct BurnMessage {
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub nonce: String,
     /// Asset code.
     #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
     pub asset: String,
     /// Minor units, decimal string.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,37})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,38})$")]
     pub amount: String,
 }
 
@@ -302,7 +306,7 @@ pub struct HtlcLockMessage {
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub nonce: String,
     /// Asset code.
     #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
@@ -311,13 +315,13 @@ pub struct HtlcLockMessage {
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub recipient: String,
     /// Minor units, decimal string.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,37})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,38})$")]
     pub amount: String,
     /// SHA-256 of the 32-byte preimage, 0x hex.
     #[schema(pattern = r"^0x[0-9a-fA-F]{64}$")]
     pub hashlock: String,
     /// Ledger time (ms since the Unix epoch) from which the lock is expired.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub expires_at_ms: String,
 }
 
@@ -329,7 +333,7 @@ pub struct HtlcClaimMessage {
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub nonce: String,
     /// The lock (the hash of its HtlcLock transaction).
     #[schema(pattern = r"^0x[0-9a-fA-F]{64}$")]
@@ -347,7 +351,7 @@ pub struct HtlcRefundMessage {
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub nonce: String,
     /// The lock.
     #[schema(pattern = r"^0x[0-9a-fA-F]{64}$")]
@@ -362,7 +366,7 @@ pub struct AnchorMessage {
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
     pub from: String,
     /// Signer's next nonce.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub nonce: String,
     /// Hash of the off-ledger document, 0x hex.
     #[schema(pattern = r"^0x[0-9a-fA-F]{64}$")]

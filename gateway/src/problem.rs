@@ -15,47 +15,95 @@ use ledger_core::Rejection;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// The realm of every bearer challenge.
+const REALM: &str = "lockgate";
+
 /// An RFC 9457 problem details object.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Problem {
     /// Stable identifier of the problem type: `urn:lockgate:problem:<slug>`.
     #[serde(rename = "type")]
-    #[schema(example = "urn:lockgate:problem:nonce-replay")]
+    #[schema(example = "urn:lockgate:problem:nonce-replay", format = "uri")]
     pub type_uri: String,
     /// Short summary of the problem type.
     pub title: String,
-    /// The HTTP status code.
+    /// The HTTP status code; in a batch's per-transaction results (answered
+    /// 200 as a whole), the status the transaction alone would have had.
     #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     /// What went wrong this time.
     pub detail: String,
-    /// JSON pointer of the request field at fault.
+    /// JSON pointer of the request field at fault (`/message/amount`), or
+    /// for a path or query parameter `/` and its name; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
     pub pointer: Option<String>,
-    /// The ledger's reasons, for a refused transaction.
+    /// The ledger's reasons, for a refused transaction; absent otherwise.
+    /// `code` is the problem's slug; the other members depend on it, all
+    /// strings (integers in decimal) but `length`: `bad-signature`:
+    /// `reason`; `wrong-chain`: `expectedChainId`, `actualChainId`;
+    /// `nonce-replay`, `nonce-gap`: `expectedNonce`, `actualNonce`;
+    /// `unknown-asset`, `asset-exists`: `asset`; `not-issuer`: `asset`,
+    /// `issuer`; `insufficient-balance`: `asset`, `available`, `required`;
+    /// `timelock-not-in-future`, `htlc-expired`, `htlc-not-yet-expired`:
+    /// `expiresAtMs`, `blockTimestampMs`; `htlc-not-found`: `lockId`;
+    /// `preimage-length`: `length` (an integer); `preimage-mismatch`:
+    /// `hashlock`; `htlc-already-settled`: `lockId`, `settled` (`claimed` or
+    /// `refunded`); `zero-amount`, `overflow`: none.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Object)]
     pub rejection: Option<serde_json::Value>,
-    /// The request's id.
+    /// The request's id (as in the `x-request-id` header); absent only in a
+    /// batch's per-transaction results.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
     pub request_id: Option<String>,
     #[serde(skip)]
     retry_after_s: Option<u32>,
+    /// The `WWW-Authenticate` challenge of a 401 or 403 (RFC 6750 section 3).
+    #[serde(skip)]
+    challenge: Option<String>,
+}
+
+/// The title of each problem type that more than one part of the gateway
+/// answers (RFC 9457 section 3.1.3: a type's title does not change from
+/// occurrence to occurrence; what differs goes in `detail`). [`Problem::new`]
+/// uses it over the title its caller gives, so a layer's 404 and a
+/// handler's carry the same title.
+pub fn fixed_title(slug: &str) -> Option<&'static str> {
+    Some(match slug {
+        "not-found" => "Not found",
+        "method-not-allowed" => "Method not allowed",
+        "bad-request" => "Bad request",
+        "invalid-parameter" => "Invalid parameter",
+        "payload-too-large" => "Payload too large",
+        "unsupported-media-type" => "Unsupported media type",
+        "invalid-body" | "unknown-field" | "missing-field" | "wrong-type" => "Invalid request body",
+        "invalid-field" | "invalid-hex" => "Invalid field",
+        "unauthorized" => "Unauthorized",
+        "forbidden" => "Forbidden",
+        "internal" => "Internal error",
+        "record-answered" => "Record already answered",
+        "record-not-disputed" => "Record not disputed",
+        _ => return None,
+    })
 }
 
 impl Problem {
-    /// A problem of type `slug`.
+    /// A problem of type `slug` (titled by [`fixed_title`] where it names
+    /// one).
     pub fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Self {
         Self {
             type_uri: format!("urn:lockgate:problem:{slug}"),
-            title: title.to_string(),
+            title: fixed_title(slug).unwrap_or(title).to_string(),
             status: status.as_u16(),
             detail: detail.into(),
             pointer: None,
             rejection: None,
             request_id: None,
             retry_after_s: None,
+            challenge: None,
         }
     }
 
@@ -121,14 +169,42 @@ impl Problem {
         .with_pointer(format!("/{name}"))
     }
 
-    /// 401.
+    /// 401 for a bearer token that was sent and is not valid (malformed,
+    /// expired, wrongly signed): challenge `error="invalid_token"`.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(
+        let mut problem = Self::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "Unauthorized",
             detail,
-        )
+        );
+        problem.challenge = Some(format!("Bearer realm=\"{REALM}\", error=\"invalid_token\""));
+        problem
+    }
+
+    /// 401 for a request without a bearer token (no `Authorization` header,
+    /// or another scheme): a challenge without an error code, as RFC 6750
+    /// section 3.1 asks of a request that carries no credentials of the
+    /// scheme.
+    pub fn credentials_missing(detail: impl Into<String>) -> Self {
+        let mut problem = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized",
+            detail,
+        );
+        problem.challenge = Some(format!("Bearer realm=\"{REALM}\""));
+        problem
+    }
+
+    /// 403 for a valid token without `scope`: challenge
+    /// `error="insufficient_scope"` naming the scope (RFC 6750 section 3.1).
+    pub fn insufficient_scope(scope: &str) -> Self {
+        let mut problem = Self::forbidden(format!("this operation needs the scope {scope}"));
+        problem.challenge = Some(format!(
+            "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{scope}\""
+        ));
+        problem
     }
 
     /// 403.
@@ -219,8 +295,12 @@ impl Problem {
             s if s.is_server_error() => return Self::internal(),
             _ => "bad-request",
         };
-        let title = status.canonical_reason().unwrap_or("Error");
-        Self::new(status, slug, title, detail)
+        Self::new(
+            status,
+            slug,
+            status.canonical_reason().unwrap_or("Error"),
+            detail,
+        )
     }
 
     /// The HTTP status.
@@ -330,12 +410,16 @@ impl IntoResponse for Problem {
         if let Some(seconds) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if status == StatusCode::UNAUTHORIZED {
-            // RFC 9110 section 11.6.1 / RFC 6750 section 3.
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"lockgate\", error=\"invalid_token\""),
-            );
+        // RFC 9110 section 11.6.1: every 401 challenges; RFC 6750 section 3.
+        let challenge = match (&self.challenge, status) {
+            (Some(challenge), _) => HeaderValue::from_str(challenge).ok(),
+            (None, StatusCode::UNAUTHORIZED) => {
+                HeaderValue::from_str(&format!("Bearer realm=\"{REALM}\"")).ok()
+            }
+            (None, _) => None,
+        };
+        if let Some(challenge) = challenge {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
         response.extensions_mut().insert(ProblemMarker);
         response
@@ -374,5 +458,49 @@ impl From<crate::store::StoreError> for Problem {
                 Problem::internal()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A type answered by a layer and by a handler has one title.
+    #[test]
+    fn a_problem_type_has_one_title_whoever_answers_it() {
+        let pairs = [
+            (
+                Problem::for_status(StatusCode::NOT_FOUND, "no route"),
+                Problem::not_found("no transfer"),
+            ),
+            (
+                Problem::for_status(StatusCode::BAD_REQUEST, "bad path"),
+                Problem::invalid_parameter("height", "not a number"),
+            ),
+            (
+                Problem::for_status(StatusCode::PAYLOAD_TOO_LARGE, "limit"),
+                Problem::payload_too_large(10),
+            ),
+            (
+                Problem::for_status(StatusCode::UNSUPPORTED_MEDIA_TYPE, "text/plain"),
+                Problem::unsupported_media_type(),
+            ),
+            (
+                Problem::from(crate::dto::FieldError {
+                    pointer: "/x".into(),
+                    reason: "unknown field".into(),
+                    fault: crate::dto::FieldFault::UnknownField,
+                }),
+                Problem::new(StatusCode::BAD_REQUEST, "unknown-field", "Other", "x"),
+            ),
+        ];
+        for (layer, handler) in pairs {
+            assert_eq!(layer.type_uri, handler.type_uri);
+            assert_eq!(layer.title, handler.title, "{}", layer.type_uri);
+        }
+        assert_eq!(
+            Problem::new(StatusCode::CONFLICT, "record-not-disputed", "No note", "d").title,
+            "Record not disputed"
+        );
     }
 }

@@ -56,7 +56,7 @@ pub struct BlockHeaderView {
     /// RFC 6962 Merkle root of the transaction hashes.
     pub tx_root: String,
     /// Number of transactions.
-    #[schema(minimum = 0, maximum = 4294967295_u64)]
+    #[schema(format = Int64, minimum = 0, maximum = 4294967295_u64)]
     pub tx_count: u32,
     /// Address of the block key.
     pub producer: String,
@@ -96,7 +96,7 @@ pub struct ReceiptView {
     /// The block's hash.
     pub block_hash: String,
     /// Position in the block.
-    #[schema(minimum = 0, maximum = 4294967295_u64)]
+    #[schema(format = Int64, minimum = 0, maximum = 4294967295_u64)]
     pub position: u32,
     /// For an HtlcLock: the new lock's id (= the transaction hash).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -112,7 +112,7 @@ pub struct ProofView {
     /// The block's signed header.
     pub block_header: BlockHeaderView,
     /// Position of the transaction in the block.
-    #[schema(minimum = 0, maximum = 4294967295_u64)]
+    #[schema(format = Int64, minimum = 0, maximum = 4294967295_u64)]
     pub index: u32,
     /// Sibling hashes from the leaf up, 0x hex.
     pub path: Vec<String>,
@@ -124,7 +124,8 @@ pub struct ProofView {
 pub struct TransactionView {
     /// The transaction hash.
     pub hash: String,
-    /// The signed transaction as submitted.
+    /// The signed transaction: its content as submitted, with addresses in
+    /// EIP-55 form and `v` as 27 or 28.
     pub transaction: SignedTransactionDto,
     /// The receipt.
     pub receipt: ReceiptView,

@@ -341,27 +341,50 @@ async fn authentication_failures_are_401_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401, "missing token");
-    assert!(
-        response.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .starts_with("Bearer"),
-        "RFC 9110: a 401 names the scheme"
+    // RFC 9110: a 401 names the scheme; RFC 6750 section 3.1: without
+    // credentials, no error code.
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer realm=\"lockgate\""
     );
     assert_eq!(
         response.headers()["content-type"].to_str().unwrap(),
         "application/problem+json"
     );
 
-    // Valid tokens without the scope: 403.
-    let read_only = gateway.token(&[Scope::LedgerRead], &[]);
-    let (status, body) = gateway
-        .post("/v1/ledger/transactions", &read_only, &wire(&tx))
-        .await;
+    // A token that was sent and is not valid: invalid_token.
+    let response = gateway
+        .http
+        .post(format!("{}/v1/ledger/transactions", gateway.base))
+        .bearer_auth("not-a-jwt")
+        .json(&wire(&tx))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
     assert_eq!(
-        (status, body["type"].as_str()),
-        (403, Some("urn:lockgate:problem:forbidden"))
+        response.headers()["www-authenticate"],
+        "Bearer realm=\"lockgate\", error=\"invalid_token\""
     );
+
+    // Valid tokens without the scope: 403, with the scope it needs in the
+    // challenge (RFC 6750 section 3.1, insufficient_scope).
+    let read_only = gateway.token(&[Scope::LedgerRead], &[]);
+    let response = gateway
+        .http
+        .post(format!("{}/v1/ledger/transactions", gateway.base))
+        .bearer_auth(&read_only)
+        .json(&wire(&tx))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer realm=\"lockgate\", error=\"insufficient_scope\", scope=\"ledger:register-asset\""
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "urn:lockgate:problem:forbidden");
     let submit_only = gateway.token(&[Scope::LedgerSubmit], &[]);
     let (status, _) = gateway
         .post("/v1/ledger/transactions", &submit_only, &wire(&tx))
@@ -680,6 +703,25 @@ async fn bad_input(kind: Db) {
             "{path}: {body}"
         );
     }
+    // The pointer names the parameter at fault, and the title is the
+    // type's own, whichever layer refused.
+    let mut titles = std::collections::BTreeSet::new();
+    for (path, pointer) in [
+        ("/v1/ledger/blocks?limit=abc", "/limit"),
+        ("/v1/ledger/blocks?limit=0", "/limit"),
+        ("/v1/ledger/transactions/0x12", "/hash"),
+    ] {
+        let (_, body) = gateway.get(path, &token).await;
+        assert_eq!(body["pointer"], pointer, "{path}: {body}");
+        titles.insert(body["title"].to_string());
+    }
+    let (_, body) = gateway.get("/v1/ledger/accounts/%FF", &token).await;
+    titles.insert(body["title"].to_string());
+    assert_eq!(
+        titles.len(),
+        1,
+        "one title for invalid-parameter: {titles:?}"
+    );
     let response = gateway
         .http
         .delete(format!("{}/v1/ledger/blocks", gateway.base))

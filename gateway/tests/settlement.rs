@@ -218,6 +218,22 @@ async fn workflow(kind: Db) {
         (409, Some("urn:lockgate:problem:agreement-version")),
         "{body}"
     );
+    // A time beyond what the store keeps (2^63-1 ms) is the caller's error,
+    // named, not a failed write.
+    let mut beyond = agreement(2);
+    beyond["validUntilMs"] = json!("9223372036854775808");
+    let (status, body) = gw
+        .post("/v1/settlement/agreements", &net.admin, &beyond)
+        .await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (400, Some("urn:lockgate:problem:invalid-field")),
+        "{body}"
+    );
+    assert!(
+        body.to_string().contains("/validUntilMs"),
+        "the problem names the field: {body}"
+    );
     let (status, _) = gw
         .get(
             "/v1/settlement/agreements?sender=FRAF1&recipient=DEUD2",
@@ -576,6 +592,92 @@ async fn workflow_on_sqlite() {
 #[tokio::test]
 async fn workflow_on_postgres() {
     workflow(Db::Postgres).await;
+}
+
+/// The settlement writes take an `Idempotency-Key` like the ledger's (a
+/// route layer claims it, not their handlers): the same request with the
+/// same key is answered from the store with `Idempotent-Replayed: true` and
+/// not run again (a second run of this agreement would be a 409), another
+/// request with that key is 422 and changes nothing, and a 403 is not kept
+/// (the same key then runs with a token that may).
+async fn settlement_writes_honour_idempotency_keys(kind: Db) {
+    let net = Net::new(kind, 14 * DAY).await;
+    let gw = &net.gw;
+    let send = |token: &str, key: &str, body: &serde_json::Value| {
+        gw.http
+            .post(format!("{}/v1/settlement/agreements", gw.base))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+    };
+    let first = send(&net.admin, "agreement-1", &agreement(1))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: serde_json::Value = first.json().await.unwrap();
+
+    let again = send(&net.admin, "agreement-1", &agreement(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status(),
+        201,
+        "answered from the store, not run again"
+    );
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<serde_json::Value>().await.unwrap(), first);
+
+    let other = send(&net.admin, "agreement-1", &agreement(2))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 422);
+    let other: serde_json::Value = other.json().await.unwrap();
+    assert_eq!(other["type"], "urn:lockgate:problem:idempotency-key-reused");
+    let (status, list) = gw
+        .get(
+            "/v1/settlement/agreements?sender=FRAF1&recipient=DEUD2",
+            &net.admin,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        1,
+        "the reused key did not add version 2: {list}"
+    );
+
+    // The registry's own tenant, with a token that may only read.
+    let reader = gw
+        .app
+        .auth
+        .mint(
+            "test",
+            "registry",
+            &[Scope::SettlementRead],
+            &[],
+            lockgate::sequencer::now_ms() / 1000,
+            600,
+        )
+        .unwrap();
+    let refused = send(&reader, "agreement-2", &agreement(2)).await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let allowed = send(&net.admin, "agreement-2", &agreement(2))
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 201, "the 403 was not kept for the key");
+    assert!(allowed.headers().get("idempotent-replayed").is_none());
+}
+
+#[tokio::test]
+async fn settlement_writes_honour_idempotency_keys_on_sqlite() {
+    settlement_writes_honour_idempotency_keys(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn settlement_writes_honour_idempotency_keys_on_postgres() {
+    settlement_writes_honour_idempotency_keys(Db::Postgres).await;
 }
 
 #[tokio::test]

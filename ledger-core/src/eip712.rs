@@ -146,9 +146,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn eip712_spec_example_domain() {
-        // The Mail example of EIP-712 uses a domain with more fields; here we
-        // check the word encoders against hand-made words instead.
+    fn words_are_left_padded_and_the_domain_names_its_chain() {
+        // Not EIP-712's Mail example (its domain has more fields): the word
+        // encoders against hand-made words. The digests themselves are
+        // checked against eth_account's in tests/vectors/eip712.json.
         assert_eq!(uint_word(1)[31], 1);
         assert_eq!(uint_word(u128::MAX)[..16], [0u8; 16]);
         let address = Address::from_bytes([0xab; 20]);

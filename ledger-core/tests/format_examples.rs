@@ -78,4 +78,26 @@ fn transfer_example_of_the_format_document_is_the_vector() {
             "docs/ledger-format.md lacks the vector's {field} {value}"
         );
     }
+    // The message the example signs, written from the vector's typed data:
+    // an edit to any field of the doc's line (or of the vector) fails here.
+    let message = &vector["typedData"]["message"];
+    let text = |field: &str| message[field].as_str().unwrap().to_string();
+    let line = format!(
+        "message    {}{{from, nonce: {}, asset: \"{}\", to: {}, amount: {}}}, chainId {}",
+        vector["typedData"]["primaryType"].as_str().unwrap(),
+        text("nonce"),
+        text("asset"),
+        text("to"),
+        text("amount"),
+        vector["typedData"]["domain"]["chainId"].as_str().unwrap(),
+    );
+    assert!(
+        doc.lines().any(|l| l == line),
+        "docs/ledger-format.md lacks the example's message line {line:?}"
+    );
+    assert!(
+        doc.lines()
+            .any(|l| l == format!("from       {}", text("from"))),
+        "docs/ledger-format.md's example names another sender than the vector's"
+    );
 }

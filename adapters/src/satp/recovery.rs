@@ -69,7 +69,7 @@ pub enum RecoveryMessage {
         /// The last SATP stage the recovered gateway knows of (`1` to `3`).
         satp_phase: String,
         /// How many session messages the recovered gateway holds.
-        #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4294967295_u64))]
+        #[cfg_attr(feature = "openapi", schema(format = Int64, minimum = 0, maximum = 4294967295_u64))]
         sequence_number: u32,
         /// Whether a backup gateway took over (never, in Lockgate).
         is_backup: bool,
@@ -106,7 +106,7 @@ pub enum RecoveryMessage {
         /// True when every recovered message verified and fitted.
         success: bool,
         /// How many session messages the recovered gateway holds now.
-        #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 4294967295_u64))]
+        #[cfg_attr(feature = "openapi", schema(format = Int64, minimum = 0, maximum = 4294967295_u64))]
         sequence_number: u32,
     },
     /// The counterparty: the session may resume.

@@ -105,8 +105,13 @@ pub(crate) fn refusal(
 /// [`refusal`] with the peer's keys. An unsigned 502, 503 or 504 is not
 /// the peer's SATP server refusing: it is the peer still starting (its
 /// `not-ready` answer), or a proxy in front of it, so it is transient like
-/// an unreachable peer and the message is sent again later. Any other
-/// unsigned answer is refused.
+/// an unreachable peer and the message is sent again later. So are an
+/// unsigned 429 (the peer's rate limit, which counts a peer's messages by
+/// its address and answers before the SATP server sees them) and 408 (a
+/// proxy's timeout): the message was not looked at, and refusing would
+/// unwind a transfer because the peer was busy. Any other unsigned answer
+/// (404, 405, 413: a peer that does not take the message at all) is
+/// refused.
 fn refusal_by(
     body: &Value,
     keys: &adapters::satp::jws::KeySet,
@@ -143,10 +148,12 @@ fn refusal_by(
                 StatusCode::BAD_GATEWAY
                     | StatusCode::SERVICE_UNAVAILABLE
                     | StatusCode::GATEWAY_TIMEOUT
+                    | StatusCode::REQUEST_TIMEOUT
+                    | StatusCode::TOO_MANY_REQUESTS
             ) =>
         {
             ExchangeError::Unreachable(format!(
-                "{status} without a signed SATP error (the peer is starting, or a proxy answered): {e}"
+                "{status} without a signed SATP error (the peer is starting or busy, or a proxy answered): {e}"
             ))
         }
         Err(e) => protocol(format!("{status}: {e}")),
@@ -858,10 +865,11 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
-    /// A peer that is starting answers 503 `not-ready` unsigned: sent again
-    /// later, not refused; an unsigned 400 is refused.
+    /// A peer that is starting answers 503 `not-ready` unsigned, a busy one
+    /// 429 `rate-limited`: sent again later, not refused; an unsigned 400 or
+    /// 413 is refused.
     #[test]
-    fn an_unsigned_503_is_transient_and_an_unsigned_400_is_not() {
+    fn an_unsigned_503_or_429_is_transient_and_an_unsigned_400_is_not() {
         let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
         let keys = adapters::satp::jws::KeySet::new(*key.verifying_key());
         let not_ready = serde_json::json!({
@@ -874,6 +882,8 @@ mod tests {
             StatusCode::BAD_GATEWAY,
             StatusCode::SERVICE_UNAVAILABLE,
             StatusCode::GATEWAY_TIMEOUT,
+            StatusCode::REQUEST_TIMEOUT,
+            StatusCode::TOO_MANY_REQUESTS,
         ] {
             let error = refusal_by(&not_ready, &keys, "s-1", status);
             assert!(
@@ -881,11 +891,13 @@ mod tests {
                 "{status}: {error:?}"
             );
         }
-        let error = refusal_by(&not_ready, &keys, "s-1", StatusCode::BAD_REQUEST);
-        assert!(
-            matches!(error, ExchangeError::Protocol(_)) && !error.is_transient(),
-            "{error:?}"
-        );
+        for status in [StatusCode::BAD_REQUEST, StatusCode::PAYLOAD_TOO_LARGE] {
+            let error = refusal_by(&not_ready, &keys, "s-1", status);
+            assert!(
+                matches!(error, ExchangeError::Protocol(_)) && !error.is_transient(),
+                "{status}: {error:?}"
+            );
+        }
     }
 
     /// The peer's signed "cannot act now" (about no session) is transient

@@ -41,10 +41,10 @@ pub struct FxRateBody {
     #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
     pub to: String,
     /// Numerator.
-    #[schema(pattern = r"^[1-9][0-9]{0,37}$")]
+    #[schema(pattern = r"^[1-9][0-9]{0,38}$")]
     pub numerator: String,
     /// Denominator.
-    #[schema(pattern = r"^[1-9][0-9]{0,37}$")]
+    #[schema(pattern = r"^[1-9][0-9]{0,38}$")]
     pub denominator: String,
 }
 
@@ -53,10 +53,10 @@ pub struct FxRateBody {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CloseBody {
     /// Period start (ms, inclusive).
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub period_start_ms: String,
     /// Period end (ms, exclusive).
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub period_end_ms: String,
     /// `multilateral` (default: fewest payments across all operators) or
     /// `bilateral` (one payment per pair).
@@ -172,8 +172,10 @@ fn code(pointer: &str, text: &str) -> Result<AssetCode, Problem> {
 
 fn terms_of(body: &CloseBody) -> Result<CloseTerms, Problem> {
     let field = |e: super::FieldError| Problem::invalid_field(&e.pointer, e.reason);
-    let period_start_ms: u64 = decimal("/periodStartMs", &body.period_start_ms).map_err(field)?;
-    let period_end_ms: u64 = decimal("/periodEndMs", &body.period_end_ms).map_err(field)?;
+    let period_start_ms: u64 =
+        super::stored_decimal("/periodStartMs", &body.period_start_ms).map_err(field)?;
+    let period_end_ms: u64 =
+        super::stored_decimal("/periodEndMs", &body.period_end_ms).map_err(field)?;
     if period_end_ms <= period_start_ms {
         return Err(Problem::invalid_field(
             "/periodEndMs",
@@ -516,10 +518,10 @@ pub struct PayStatement {
     #[schema(pattern = r"^[A-Z]{3}[A-Z0-9]{2}$")]
     pub payee: String,
     /// The ledger the payer pays from.
-    #[schema(pattern = r"^[1-9][0-9]{0,17}$")]
+    #[schema(pattern = r"^[1-9][0-9]{0,18}$")]
     pub source_chain_id: String,
     /// The ledger the payee is paid on.
-    #[schema(pattern = r"^[1-9][0-9]{0,17}$")]
+    #[schema(pattern = r"^[1-9][0-9]{0,18}$")]
     pub target_chain_id: String,
     /// The payer's account on the source ledger (it locks there).
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
@@ -548,7 +550,8 @@ pub struct PayStatement {
         (status = 403, description = "The tenant does not act for the payer", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such payment in the close", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Paid, or a transfer paying it is under way", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The transfer is refused (route, plan, limits)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The transfer is refused, as `POST /v1/transfers` refuses it: `route-refused`, `route-too-slow`, `limit-exceeded`, `peer-refused`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`peer-unavailable`: the peer gateway of the route did not answer; nothing was created, retry later", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]
@@ -668,7 +671,6 @@ pub async fn pay_statement(
     let transfer = crate::transfers::create(&app, &app.connector, &caller.tenant, &request)
         .await
         .map_err(|error| match error {
-            crate::transfers::CreateError::Store(store) => Problem::from(store),
             // The hashlock, or the index allowing one open transfer per
             // payment (migration 0010): a concurrent or retried request.
             crate::transfers::CreateError::HashlockInUse => Problem::new(
@@ -677,12 +679,9 @@ pub async fn pay_statement(
                 "Payment not open",
                 "a transfer paying this payment exists already, or the hashlock is in use",
             ),
-            other => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "route-refused",
-                "Transfer refused",
-                other.to_string(),
-            ),
+            // Everything else as `POST /v1/transfers` answers it (an
+            // unreachable peer is a 503 to retry, not a refusal).
+            other => crate::transfers::http::create_problem(other),
         })?;
     app.store
         .put_payment(&PaymentLink {

@@ -106,7 +106,7 @@ pub struct DisputeRecord {
     /// Why (1 to 1,000 characters).
     pub reason: String,
     /// Minor units of the total disputed (at most the total).
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,37})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,38})$")]
     pub disputed_amount: String,
     /// SHA-256 of the evidence document (zeros for none).
     #[schema(pattern = r"^0x[0-9a-f]{64}$")]
@@ -302,12 +302,11 @@ fn json_result<T: Serialize>(
 }
 
 /// Writes `next` over the record at `expected_version`; 409
-/// `record-answered` (titled `title`) when it changed meanwhile.
+/// `record-answered` when it changed meanwhile.
 async fn write_record(
     app: &App,
     next: &StoredRecord,
     expected_version: i64,
-    title: &str,
 ) -> Result<(), Problem> {
     if app.store.update_record(next, expected_version).await? {
         return Ok(());
@@ -315,7 +314,7 @@ async fn write_record(
     Err(Problem::new(
         StatusCode::CONFLICT,
         "record-answered",
-        title,
+        "Record already answered",
         "the record changed meanwhile",
     ))
 }
@@ -865,7 +864,7 @@ pub async fn accept_record(
         version: record.version + 1,
         ..record.clone()
     };
-    write_record(&app, &accepted, record.version, "Record already answered").await?;
+    write_record(&app, &accepted, record.version).await?;
     anchored_view(&app, accepted).await
 }
 
@@ -938,7 +937,7 @@ pub async fn dispute_record(
         version: record.version + 1,
         ..record.clone()
     };
-    write_record(&app, &disputed, record.version, "Record already answered").await?;
+    write_record(&app, &disputed, record.version).await?;
     Ok(axum::Json(view(&disputed)))
 }
 
@@ -985,7 +984,7 @@ pub struct IssueNote {
     #[schema(pattern = r"^(credit|debit)$")]
     pub kind: String,
     /// Minor units (a credit at most the record's total).
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,37})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,38})$")]
     pub amount: String,
     /// Why (1 to 1,000 characters).
     pub reason: String,
@@ -1077,7 +1076,7 @@ pub async fn issue_note(
         version: record.version + 1,
         ..record.clone()
     };
-    write_record(&app, &next, record.version, "Record changed").await?;
+    write_record(&app, &next, record.version).await?;
     Ok(axum::Json(view(&next)))
 }
 
@@ -1120,7 +1119,7 @@ pub async fn accept_note(
             return Err(Problem::new(
                 StatusCode::CONFLICT,
                 "record-not-disputed",
-                "No note to accept",
+                "Record not disputed",
                 format!("the record is {} without an open note", record.state.name()),
             ));
         }
@@ -1149,6 +1148,6 @@ pub async fn accept_note(
         version: record.version + 1,
         ..record.clone()
     };
-    write_record(&app, &accepted, record.version, "Record changed").await?;
+    write_record(&app, &accepted, record.version).await?;
     anchored_view(&app, accepted).await
 }

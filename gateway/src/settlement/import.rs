@@ -425,7 +425,7 @@ pub async fn import(
                 return Err(Problem::new(
                     StatusCode::BAD_REQUEST,
                     "invalid-body",
-                    "Body not read",
+                    "Invalid request body",
                     format!("the body broke off after line {line_no}: {error}"),
                 ));
             }
@@ -439,7 +439,7 @@ pub async fn import(
             return Err(Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
-                "Import too large",
+                "Payload too large",
                 format!(
                     "an import is at most limits.import_bytes_max = {bytes_max} bytes; {} rows before line {line_no} were imported",
                     report.imported
@@ -472,7 +472,7 @@ pub async fn import(
                     return Err(Problem::new(
                         StatusCode::BAD_REQUEST,
                         "invalid-body",
-                        "Bad CSV header",
+                        "Invalid request body",
                         format!("line 1 must be the header {CSV_HEADER}"),
                     ));
                 }
@@ -500,7 +500,7 @@ pub async fn import(
             return Err(Problem::new(
                 StatusCode::BAD_REQUEST,
                 "invalid-body",
-                "Line too long",
+                "Invalid request body",
                 format!("line {} is longer than {LINE_BYTES_MAX} bytes", line_no + 1),
             ));
         }

@@ -106,10 +106,10 @@ impl RecordState {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RateBody {
     /// Minor units.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,37})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,38})$")]
     pub price: String,
-    /// Per this many units of the service.
-    #[schema(pattern = r"^[1-9][0-9]{0,18}$")]
+    /// Per this many units of the service (at most 2^64-1).
+    #[schema(pattern = r"^[1-9][0-9]{0,19}$")]
     pub per: String,
     /// In an agreement: this service's own discount in basis points (the
     /// discount is then computed line by line; docs/settlement.md).
@@ -126,13 +126,13 @@ pub struct ServiceLineBody {
     /// `voice_mo`, `voice_mt` (seconds), `sms` (messages), `data` (kilobytes).
     #[schema(pattern = r"^(voice_mo|voice_mt|sms|data)$")]
     pub service: String,
-    /// Units used.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
+    /// Units used (at most 2^64-1).
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,19})$")]
     pub quantity: String,
     /// The rate applied.
     pub rate: RateBody,
     /// Minor units: quantity × price / per, rounded half up.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,37})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,38})$")]
     pub charge: String,
 }
 
@@ -148,31 +148,31 @@ pub struct UsageRecordBody {
     #[schema(pattern = r"^[A-Z]{3}[A-Z0-9]{2}$")]
     pub recipient: String,
     /// From 1 per sender and recipient, without gaps.
-    #[schema(pattern = r"^[1-9][0-9]{0,17}$")]
+    #[schema(pattern = r"^[1-9][0-9]{0,18}$")]
     pub sequence: String,
     /// Period start, ms since the Unix epoch (inclusive).
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub period_start_ms: String,
     /// Period end, ms (exclusive).
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub period_end_ms: String,
     /// The currency (an asset code).
     #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
     pub currency: String,
     /// The agreement version applied.
-    #[schema(minimum = 1, maximum = 4294967295_u64)]
+    #[schema(format = Int64, minimum = 1, maximum = 4294967295_u64)]
     pub agreement_version: u32,
     /// One line per service.
     #[schema(max_items = 4)]
     pub lines: Vec<ServiceLineBody>,
     /// The sum of the charges.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,37})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,38})$")]
     pub charges_total: String,
     /// The agreement's discount on `chargesTotal`.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,37})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,38})$")]
     pub discount: String,
     /// `chargesTotal − discount`.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,37})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,38})$")]
     pub total: String,
 }
 
@@ -216,6 +216,21 @@ where
     parse(pointer, text)
 }
 
+/// A decimal integer the store keeps in a signed 64-bit column (a sequence
+/// number or a time in ms): at most 2^63-1, as every such field of the API
+/// (`crate::dto::STORED_INTEGER_MAX`). A larger value is the caller's error,
+/// refused here, not a failed write later.
+pub(crate) fn stored_decimal(pointer: &str, text: &str) -> Result<u64, FieldError> {
+    let value: u64 = decimal(pointer, text)?;
+    if value > crate::dto::STORED_INTEGER_MAX {
+        return Err(FieldError {
+            pointer: pointer.into(),
+            reason: format!("must be at most {}", crate::dto::STORED_INTEGER_MAX),
+        });
+    }
+    Ok(value)
+}
+
 impl UsageRecordBody {
     /// The record, every field checked.
     pub fn to_domain(&self) -> Result<UsageRecord, FieldError> {
@@ -248,9 +263,9 @@ impl UsageRecordBody {
         Ok(UsageRecord {
             sender: parse("/sender", &self.sender)?,
             recipient: parse("/recipient", &self.recipient)?,
-            sequence: decimal("/sequence", &self.sequence)?,
-            period_start_ms: decimal("/periodStartMs", &self.period_start_ms)?,
-            period_end_ms: decimal("/periodEndMs", &self.period_end_ms)?,
+            sequence: stored_decimal("/sequence", &self.sequence)?,
+            period_start_ms: stored_decimal("/periodStartMs", &self.period_start_ms)?,
+            period_end_ms: stored_decimal("/periodEndMs", &self.period_end_ms)?,
             currency: parse::<AssetCode>("/currency", &self.currency)?,
             agreement_version: self.agreement_version,
             lines,
@@ -298,7 +313,7 @@ pub struct DisputeBody {
     /// Why, in words (1 to 1,000 characters).
     pub reason: String,
     /// Minor units of the total disputed.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,37})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,38})$")]
     pub disputed_amount: String,
     /// SHA-256 of the evidence document (`0x` + 64 hex digits; zeros for none).
     #[schema(pattern = r"^0x[0-9a-f]{64}$")]
@@ -308,7 +323,7 @@ pub struct DisputeBody {
     pub signature: String,
     /// When it was recorded (ms).
     #[serde(default)]
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub disputed_at_ms: String,
 }
 
@@ -321,7 +336,7 @@ pub struct NoteBody {
     #[schema(pattern = r"^(credit|debit)$")]
     pub kind: String,
     /// Minor units.
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,37})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,38})$")]
     pub amount: String,
     /// Why (1 to 1,000 characters).
     pub reason: String,
@@ -403,16 +418,16 @@ pub struct AgreementBody {
     pub recipient: String,
     /// Version: the next after the latest for the two operators and the
     /// currency (1 for the first).
-    #[schema(minimum = 1, maximum = 4294967295_u64)]
+    #[schema(format = Int64, minimum = 1, maximum = 4294967295_u64)]
     pub version: u32,
     /// The currency.
     #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
     pub currency: String,
     /// Valid from (ms, inclusive).
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub valid_from_ms: String,
     /// Valid until (ms, exclusive).
-    #[schema(pattern = r"^(0|[1-9][0-9]{0,17})$")]
+    #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub valid_until_ms: String,
     /// The rate of each service priced, by service name.
     pub rates: BTreeMap<String, RateBody>,
@@ -445,8 +460,8 @@ impl AgreementBody {
             recipient: parse("/recipient", &self.recipient)?,
             version: self.version,
             currency: parse("/currency", &self.currency)?,
-            valid_from_ms: decimal("/validFromMs", &self.valid_from_ms)?,
-            valid_until_ms: decimal("/validUntilMs", &self.valid_until_ms)?,
+            valid_from_ms: stored_decimal("/validFromMs", &self.valid_from_ms)?,
+            valid_until_ms: stored_decimal("/validUntilMs", &self.valid_until_ms)?,
             rates,
             discount_bps: self.discount_bps,
             service_discount_bps,

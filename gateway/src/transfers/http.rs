@@ -24,10 +24,10 @@ use crate::views::rfc3339;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateTransfer {
     /// The source ledger's chain id.
-    #[schema(pattern = r"^[1-9][0-9]{0,17}$")]
+    #[schema(pattern = r"^[1-9][0-9]{0,18}$")]
     pub source_chain_id: String,
     /// The target ledger's chain id.
-    #[schema(pattern = r"^[1-9][0-9]{0,17}$")]
+    #[schema(pattern = r"^[1-9][0-9]{0,18}$")]
     pub target_chain_id: String,
     /// The asset locked on the source.
     #[schema(pattern = r"^[A-Z][A-Z0-9-]{0,11}$")]
@@ -37,7 +37,7 @@ pub struct CreateTransfer {
     pub target_asset: String,
     /// Minor units locked on the source leg (the same on both legs of a
     /// connector transfer).
-    #[schema(pattern = r"^[1-9][0-9]{0,37}$")]
+    #[schema(pattern = r"^[1-9][0-9]{0,38}$")]
     pub amount: String,
     /// `connector` (default): the sender's value reaches the recipient
     /// through a connector's liquidity. `exchange` (payment- or
@@ -51,7 +51,7 @@ pub struct CreateTransfer {
     /// Minor units of the target leg: required for an exchange; for a
     /// connector transfer, absent or equal to `amount`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = r"^[1-9][0-9]{0,37}$")]
+    #[schema(pattern = r"^[1-9][0-9]{0,38}$")]
     pub target_amount: Option<String>,
     /// Who locks on the source.
     #[schema(pattern = r"^0x[0-9a-fA-F]{40}$")]
@@ -94,7 +94,8 @@ pub struct TransferEventView {
     /// When, RFC 3339 UTC.
     pub at: String,
     /// What happened: `created`, `source_locked`, `target_locked`,
-    /// `target_claimed`, `completed`, `unwinding`, `refunded`, `cancelled`.
+    /// `target_claimed`, `source_claimed` (a transfer through a SATP peer),
+    /// `completed`, `unwinding`, `refunded`, `cancelled`, `failed`.
     pub kind: String,
     /// Details.
     #[schema(value_type = Object)]
@@ -108,7 +109,9 @@ pub struct TransferView {
     /// Its id.
     pub id: String,
     /// `awaiting_source_lock`, `source_locked`, `target_locked`,
-    /// `claiming_source`, `completed`, `refunding`, `refunded` or `cancelled`.
+    /// `claiming_source`, `completed`, `refunding`, `refunded`, `cancelled`
+    /// or `failed` (a step the plan rules out was refused; an operator
+    /// must look).
     pub state: String,
     /// The source ledger.
     pub source_chain_id: String,
@@ -276,6 +279,61 @@ fn request(body: &CreateTransfer) -> Result<TransferRequest, Problem> {
     })
 }
 
+/// The problem a refused transfer request answers (`POST /v1/transfers` and
+/// the settlement payments that create one): refusals of the request 422,
+/// a busy hashlock 409, an unreachable peer 503 (to retry), the store's
+/// errors as everywhere.
+pub(crate) fn create_problem(error: CreateError) -> Problem {
+    match error {
+        CreateError::UnknownLedger(_)
+        | CreateError::SameLedger
+        | CreateError::ZeroAmount
+        | CreateError::ExchangeAcrossGateways
+        | CreateError::AmountsDiffer
+        | CreateError::AssetsDiffer
+        | CreateError::EvmToPeer
+        | CreateError::AssetNotOnLedger { .. }
+        | CreateError::ScalesDiffer { .. }
+        | CreateError::SameParty => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "route-refused",
+            "Route refused",
+            error.to_string(),
+        ),
+        CreateError::HashlockInUse => Problem::new(
+            StatusCode::CONFLICT,
+            "hashlock-in-use",
+            "Hashlock in use",
+            error.to_string(),
+        ),
+        CreateError::LimitExceeded { .. } => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit-exceeded",
+            "Limit exceeded",
+            error.to_string(),
+        ),
+        CreateError::Plan(plan) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "route-too-slow",
+            "No safe timelocks",
+            plan.to_string(),
+        ),
+        CreateError::PeerRefused(_) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "peer-refused",
+            "Peer gateway refused",
+            error.to_string(),
+        ),
+        CreateError::PeerUnavailable(_) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "peer-unavailable",
+            "Peer gateway unavailable",
+            error.to_string(),
+        ),
+        CreateError::Store(store) => Problem::from(store),
+    }
+}
+
 async fn create_one(
     app: &App,
     caller: &Caller,
@@ -285,54 +343,7 @@ async fn create_one(
         let request = request(body)?;
         let transfer = super::create(app, &app.connector, &caller.tenant, &request)
             .await
-            .map_err(|error| match error {
-                CreateError::UnknownLedger(_)
-                | CreateError::SameLedger
-                | CreateError::ZeroAmount
-                | CreateError::ExchangeAcrossGateways
-                | CreateError::AmountsDiffer
-                | CreateError::AssetsDiffer
-                | CreateError::EvmToPeer
-                | CreateError::AssetNotOnLedger { .. }
-                | CreateError::ScalesDiffer { .. }
-                | CreateError::SameParty => Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "route-refused",
-                    "Route refused",
-                    error.to_string(),
-                ),
-                CreateError::HashlockInUse => Problem::new(
-                    StatusCode::CONFLICT,
-                    "hashlock-in-use",
-                    "Hashlock in use",
-                    error.to_string(),
-                ),
-                CreateError::LimitExceeded { .. } => Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "limit-exceeded",
-                    "Limit exceeded",
-                    error.to_string(),
-                ),
-                CreateError::Plan(plan) => Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "route-too-slow",
-                    "No safe timelocks",
-                    plan.to_string(),
-                ),
-                CreateError::PeerRefused(_) => Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "peer-refused",
-                    "Peer gateway refused",
-                    error.to_string(),
-                ),
-                CreateError::PeerUnavailable(_) => Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "peer-unavailable",
-                    "Peer gateway unavailable",
-                    error.to_string(),
-                ),
-                CreateError::Store(store) => Problem::from(store),
-            })?;
+            .map_err(create_problem)?;
         let events = app.store.transfer_events(&transfer.id).await?;
         Ok(view(&transfer, &events))
     }
