@@ -142,7 +142,10 @@ impl utoipa::Modify for BearerAuth {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some(
-                        "HS256 JWT with iss, aud, exp, sub, tenant and scope claims",
+                        "HS256 JWT with iss, aud, exp, sub, tenant and scope claims (scopes \
+                         space-separated) and an optional accounts claim (the addresses the \
+                         tenant owns; docs/api.md). Each operation's security requirement \
+                         names the scope it needs; where it lists two, either one will do.",
                     ))
                     .build(),
             ),
@@ -1150,7 +1153,7 @@ async fn submit_one(app: &App, dto: &SignedTransactionDto) -> (StatusCode, serde
         (status = 422, description = "Refused by the ledger", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Busy or not the block producer", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["ledger:submit"]), ("bearer" = ["ledger:register-asset"])),
 )]
 async fn submit_transaction(
     State(app): State<AppState>,
@@ -1184,7 +1187,7 @@ async fn submit_transaction(
         (status = 422, description = "Refused by the ledger", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Busy or not the block producer", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["ledger:register-asset"])),
 )]
 async fn register_asset(
     State(app): State<AppState>,
@@ -1336,7 +1339,7 @@ fn rejected_item(index: usize, hash: Option<TxHash>, problem: Problem) -> BatchI
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Busy or not the block producer", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["ledger:submit"])),
 )]
 async fn submit_batch(
     State(app): State<AppState>,
@@ -1400,7 +1403,7 @@ async fn parties(app: &App, tx: &SignedTransaction) -> Result<Vec<Address>, Prob
         (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown, or not visible to this tenant", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["ledger:read"])),
 )]
 async fn get_transaction(
     State(app): State<AppState>,
@@ -1464,7 +1467,7 @@ async fn get_transaction(
         (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not visible to this tenant", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["ledger:read"])),
 )]
 async fn get_account(
     State(app): State<AppState>,
@@ -1611,7 +1614,7 @@ fn serde_urlencoded_like<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T,
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["ledger:read"])),
 )]
 async fn list_assets(
     State(app): State<AppState>,
@@ -1652,7 +1655,7 @@ async fn list_assets(
         (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such asset", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["ledger:read"])),
 )]
 async fn get_asset(
     State(app): State<AppState>,
@@ -1679,7 +1682,7 @@ async fn get_asset(
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["ledger:read"])),
 )]
 async fn list_blocks(
     State(app): State<AppState>,
@@ -1729,7 +1732,7 @@ async fn list_blocks(
         (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such block", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["ledger:read"])),
 )]
 async fn get_block(
     State(app): State<AppState>,
@@ -1766,7 +1769,7 @@ async fn get_block(
         (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown, or not visible to this tenant", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["ledger:read"])),
 )]
 async fn get_htlc(
     State(app): State<AppState>,
@@ -1800,7 +1803,7 @@ async fn get_htlc(
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Scope missing", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["ledger:export"])),
 )]
 async fn export_chain(
     State(app): State<AppState>,
@@ -2101,7 +2104,7 @@ async fn record_metrics(request: Request, next: Next) -> Response {
 #[utoipa::path(
     get, path = "/v1/ledgers", tag = "ledger",
     responses((status = 200, description = "The hosted ledgers, the primary first", body = LedgerList)),
-    security(("bearer" = [])),
+    security(("bearer" = ["ledger:read"])),
 )]
 async fn list_ledgers(
     State(app): State<AppState>,

@@ -52,6 +52,7 @@ pub struct BlockHeaderView {
     #[schema(minimum = 0, maximum = 9007199254740991_u64)]
     pub timestamp_ms: u64,
     /// The same time, RFC 3339 UTC.
+    #[schema(format = DateTime)]
     pub timestamp: String,
     /// RFC 6962 Merkle root of the transaction hashes.
     pub tx_root: String,
@@ -199,7 +200,9 @@ pub struct HtlcView {
     pub hashlock: String,
     /// Ledger time (ms) from which the lock is expired, decimal string.
     pub expires_at_ms: String,
-    /// The same time, RFC 3339 UTC.
+    /// The same time, RFC 3339 UTC while the year has four digits (a
+    /// timelock after 9999 is written with more, which RFC 3339 does not
+    /// allow: read `expiresAtMs` instead).
     pub expires_at: String,
     /// `locked`, `claimed` or `refunded`.
     pub status: String,

@@ -62,3 +62,63 @@ fn every_operation_documents_its_responses_and_integers_are_bounded() {
     }
     walk(&doc, "");
 }
+
+/// Every operation behind a token names the scope it needs, and only scopes
+/// the gateway knows; an int32 never claims a maximum beyond 2^31-1.
+#[test]
+fn secured_operations_name_known_scopes() {
+    let doc: serde_json::Value = serde_json::from_str(&lockgate::api::openapi_json()).unwrap();
+    let known: Vec<&str> = lockgate::auth::Scope::ALL
+        .iter()
+        .map(|s| s.name())
+        .collect();
+    let mut secured = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(requirements) = operation["security"].as_array() else {
+                continue;
+            };
+            for requirement in requirements {
+                let Some(scopes) = requirement.get("bearer") else {
+                    continue;
+                };
+                secured += 1;
+                let scopes = scopes.as_array().unwrap();
+                assert_eq!(
+                    scopes.len(),
+                    1,
+                    "{method} {path}: one scope per alternative"
+                );
+                let scope = scopes[0].as_str().unwrap();
+                assert!(
+                    known.contains(&scope),
+                    "{method} {path}: unknown scope {scope}"
+                );
+            }
+        }
+    }
+    assert!(secured > 30, "only {secured} secured requirements");
+    fn walk(value: &serde_json::Value, at: &str) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if map.get("format").is_some_and(|f| f == "int32") {
+                    let max = map.get("maximum").and_then(serde_json::Value::as_i64);
+                    assert!(
+                        max.is_some_and(|m| m <= i64::from(i32::MAX)),
+                        "int32 with maximum {max:?} at {at}"
+                    );
+                }
+                for (k, v) in map {
+                    walk(v, &format!("{at}/{k}"));
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(v, &format!("{at}/{i}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(&doc, "");
+}

@@ -45,6 +45,7 @@ pub struct SatpError {
     /// SHA-256 (hex) of the canonical form of the offending message.
     pub hash_prev_message: String,
     /// When, RFC 3339 UTC.
+    #[schema(format = DateTime)]
     pub timestamp: String,
     /// Detached JWS (`header..signature`, ES256, `typ` `satp-error+json`) over
     /// the RFC 8785 form of this object without `jws`.

@@ -335,7 +335,7 @@ fn stored_view(s: &StoredStatement) -> Result<StatementView, Problem> {
         (status = 422, description = "Nothing to close, or a missing or bad FX rate", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A record changed meanwhile; close again", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["settlement:admin"])),
 )]
 pub async fn close_period(
     State(app): State<Arc<App>>,
@@ -434,7 +434,7 @@ pub async fn close_period(
         (status = 200, description = "The close", body = CloseView),
         (status = 404, description = "Unknown", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["settlement:admin"])),
 )]
 pub async fn get_close(
     State(app): State<Arc<App>>,
@@ -480,7 +480,7 @@ pub struct StatementParams {
     get, path = "/v1/settlement/statements", tag = "settlement",
     params(StatementParams),
     responses((status = 200, description = "The statements", body = StatementList)),
-    security(("bearer" = [])),
+    security(("bearer" = ["settlement:read"])),
 )]
 pub async fn list_statements(
     State(app): State<Arc<App>>,
@@ -553,7 +553,7 @@ pub struct PayStatement {
         (status = 422, description = "The transfer is refused, as `POST /v1/transfers` refuses it: `route-refused`, `route-too-slow`, `limit-exceeded`, `peer-refused`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`peer-unavailable`: the peer gateway of the route did not answer; nothing was created, retry later", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["settlement:write"])),
 )]
 pub async fn pay_statement(
     State(app): State<Arc<App>>,

@@ -342,7 +342,7 @@ async fn anchored_view(
         (status = 200, description = "Registered before with exactly these details", body = OperatorView),
         (status = 409, description = "The TADIG code is registered with other details", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["settlement:admin"])),
 )]
 pub async fn register_operator(
     State(app): State<Arc<App>>,
@@ -409,7 +409,7 @@ pub async fn register_operator(
 #[utoipa::path(
     get, path = "/v1/settlement/operators", tag = "settlement",
     responses((status = 200, description = "Every operator", body = OperatorList)),
-    security(("bearer" = [])),
+    security(("bearer" = ["settlement:read"]), ("bearer" = ["settlement:admin"])),
 )]
 pub async fn list_operators(
     State(app): State<Arc<App>>,
@@ -447,7 +447,7 @@ pub async fn list_operators(
         (status = 409, description = "Not the next version", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not a well-formed agreement, or an unknown operator", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["settlement:admin"])),
 )]
 pub async fn add_agreement(
     State(app): State<Arc<App>>,
@@ -509,7 +509,7 @@ pub struct AgreementParams {
         (status = 200, description = "The versions", body = AgreementList),
         (status = 404, description = "Not a party", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["settlement:read"]), ("bearer" = ["settlement:admin"])),
 )]
 pub async fn list_agreements(
     State(app): State<Arc<App>>,
@@ -661,7 +661,7 @@ async fn submit_one(
         (status = 409, description = "Duplicate sequence number, or submitted before", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Refused: a rule of the record, its agreement or its signature", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["settlement:write"])),
 )]
 pub async fn submit_record(
     State(app): State<Arc<App>>,
@@ -697,7 +697,7 @@ pub struct RecordPageParams {
     get, path = "/v1/settlement/records", tag = "settlement",
     params(RecordPageParams),
     responses((status = 200, description = "A page of records", body = RecordPage)),
-    security(("bearer" = [])),
+    security(("bearer" = ["settlement:read"])),
 )]
 pub async fn list_records(
     State(app): State<Arc<App>>,
@@ -756,7 +756,7 @@ pub async fn list_records(
         (status = 200, description = "The record", body = RecordView),
         (status = 404, description = "Unknown, or not the caller's", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["settlement:read"])),
 )]
 pub async fn get_record(
     State(app): State<Arc<App>>,
@@ -838,7 +838,7 @@ fn check_signer(
         (status = 409, description = "Answered already, or past the deadline", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not the recipient's signature", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["settlement:write"])),
 )]
 pub async fn accept_record(
     State(app): State<Arc<App>>,
@@ -880,7 +880,7 @@ pub async fn accept_record(
         (status = 409, description = "Answered already, or past the deadline", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad dispute, or not the recipient's signature", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["settlement:write"])),
 )]
 pub async fn dispute_record(
     State(app): State<Arc<App>>,
@@ -950,7 +950,7 @@ pub async fn dispute_record(
         (status = 200, description = "The anchor and its proof", body = AnchorView),
         (status = 404, description = "Unknown, not the caller's, or not anchored yet", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["settlement:read"])),
 )]
 pub async fn get_anchor(
     State(app): State<Arc<App>>,
@@ -1009,7 +1009,7 @@ pub struct IssueNote {
         (status = 409, description = "The record is not disputed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad note, or not the sender's signature", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["settlement:write"])),
 )]
 pub async fn issue_note(
     State(app): State<Arc<App>>,
@@ -1094,7 +1094,7 @@ pub async fn issue_note(
         (status = 409, description = "Not disputed, or no note", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not the recipient's signature", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["settlement:write"])),
 )]
 pub async fn accept_note(
     State(app): State<Arc<App>>,

@@ -540,7 +540,7 @@ pub struct ImportParams {
         (status = 413, description = "Larger than limits.import_bytes_max", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Neither text/csv nor application/x-ndjson", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["settlement:write"])),
 )]
 pub async fn import_records(
     State(app): State<Arc<App>>,

@@ -429,7 +429,8 @@ pub struct AgreementBody {
     /// Valid until (ms, exclusive).
     #[schema(pattern = r"^(0|[1-9][0-9]{0,18})$")]
     pub valid_until_ms: String,
-    /// The rate of each service priced, by service name.
+    /// The rate of each service priced, by service name: `voice_mo`,
+    /// `voice_mt`, `sms` or `data` (any other name is a 400).
     pub rates: BTreeMap<String, RateBody>,
     /// Discount on the sum of the charges, basis points.
     #[schema(minimum = 0, maximum = 10000)]

@@ -92,6 +92,7 @@ pub struct TransferStreamEvent {
 #[serde(rename_all = "camelCase")]
 pub struct TransferEventView {
     /// When, RFC 3339 UTC.
+    #[schema(format = DateTime)]
     pub at: String,
     /// What happened: `created`, `source_locked`, `target_locked`,
     /// `target_claimed`, `source_claimed` (a transfer through a SATP peer),
@@ -156,6 +157,7 @@ pub struct TransferView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_lock_id: Option<String>,
     /// Created, RFC 3339 UTC.
+    #[schema(format = DateTime)]
     pub created_at: String,
     /// The client's reference; for a settlement statement's payment
     /// `settlement:<closeId>:<currency>:<payer>:<payee>`.
@@ -375,7 +377,7 @@ async fn create_one(
         (status = 400, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Route refused or no safe timelocks", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["transfers:write"])),
 )]
 pub async fn create_transfer(
     State(app): State<Arc<App>>,
@@ -401,7 +403,7 @@ pub async fn create_transfer(
         (status = 200, description = "The transfer", body = TransferView),
         (status = 404, description = "Unknown, or another tenant's", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["transfers:read"])),
 )]
 pub async fn get_transfer(
     State(app): State<Arc<App>>,
@@ -430,7 +432,7 @@ pub async fn get_transfer(
         (status = 404, description = "Unknown, or another tenant's", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already locked or over", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["transfers:write"])),
 )]
 pub async fn cancel_transfer(
     State(app): State<Arc<App>>,
@@ -480,7 +482,7 @@ pub struct TransferPageParams {
     get, path = "/v1/transfers", tag = "transfers",
     params(TransferPageParams),
     responses((status = 200, description = "A page of transfers", body = TransferPage)),
-    security(("bearer" = [])),
+    security(("bearer" = ["transfers:read"])),
 )]
 pub async fn list_transfers(
     State(app): State<Arc<App>>,
@@ -596,7 +598,7 @@ impl Drop for StreamGuard {
         (status = 200, description = "An event stream; each event is a TransferStreamEvent", content_type = "text/event-stream", body = TransferStreamEvent),
         (status = 503, description = "Too many open streams", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = [])),
+    security(("bearer" = ["transfers:read"])),
 )]
 pub async fn stream_transfers(
     State(app): State<Arc<App>>,
