@@ -820,3 +820,86 @@ async fn cancelling_before_the_lock_aborts_the_session_at_the_peer() {
         ("cancelled".to_string(), "aborted".to_string())
     );
 }
+
+/// B's rate limit counts A's SATP messages by A's address and answers 429,
+/// unsigned, before B's SATP server sees them. A busy peer is not a peer
+/// refusing: A sends each refused message again and the transfer completes
+/// (before, A took the 429 for a refusal and unwound the transfer).
+#[tokio::test]
+async fn a_peer_s_rate_limit_delays_a_transfer_and_does_not_unwind_it() {
+    // Timelocks long enough for the delays (a refused message is sent again
+    // at A's next tick).
+    let net = Net::new_with(
+        "tick_ms = 100\nreaction_ms_max = 5000\ncommit_ms_max = 2000\n\
+         claim_window_ms = 8000\nsafety_margin_ms = 1000\n",
+    )
+    .await;
+    let pb = net
+        .b
+        .start(&[
+            ("LOCKGATE_TENANT_REQUESTS_PER_S", "2"),
+            ("LOCKGATE_TENANT_BURST", "2"),
+        ])
+        .await;
+    let pa = net.a.start(&[]).await;
+    net.issue(&pa, &pb).await;
+    let preimage = [0x24u8; 32];
+    let hashlock = Hashlock::of_preimage(&preimage);
+    let created = net.create(&pa, hashlock).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    net.lock(&pa, &created, hashlock).await;
+    let locked = net
+        .wait(&pa, &id, "target_locked", Duration::from_secs(30))
+        .await;
+    let target_lock: ledger_core::LockId =
+        locked["targetLockId"].as_str().unwrap().parse().unwrap();
+    let claim = on(
+        CHAIN_B,
+        &net.bob,
+        0,
+        TxBody::HtlcClaim {
+            lock_id: target_lock,
+            preimage: Preimage::new(preimage.to_vec()).unwrap(),
+        },
+    );
+    let (status, body) = pb.submit(&net.b.token, &claim).await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    let done = net
+        .wait(&pa, &id, "completed", Duration::from_secs(30))
+        .await;
+    let kinds: Vec<&str> = done["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(!kinds.contains(&"unwinding"), "{kinds:?}");
+    // The limit did refuse some of A's messages.
+    let metrics = pb
+        .http
+        .get(format!("{}/metrics", pb.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let limited: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("lockgate_http_requests_total")
+                && l.contains("route=\"/v1/satp/messages\"")
+                && l.contains("status=\"429\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(limited > 0.0, "B never limited A's messages:\n{metrics}");
+    assert_eq!(
+        server_state(&net.b).await,
+        ("completed".to_string(), "complete".to_string())
+    );
+    assert_eq!(
+        balance(&pb, &net.b.token, CHAIN_B, net.bob.address()).await,
+        AMOUNT
+    );
+}
