@@ -7,9 +7,10 @@
 //!   `Idempotency-Key` (1-255 visible ASCII characters): the first final
 //!   answer to a key is stored per tenant and replayed for the same request
 //!   (with `Idempotent-Replayed: true`); the same key with a different
-//!   request is refused (422 `idempotency-key-reused`). The ledger's and
-//!   transfers' writes claim the key in their handlers ([`once`]), the
-//!   others through a route layer ([`idempotent`]);
+//!   request is refused (422 `idempotency-key-reused`). The ledger's
+//!   writes, `POST /v1/transfers` and `POST /v1/settlement/records` claim
+//!   the key in their handlers ([`once`]), the others through a route layer
+//!   given the route's scope ([`idempotent`]);
 //! - the same signed transaction submitted again answers like the first time
 //!   (its hash is its identity), with or without a key;
 //! - lists are paged by an opaque `cursor` and a `limit`;
@@ -145,7 +146,12 @@ impl utoipa::Modify for BearerAuth {
                         "HS256 JWT with iss, aud, exp, sub, tenant and scope claims (scopes \
                          space-separated) and an optional accounts claim (the addresses the \
                          tenant owns; docs/api.md). Each operation's security requirement \
-                         names the scope it needs; where it lists two, either one will do.",
+                         names the scope it needs. Where it lists two: for the settlement \
+                         registry's lists either will do; for POST /v1/ledger/transactions \
+                         the transaction's primaryType decides (RegisterAsset: \
+                         ledger:register-asset, any other: ledger:submit). A batch needs \
+                         ledger:submit, and ledger:register-asset too when it holds a \
+                         RegisterAsset.",
                     ))
                     .build(),
             ),
@@ -346,7 +352,8 @@ pub fn router(app: AppState) -> Router {
     let import_timeout = std::time::Duration::from_millis(app.config.limits.import_timeout_ms);
     // `Idempotency-Key` for the writes that do not claim it in their
     // handler (see `idempotent`).
-    let idempotent_layer = || middleware::from_fn_with_state(app.clone(), idempotent);
+    let idempotent_layer =
+        |scope: Scope| middleware::from_fn_with_state((app.clone(), scope), idempotent);
     let docs: Router = utoipa_swagger_ui::SwaggerUi::new("/docs")
         .url("/openapi.json", ApiDoc::openapi())
         .into();
@@ -377,7 +384,8 @@ pub fn router(app: AppState) -> Router {
         )
         .route(
             "/v1/transfers/{id}/cancel",
-            post(crate::transfers::http::cancel_transfer).layer(idempotent_layer()),
+            post(crate::transfers::http::cancel_transfer)
+                .layer(idempotent_layer(Scope::TransfersWrite)),
         )
         .route("/v1/satp/messages", post(crate::satp::server::receive))
         .route("/v1/satp/recovery", post(crate::satp::recovery::receive))
@@ -385,13 +393,13 @@ pub fn router(app: AppState) -> Router {
         .route(
             "/v1/settlement/operators",
             post(crate::settlement::http::register_operator)
-                .layer(idempotent_layer())
+                .layer(idempotent_layer(Scope::SettlementAdmin))
                 .get(crate::settlement::http::list_operators),
         )
         .route(
             "/v1/settlement/agreements",
             post(crate::settlement::http::add_agreement)
-                .layer(idempotent_layer())
+                .layer(idempotent_layer(Scope::SettlementAdmin))
                 .get(crate::settlement::http::list_agreements),
         )
         .route(
@@ -408,11 +416,13 @@ pub fn router(app: AppState) -> Router {
         )
         .route(
             "/v1/settlement/records/{hash}/accept",
-            post(crate::settlement::http::accept_record).layer(idempotent_layer()),
+            post(crate::settlement::http::accept_record)
+                .layer(idempotent_layer(Scope::SettlementWrite)),
         )
         .route(
             "/v1/settlement/records/{hash}/dispute",
-            post(crate::settlement::http::dispute_record).layer(idempotent_layer()),
+            post(crate::settlement::http::dispute_record)
+                .layer(idempotent_layer(Scope::SettlementWrite)),
         )
         .route(
             "/v1/settlement/records/{hash}/anchor",
@@ -420,15 +430,18 @@ pub fn router(app: AppState) -> Router {
         )
         .route(
             "/v1/settlement/records/{hash}/note",
-            post(crate::settlement::http::issue_note).layer(idempotent_layer()),
+            post(crate::settlement::http::issue_note)
+                .layer(idempotent_layer(Scope::SettlementWrite)),
         )
         .route(
             "/v1/settlement/records/{hash}/note/accept",
-            post(crate::settlement::http::accept_note).layer(idempotent_layer()),
+            post(crate::settlement::http::accept_note)
+                .layer(idempotent_layer(Scope::SettlementWrite)),
         )
         .route(
             "/v1/settlement/closes",
-            post(crate::settlement::close::close_period).layer(idempotent_layer()),
+            post(crate::settlement::close::close_period)
+                .layer(idempotent_layer(Scope::SettlementAdmin)),
         )
         .route(
             "/v1/settlement/closes/{id}",
@@ -440,7 +453,8 @@ pub fn router(app: AppState) -> Router {
         )
         .route(
             "/v1/settlement/payments",
-            post(crate::settlement::close::pay_statement).layer(idempotent_layer()),
+            post(crate::settlement::close::pay_statement)
+                .layer(idempotent_layer(Scope::SettlementWrite)),
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -636,30 +650,10 @@ where
     type Rejection = Problem;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let json = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-        if !json {
+        if !is_json(request.headers()) {
             return Err(Problem::unsupported_media_type());
         }
-        let limit = state.config.limits.request_body_bytes_max;
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    Problem::payload_too_large(limit)
-                } else {
-                    Problem::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid-body",
-                        "Invalid request body",
-                        format!("could not read the body: {rejection}"),
-                    )
-                }
-            })?;
+        let bytes = read_body(request, state).await?;
         match serde_json::from_slice::<T>(&bytes) {
             Ok(value) => Ok(JsonBody(value, bytes)),
             Err(error) if error.is_syntax() || error.is_eof() => {
@@ -668,6 +662,35 @@ where
             Err(error) => Err(Problem::invalid_body(&error)),
         }
     }
+}
+
+/// True when the request's `Content-Type` is `application/json`.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The body within `limits.request_body_bytes_max` (413 beyond it), or 400
+/// `invalid-body` when it cannot be read.
+async fn read_body(request: Request, state: &AppState) -> Result<Bytes, Problem> {
+    let limit = state.config.limits.request_body_bytes_max;
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::payload_too_large(limit)
+            } else {
+                Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-body",
+                    "Invalid request body",
+                    format!("could not read the body: {rejection}"),
+                )
+            }
+        })
 }
 
 // ---------------------------------------------------------------- idempotency
@@ -756,17 +779,26 @@ where
     }
 }
 
-/// Whether an answer of `status` is kept for the key's replays: every 2xx
-/// and 4xx answer to the request, except 401, 403 and 415, which are about
-/// the credentials or the headers sent, not about the request the key names
+/// Whether an answer is kept for the key's replays: a JSON 2xx or 4xx
+/// answer to the request, except 401, 403 and 415, which are about the
+/// credentials or the headers sent, not about the request the key names
 /// (method, path and body): a retry with another token or the right
-/// `Content-Type` must run. A 5xx is not final and is never kept.
-fn stored_answer(status: StatusCode) -> bool {
-    (status.is_success() || status.is_client_error())
+/// `Content-Type` must run. Not kept either: a 5xx, and any answer with
+/// `Retry-After` (409 `close-raced`: the gateway itself asks for the same
+/// request again).
+fn stored_answer(status: StatusCode, headers: &HeaderMap) -> bool {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.starts_with("application/json") || v.starts_with("application/problem+json")
+        });
+    json && (status.is_success() || status.is_client_error())
         && !matches!(
             status,
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::UNSUPPORTED_MEDIA_TYPE
         )
+        && !headers.contains_key(header::RETRY_AFTER)
 }
 
 /// [`once`] for a key: claims it, runs `work`, keeps its answer when
@@ -831,7 +863,7 @@ where
         .ok()
         .and_then(|bytes| std::str::from_utf8(bytes).ok());
     let saved = match text {
-        Some(text) if stored_answer(parts.status) => {
+        Some(text) if stored_answer(parts.status, &parts.headers) => {
             let record = IdempotentResponse {
                 request_hash: key.request_hash,
                 status: parts.status.as_u16(),
@@ -860,15 +892,18 @@ where
 }
 
 /// `Idempotency-Key` for the writes whose handlers do not claim it
-/// themselves (a route layer on them; the ledger's and transfers' writes
-/// call [`once`] after reading their body, since a resubmitted transaction
-/// is answered like the first even without a key). Without a key, or
-/// without valid credentials (the handler answers 401), the request goes on
-/// untouched. Otherwise the body is read here and the request runs once
-/// per key, method, path and body ([`once_per_key`]).
+/// themselves (a route layer on them, given the route's scope; the ledger's
+/// writes, `POST /v1/transfers` and `POST /v1/settlement/records` call
+/// [`once`] in their handlers, since a resubmitted transaction is answered
+/// like the first even without a key). Without a key, or without valid
+/// credentials (the handler answers 401), the request goes on untouched.
+/// Otherwise it is checked in the handlers' order before the key is
+/// claimed: the body (415 unless JSON when a `Content-Type` is sent, 413,
+/// 400), then the scope (403), then the key (400); then the request runs
+/// once per key, method, path and body ([`once_per_key`]).
 pub(crate) async fn idempotent(
-    State(app): State<AppState>,
-    request: Request,
+    State((app, scope)): State<(AppState, Scope)>,
+    mut request: Request,
     next: Next,
 ) -> Response {
     if !request.headers().contains_key("idempotency-key") {
@@ -883,13 +918,18 @@ pub(crate) async fn idempotent(
     let Some(caller) = caller else {
         return next.run(request).await;
     };
-    // As the handler would read it: within `limits.request_body_bytes_max`
-    // (`DefaultBodyLimit`), or its 413 or 400.
+    if request.headers().contains_key(header::CONTENT_TYPE) && !is_json(request.headers()) {
+        return Problem::unsupported_media_type().into_response();
+    }
+    request.extensions_mut().insert(caller.clone());
     let (parts, body) = request.into_parts();
-    let bytes = match Bytes::from_request(Request::from_parts(parts.clone(), body), &()).await {
+    let bytes = match read_body(Request::from_parts(parts.clone(), body), &app).await {
         Ok(bytes) => bytes,
-        Err(rejection) => return rejection.into_response(),
+        Err(problem) => return problem.into_response(),
     };
+    if let Err(problem) = caller.require(scope) {
+        return problem.into_response();
+    }
     let key = match idempotency(
         &parts.headers,
         parts.method.as_str(),
@@ -2123,4 +2163,48 @@ async fn list_ledgers(
         });
     }
     Ok(axum::Json(LedgerList { items }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn headers(content_type: &str, retry_after: bool) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, content_type.parse().unwrap());
+        if retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        headers
+    }
+
+    /// What an Idempotency-Key keeps: the request's JSON outcome, not an
+    /// answer about the token or the headers, nor one that asks for the
+    /// same request again, nor a body that is not the JSON it replays as.
+    #[test]
+    fn only_final_json_answers_are_kept_for_a_key() {
+        let json = headers("application/json", false);
+        let problem = headers("application/problem+json", false);
+        assert!(stored_answer(StatusCode::CREATED, &json));
+        assert!(stored_answer(StatusCode::CONFLICT, &problem));
+        assert!(stored_answer(StatusCode::UNPROCESSABLE_ENTITY, &problem));
+        for status in [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::FORBIDDEN,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ] {
+            assert!(!stored_answer(status, &problem), "{status}");
+        }
+        assert!(!stored_answer(
+            StatusCode::CONFLICT,
+            &headers("application/problem+json", true)
+        ));
+        assert!(!stored_answer(
+            StatusCode::BAD_REQUEST,
+            &headers("text/plain; charset=utf-8", false)
+        ));
+    }
 }

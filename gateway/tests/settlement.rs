@@ -629,6 +629,24 @@ async fn settlement_writes_honour_idempotency_keys(kind: Db) {
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<serde_json::Value>().await.unwrap(), first);
 
+    // The registry's own tenant, with a token that may only read: the
+    // scope is checked before the key, so it sees no stored answer.
+    let reader = gw
+        .app
+        .auth
+        .mint(
+            "test",
+            "registry",
+            &[Scope::SettlementRead],
+            &[],
+            lockgate::sequencer::now_ms() / 1000,
+            600,
+        )
+        .unwrap();
+    let peek = send(&reader, "agreement-1", &agreement(1)).await.unwrap();
+    assert_eq!(peek.status(), 403, "a replay is no way around the scope");
+    assert!(peek.headers().get("idempotent-replayed").is_none());
+
     let other = send(&net.admin, "agreement-1", &agreement(2))
         .await
         .unwrap();
@@ -648,19 +666,6 @@ async fn settlement_writes_honour_idempotency_keys(kind: Db) {
         "the reused key did not add version 2: {list}"
     );
 
-    // The registry's own tenant, with a token that may only read.
-    let reader = gw
-        .app
-        .auth
-        .mint(
-            "test",
-            "registry",
-            &[Scope::SettlementRead],
-            &[],
-            lockgate::sequencer::now_ms() / 1000,
-            600,
-        )
-        .unwrap();
     let refused = send(&reader, "agreement-2", &agreement(2)).await.unwrap();
     assert_eq!(refused.status(), 403);
     let allowed = send(&net.admin, "agreement-2", &agreement(2))

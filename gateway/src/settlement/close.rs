@@ -413,7 +413,10 @@ pub async fn close_period(
             "close-raced",
             "Records changed",
             "a record changed while closing; close again",
-        ));
+        )
+        // Sent again, even under the same Idempotency-Key, the close runs
+        // again (an answer with Retry-After is not kept for the key).
+        .retry_after(1));
     }
     Ok((
         StatusCode::CREATED,

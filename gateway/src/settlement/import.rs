@@ -138,6 +138,12 @@ where
     super::decimal::<T>(name, text).map_err(|e| e.to_string())
 }
 
+/// A cell the store keeps in a signed 64-bit column (a sequence number or a
+/// time): at most 2^63-1, as through `POST /v1/settlement/records`.
+fn stored_cell(name: &str, text: &str) -> Result<u64, String> {
+    super::stored_decimal(name, text).map_err(|e| e.to_string())
+}
+
 /// Parses one CSV data line.
 fn csv_row(line: &str) -> Result<(UsageRecord, Signature), String> {
     if line.contains('"') {
@@ -177,9 +183,9 @@ fn csv_row(line: &str) -> Result<(UsageRecord, Signature), String> {
         recipient: cells[1]
             .parse()
             .map_err(|e: ledger_core::settlement::BadTadig| e.to_string())?,
-        sequence: cell("sequence", cells[2])?,
-        period_start_ms: cell("periodStartMs", cells[3])?,
-        period_end_ms: cell("periodEndMs", cells[4])?,
+        sequence: stored_cell("sequence", cells[2])?,
+        period_start_ms: stored_cell("periodStartMs", cells[3])?,
+        period_end_ms: stored_cell("periodEndMs", cells[4])?,
         currency: AssetCode::new(cells[5]).map_err(|e| format!("currency: {e}"))?,
         agreement_version: cell("agreementVersion", cells[6])?,
         lines,
