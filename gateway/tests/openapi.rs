@@ -34,33 +34,41 @@ fn every_operation_documents_its_responses_and_integers_are_bounded() {
         }
     }
     // Every integer in a schema has bounds, so fuzzers and clients know the range.
-    fn walk(value: &serde_json::Value, at: &str) {
-        match value {
-            serde_json::Value::Object(map) => {
-                let is_integer = map.get("type").is_some_and(|t| {
-                    t == "integer"
-                        || t.as_array()
-                            .is_some_and(|a| a.iter().any(|x| x == "integer"))
-                });
-                if is_integer {
-                    assert!(
-                        map.contains_key("minimum") && map.contains_key("maximum"),
-                        "unbounded integer at {at}"
-                    );
-                }
-                for (k, v) in map {
-                    walk(v, &format!("{at}/{k}"));
-                }
-            }
-            serde_json::Value::Array(items) => {
-                for (i, v) in items.iter().enumerate() {
-                    walk(v, &format!("{at}/{i}"));
-                }
-            }
-            _ => {}
+    each_object(&doc, "", &mut |map, at| {
+        let is_integer = map.get("type").is_some_and(|t| {
+            t == "integer"
+                || t.as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == "integer"))
+        });
+        if is_integer {
+            assert!(
+                map.contains_key("minimum") && map.contains_key("maximum"),
+                "unbounded integer at {at}"
+            );
         }
+    });
+}
+
+/// Calls `check` on every object in `value`, with its JSON pointer.
+fn each_object(
+    value: &serde_json::Value,
+    at: &str,
+    check: &mut impl FnMut(&serde_json::Map<String, serde_json::Value>, &str),
+) {
+    match value {
+        serde_json::Value::Object(map) => {
+            check(map, at);
+            for (k, v) in map {
+                each_object(v, &format!("{at}/{k}"), check);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                each_object(v, &format!("{at}/{i}"), check);
+            }
+        }
+        _ => {}
     }
-    walk(&doc, "");
 }
 
 /// Every operation behind a token names the scope it needs, and only scopes
@@ -98,27 +106,13 @@ fn secured_operations_name_known_scopes() {
         }
     }
     assert!(secured > 30, "only {secured} secured requirements");
-    fn walk(value: &serde_json::Value, at: &str) {
-        match value {
-            serde_json::Value::Object(map) => {
-                if map.get("format").is_some_and(|f| f == "int32") {
-                    let max = map.get("maximum").and_then(serde_json::Value::as_i64);
-                    assert!(
-                        max.is_some_and(|m| m <= i64::from(i32::MAX)),
-                        "int32 with maximum {max:?} at {at}"
-                    );
-                }
-                for (k, v) in map {
-                    walk(v, &format!("{at}/{k}"));
-                }
-            }
-            serde_json::Value::Array(items) => {
-                for (i, v) in items.iter().enumerate() {
-                    walk(v, &format!("{at}/{i}"));
-                }
-            }
-            _ => {}
+    each_object(&doc, "", &mut |map, at| {
+        if map.get("format").is_some_and(|f| f == "int32") {
+            let max = map.get("maximum").and_then(serde_json::Value::as_i64);
+            assert!(
+                max.is_some_and(|m| m <= i64::from(i32::MAX)),
+                "int32 with maximum {max:?} at {at}"
+            );
         }
-    }
-    walk(&doc, "");
+    });
 }

@@ -228,6 +228,22 @@ impl Net {
         }
     }
 
+    /// Bob's claim, on B's ledger, of the target lock named in A's view of
+    /// a transfer (`targetLockId`), opened with `preimage`.
+    pub fn bob_claim(&self, locked: &Value, preimage: &[u8; 32]) -> ledger_core::SignedTransaction {
+        let lock_id: ledger_core::LockId =
+            locked["targetLockId"].as_str().unwrap().parse().unwrap();
+        on(
+            CHAIN_B,
+            &self.bob,
+            0,
+            TxBody::HtlcClaim {
+                lock_id,
+                preimage: ledger_core::Preimage::new(preimage.to_vec()).unwrap(),
+            },
+        )
+    }
+
     /// Creates the transfer on A; returns its view.
     pub async fn create(&self, pa: &Process, hashlock: Hashlock) -> Value {
         self.create_with_key(pa, hashlock, &uuid::Uuid::new_v4().to_string())

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use ledger_core::{Hashlock, Preimage, TxBody};
+use ledger_core::Hashlock;
 use lockgate_e2e::satp::*;
 use lockgate_e2e::*;
 use serde_json::{Value, json};
@@ -171,17 +171,7 @@ async fn crash_with(victim: Victim, setting: &str, step: &str) {
     let locked = net
         .wait(&pa, &id, "target_locked", Duration::from_secs(20))
         .await;
-    let target_lock: ledger_core::LockId =
-        locked["targetLockId"].as_str().unwrap().parse().unwrap();
-    let claim = on(
-        CHAIN_B,
-        &net.bob,
-        0,
-        TxBody::HtlcClaim {
-            lock_id: target_lock,
-            preimage: Preimage::new(preimage.to_vec()).unwrap(),
-        },
-    );
+    let claim = net.bob_claim(&locked, &preimage);
     // A restarted B takes its block producer role back once PostgreSQL has
     // dropped the killed process's session: until then it answers 503.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

@@ -72,18 +72,8 @@ async fn two_gateways_complete_a_transfer_over_satp() {
     let locked = net
         .wait(&pa, &id, "target_locked", Duration::from_secs(10))
         .await;
-    let target_lock: ledger_core::LockId =
-        locked["targetLockId"].as_str().unwrap().parse().unwrap();
     // Bob claims on B's ledger: the preimage becomes public there.
-    let claim = on(
-        CHAIN_B,
-        &net.bob,
-        0,
-        TxBody::HtlcClaim {
-            lock_id: target_lock,
-            preimage: Preimage::new(preimage.to_vec()).unwrap(),
-        },
-    );
+    let claim = net.bob_claim(&locked, &preimage);
     let (status, body) = pb.submit(&net.b.token, &claim).await.unwrap();
     assert_eq!(status, 201, "{body}");
     let done = net
@@ -334,17 +324,7 @@ async fn forged_replayed_reordered_and_wrong_messages_are_refused_and_change_not
     };
     refused(&net, &pb, &seal(&wrong), "err_3.5.4", 415).await;
 
-    let target_lock: ledger_core::LockId =
-        locked["targetLockId"].as_str().unwrap().parse().unwrap();
-    let claim = on(
-        CHAIN_B,
-        &net.bob,
-        0,
-        TxBody::HtlcClaim {
-            lock_id: target_lock,
-            preimage: Preimage::new(preimage.to_vec()).unwrap(),
-        },
-    );
+    let claim = net.bob_claim(&locked, &preimage);
     let (status, body) = pb.submit(&net.b.token, &claim).await.unwrap();
     assert_eq!(status, 201, "{body}");
     net.wait(&pa, id, "completed", Duration::from_secs(10))
@@ -851,17 +831,7 @@ async fn a_peer_s_rate_limit_delays_a_transfer_and_does_not_unwind_it() {
     let locked = net
         .wait(&pa, &id, "target_locked", Duration::from_secs(30))
         .await;
-    let target_lock: ledger_core::LockId =
-        locked["targetLockId"].as_str().unwrap().parse().unwrap();
-    let claim = on(
-        CHAIN_B,
-        &net.bob,
-        0,
-        TxBody::HtlcClaim {
-            lock_id: target_lock,
-            preimage: Preimage::new(preimage.to_vec()).unwrap(),
-        },
-    );
+    let claim = net.bob_claim(&locked, &preimage);
     let (status, body) = pb.submit(&net.b.token, &claim).await.unwrap();
     assert_eq!(status, 201, "{body}");
     let done = net
